@@ -1,0 +1,245 @@
+"""PointsEngine: the async API for awarding, deducting, adjusting, reverting and reading points."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from plugins.gamification.clock import Clock, SystemClock, format_utc
+from plugins.gamification.errors import InvalidAmountError, RequestError
+from plugins.gamification.ledger.store import LedgerStore, Synchronous
+from plugins.gamification.ledger.writer import Posting, Reversal
+from plugins.gamification.models import (
+    AccountBalance,
+    Breakdown,
+    Leaderboard,
+    Multiplier,
+    Period,
+    Receipt,
+    Standing,
+    Transaction,
+    TxKind,
+)
+from plugins.gamification.rules import apply_multipliers
+
+MAX_KEY_LENGTH = 200
+MAX_REASON_LENGTH = 500
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerPolicy:
+    """The limits every write is checked against before it reaches the writer."""
+
+    max_amount: int = 1_000_000
+    allow_negative: bool = False
+    timezone: str = "UTC"
+
+
+class PointsEngine:
+    """Validates requests, computes amounts and hands them to the single ledger writer.
+
+    Every write method returns only after its transaction is committed to disk and is
+    idempotent on `key`: repeating a key returns the first receipt with `duplicate=True`.
+    """
+
+    def __init__(
+        self, store: LedgerStore, *, policy: LedgerPolicy | None = None, clock: Clock | None = None
+    ) -> None:
+        self.store = store
+        self.policy = policy or LedgerPolicy()
+        self.clock = clock or SystemClock()
+        self._zone = ZoneInfo(self.policy.timezone)
+
+    @classmethod
+    async def open(
+        cls,
+        path: str | Path,
+        *,
+        policy: LedgerPolicy | None = None,
+        clock: Clock | None = None,
+        synchronous: Synchronous = "FULL",
+        busy_timeout: float = 5.0,
+        write_timeout: float = 30.0,
+    ) -> PointsEngine:
+        """Open (creating and migrating when needed) the ledger at `path`."""
+        clock = clock or SystemClock()
+        store = LedgerStore(
+            path,
+            clock=clock,
+            synchronous=synchronous,
+            busy_timeout=busy_timeout,
+            write_timeout=write_timeout,
+        )
+        return cls(await store.open(), policy=policy, clock=clock)
+
+    async def close(self) -> None:
+        """Commit everything queued, then refuse further calls with EngineClosedError."""
+        await self.store.close()
+
+    async def __aenter__(self) -> PointsEngine:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    # -- writes -------------------------------------------------------------------------
+
+    async def award(
+        self,
+        chat_id: int,
+        user_id: int,
+        base: int,
+        *,
+        key: str,
+        kind: TxKind = TxKind.ACTIVITY,
+        reason: str = "",
+        actor_id: int | None = None,
+        multipliers: Iterable[Multiplier] = (),
+    ) -> Receipt:
+        """Credit `base` times `multipliers` (rounded once) to the account."""
+        self._check_amount(base, "base amount")
+        breakdown = apply_multipliers(base, multipliers)
+        if breakdown.result <= 0:
+            raise InvalidAmountError("The amount rounds to zero points.")
+        if breakdown.result > self.policy.max_amount:
+            raise InvalidAmountError(
+                f"The multiplied amount must be at most {self.policy.max_amount:,}."
+            )
+        return await self._post(chat_id, user_id, breakdown, kind, key, actor_id, reason, False)
+
+    async def deduct(
+        self,
+        chat_id: int,
+        user_id: int,
+        amount: int,
+        *,
+        key: str,
+        reason: str = "",
+        actor_id: int | None = None,
+        kind: TxKind = TxKind.ADMIN,
+        force: bool = False,
+    ) -> Receipt:
+        """Debit `amount`; below zero only when the policy allows it or `force` is set."""
+        self._check_amount(amount, "amount")
+        breakdown = Breakdown(base=-amount, result=-amount)
+        return await self._post(chat_id, user_id, breakdown, kind, key, actor_id, reason, force)
+
+    async def adjust(
+        self,
+        chat_id: int,
+        user_id: int,
+        delta: int,
+        *,
+        key: str,
+        actor_id: int | None,
+        reason: str,
+        force: bool = False,
+    ) -> Receipt:
+        """An admin correction by `delta` (either sign), recorded with its actor and reason."""
+        if isinstance(delta, bool) or not isinstance(delta, int) or delta == 0:
+            raise InvalidAmountError("The adjustment must be a whole number other than zero.")
+        self._check_amount(abs(delta), "adjustment")
+        breakdown = Breakdown(base=delta, result=delta)
+        return await self._post(
+            chat_id, user_id, breakdown, TxKind.ADMIN, key, actor_id, reason, force
+        )
+
+    async def revert(
+        self,
+        tx_id: int,
+        *,
+        key: str,
+        actor_id: int | None,
+        reason: str = "",
+        chat_id: int | None = None,
+    ) -> Receipt:
+        """Append the compensating transaction of `tx_id` (at most once; never of a revert).
+
+        With `chat_id`, a transaction of another chat is treated as unknown.
+        """
+        if isinstance(tx_id, bool) or not isinstance(tx_id, int) or tx_id <= 0:
+            raise RequestError("A transaction id is a positive whole number.")
+        self._check_text(key, reason)
+        return await self.store.submit(Reversal(tx_id, key, actor_id, reason, chat_id))
+
+    async def _post(
+        self,
+        chat_id: int,
+        user_id: int,
+        breakdown: Breakdown,
+        kind: TxKind,
+        key: str,
+        actor_id: int | None,
+        reason: str,
+        force: bool,
+    ) -> Receipt:
+        self._check_text(key, reason)
+        posting = Posting(
+            chat_id=chat_id,
+            user_id=user_id,
+            amount=breakdown.result,
+            kind=kind,
+            key=key,
+            actor_id=actor_id,
+            reason=reason,
+            breakdown=breakdown,
+            allow_negative=force or self.policy.allow_negative,
+        )
+        return await self.store.submit(posting)
+
+    def _check_amount(self, amount: int, what: str) -> None:
+        if isinstance(amount, bool) or not isinstance(amount, int):
+            raise InvalidAmountError(f"The {what} must be a whole number.")
+        if amount <= 0:
+            raise InvalidAmountError(f"The {what} must be above zero.")
+        if amount > self.policy.max_amount:
+            raise InvalidAmountError(f"The {what} must be at most {self.policy.max_amount:,}.")
+
+    @staticmethod
+    def _check_text(key: str, reason: str) -> None:
+        if not isinstance(key, str) or not key or len(key) > MAX_KEY_LENGTH:
+            raise RequestError(f"An idempotency key is 1 to {MAX_KEY_LENGTH} characters.")
+        if not isinstance(reason, str) or len(reason) > MAX_REASON_LENGTH:
+            raise RequestError(f"A reason is at most {MAX_REASON_LENGTH} characters.")
+
+    # -- reads --------------------------------------------------------------------------
+
+    async def balance(self, chat_id: int, user_id: int) -> AccountBalance:
+        return await self.store.balance(chat_id, user_id)
+
+    async def history(self, chat_id: int, user_id: int, limit: int = 10) -> list[Transaction]:
+        """The account's latest transactions, newest first."""
+        return await self.store.history(chat_id, user_id, max(1, min(limit, 500)))
+
+    async def transaction(self, tx_id: int) -> Transaction | None:
+        return await self.store.transaction(tx_id)
+
+    async def leaderboard(
+        self, chat_id: int, period: Period = Period.WEEK, limit: int = 10
+    ) -> Leaderboard:
+        since = self.period_start(period)
+        rows = await self.store.standings(chat_id, since, max(1, min(limit, 100)))
+        lines = tuple(Standing(rank, user, pts) for rank, (user, pts) in enumerate(rows, 1))
+        return Leaderboard(chat_id, period, lines)
+
+    async def standing(self, chat_id: int, user_id: int, period: Period) -> Standing | None:
+        """The user's rank and points in the period; ties share the better rank."""
+        found = await self.store.standing_of(chat_id, user_id, self.period_start(period))
+        return Standing(found[0], user_id, found[1]) if found else None
+
+    def period_start(self, period: Period) -> str | None:
+        """Start of the current calendar day, ISO week or month in the policy's timezone."""
+        if period is Period.ALL:
+            return None
+        local = self.clock.now().astimezone(self._zone)
+        midnight = local.replace(hour=0, minute=0, second=0, microsecond=0)
+        if period is Period.WEEK:
+            midnight -= timedelta(days=local.weekday())
+        elif period is Period.MONTH:
+            midnight = midnight.replace(day=1)
+        # Re-attach the zone so a daylight-saving change inside the period is honoured.
+        start = datetime(midnight.year, midnight.month, midnight.day, tzinfo=self._zone)
+        return format_utc(start)

@@ -1,0 +1,1 @@
+"""The points ledger: schema, hash chain, the single writer and the readers."""

@@ -1,0 +1,108 @@
+"""Schema migrations keyed by `PRAGMA user_version`."""
+
+from __future__ import annotations
+
+import sqlite3
+
+from plugins.gamification.errors import SchemaVersionError
+
+GENESIS_HASH = "0" * 64
+
+# Each entry migrates from version index to index + 1. Never edit a released entry:
+# append a new one, so every database walks the same path.
+MIGRATIONS: tuple[str, ...] = (
+    # 1: accounts, the append-only hash-chained ledger, integrity checkpoints.
+    f"""
+    CREATE TABLE accounts (
+        chat_id     INTEGER NOT NULL,
+        user_id     INTEGER NOT NULL,
+        balance     INTEGER NOT NULL DEFAULT 0,
+        earned      INTEGER NOT NULL DEFAULT 0,
+        seq         INTEGER NOT NULL DEFAULT 0,
+        head_hash   TEXT    NOT NULL DEFAULT '{GENESIS_HASH}',
+        updated_at  TEXT    NOT NULL,
+        PRIMARY KEY (chat_id, user_id)
+    ) WITHOUT ROWID;
+
+    CREATE TABLE transactions (
+        id            INTEGER PRIMARY KEY,
+        chat_id       INTEGER NOT NULL,
+        user_id       INTEGER NOT NULL,
+        seq           INTEGER NOT NULL,
+        amount        INTEGER NOT NULL,
+        balance_after INTEGER NOT NULL,
+        kind          TEXT    NOT NULL,
+        idem_key      TEXT    NOT NULL,
+        request_hash  TEXT    NOT NULL,
+        actor_id      INTEGER,
+        reason        TEXT    NOT NULL,
+        breakdown     TEXT    NOT NULL,
+        created_at    TEXT    NOT NULL,
+        reverts_id    INTEGER REFERENCES transactions (id),
+        prev_hash     TEXT    NOT NULL,
+        hash          TEXT    NOT NULL
+    );
+    CREATE UNIQUE INDEX transactions_idem_key ON transactions (idem_key);
+    CREATE UNIQUE INDEX transactions_account_seq ON transactions (chat_id, user_id, seq);
+    CREATE UNIQUE INDEX transactions_reverts ON transactions (reverts_id)
+        WHERE reverts_id IS NOT NULL;
+    CREATE INDEX transactions_chat_time ON transactions (chat_id, created_at);
+
+    CREATE TRIGGER transactions_no_update BEFORE UPDATE ON transactions
+    BEGIN SELECT RAISE(ABORT, 'the ledger is append-only: transactions cannot be updated'); END;
+    CREATE TRIGGER transactions_no_delete BEFORE DELETE ON transactions
+    BEGIN SELECT RAISE(ABORT, 'the ledger is append-only: transactions cannot be deleted'); END;
+
+    CREATE TABLE checkpoints (
+        id          INTEGER PRIMARY KEY,
+        created_at  TEXT    NOT NULL,
+        high_water  INTEGER NOT NULL,
+        tx_count    INTEGER NOT NULL,
+        accounts    INTEGER NOT NULL,
+        digest      TEXT    NOT NULL,
+        violations  INTEGER NOT NULL
+    );
+    """,
+)
+
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def migrate(conn: sqlite3.Connection) -> int:
+    """Bring the database to SCHEMA_VERSION; refuse one written by a newer version.
+
+    Runs in its own IMMEDIATE transaction so two processes starting at once cannot
+    both apply the same migration.
+    """
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        (version,) = conn.execute("PRAGMA user_version").fetchone()
+        if version > SCHEMA_VERSION:
+            raise SchemaVersionError(
+                f"The database has schema version {version}, newer than this program's "
+                f"{SCHEMA_VERSION}; upgrade the program instead of downgrading the data."
+            )
+        for target in range(version + 1, SCHEMA_VERSION + 1):
+            for statement in _split(MIGRATIONS[target - 1]):
+                conn.execute(statement)
+            # PRAGMA takes no parameters; target is an int from range().
+            conn.execute(f"PRAGMA user_version = {int(target)}")
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    return SCHEMA_VERSION
+
+
+def _split(script: str) -> list[str]:
+    """Split a migration into statements (executescript would commit on its own)."""
+    statements: list[str] = []
+    buffer = ""
+    for line in script.splitlines(keepends=True):
+        buffer += line
+        if sqlite3.complete_statement(buffer):
+            statements.append(buffer.strip())
+            buffer = ""
+    if buffer.strip():
+        statements.append(buffer.strip())
+    return statements

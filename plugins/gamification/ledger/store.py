@@ -1,0 +1,312 @@
+"""LedgerStore: the single writer task with group commit, and the read connection."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import sqlite3
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal, TypeVar
+
+import aiosqlite
+
+from plugins.gamification.clock import Clock, SystemClock, format_utc
+from plugins.gamification.errors import (
+    DatabaseCorruptError,
+    DatabaseLockedError,
+    EngineClosedError,
+    GamificationError,
+    StorageError,
+    WriteTimeoutError,
+)
+from plugins.gamification.ledger.rows import SELECT_HISTORY, SELECT_TX_BY_ID, row_to_transaction
+from plugins.gamification.ledger.schema import migrate
+from plugins.gamification.ledger.writer import BatchWriter, Operation, Outcome
+from plugins.gamification.models import AccountBalance, Receipt, Transaction
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+Synchronous = Literal["OFF", "NORMAL", "FULL", "EXTRA"]
+
+
+def storage_error(exc: sqlite3.Error, path: str | Path) -> StorageError:
+    """Turn a sqlite3 error into one sentence an operator can act on."""
+    text = str(exc).lower()
+    if "locked" in text or "busy" in text:
+        return DatabaseLockedError(
+            f"The database {path} is locked by another process; try again when it is released."
+        )
+    if "not a database" in text or "malformed" in text or "corrupt" in text:
+        return DatabaseCorruptError(f"The file {path} is not a usable SQLite database ({exc}).")
+    if "readonly" in text or "read-only" in text:
+        return StorageError(f"The database {path} is read-only; nothing was written.")
+    if "full" in text:
+        return StorageError(f"The disk holding {path} is full; nothing was written.")
+    return StorageError(f"The database {path} failed: {exc}.")
+
+
+@dataclass(slots=True)
+class WriterStats:
+    """Counters the writer keeps for monitoring; read them, never write them."""
+
+    batches: int = 0
+    operations: int = 0
+    largest_batch: int = 0
+    failed_batches: int = 0
+    batch_sizes: list[int] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class _Pending:
+    op: Operation
+    future: asyncio.Future[Receipt]
+
+
+class LedgerStore:
+    """Owns the database: one write connection driven by one writer task, one reader.
+
+    Every write is queued; the writer takes everything queued (up to `max_batch`) and
+    applies it on the write connection's own thread as one transaction, so a batch costs a
+    constant number of awaits however many operations it holds. Callers are resolved only
+    after COMMIT returned, which with WAL and synchronous=FULL means the batch is on disk.
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        clock: Clock | None = None,
+        synchronous: Synchronous = "FULL",
+        busy_timeout: float = 5.0,
+        write_timeout: float = 30.0,
+        max_batch: int = 1024,
+        max_queue: int = 100_000,
+    ) -> None:
+        self.path = Path(path)
+        self._clock = clock or SystemClock()
+        self._synchronous = synchronous
+        self._busy_timeout = busy_timeout
+        self._write_timeout = write_timeout
+        self._max_batch = max_batch
+        self._queue: asyncio.Queue[_Pending | None] = asyncio.Queue(max_queue)
+        self._writer = BatchWriter(lambda: format_utc(self._clock.now()))
+        self._write_conn: aiosqlite.Connection | None = None
+        self._read_conn: aiosqlite.Connection | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._closing = False
+        self.stats = WriterStats()
+
+    async def open(self) -> LedgerStore:
+        """Connect, migrate and start the writer; raises StorageError with one sentence."""
+        try:
+            self._write_conn = await aiosqlite.connect(
+                self.path, isolation_level=None, timeout=self._busy_timeout
+            )
+            await self._on_thread(self._write_conn, self._prepare_writer)
+            self._read_conn = await aiosqlite.connect(
+                self.path, isolation_level=None, timeout=self._busy_timeout
+            )
+            await self._read_conn.execute("PRAGMA query_only = ON")
+        except sqlite3.Error as exc:
+            await self._close_connections()
+            raise storage_error(exc, self.path) from exc
+        except GamificationError:
+            await self._close_connections()
+            raise
+        self._task = asyncio.create_task(self._run(), name="ledger-writer")
+        return self
+
+    def _prepare_writer(self, conn: sqlite3.Connection) -> None:
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute(f"PRAGMA synchronous = {self._synchronous}")
+        conn.execute("PRAGMA foreign_keys = ON")
+        migrate(conn)
+
+    @staticmethod
+    async def _on_thread(conn: aiosqlite.Connection, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run `fn` with the raw sqlite3 connection on that connection's own thread.
+
+        aiosqlite serialises every call through one thread per connection but exposes no
+        public way to run a whole function there; a batch must not pay one thread round
+        trip per statement, so this is the one place that reaches into it.
+        """
+        raw = conn._conn
+        result: T = await conn._execute(fn, raw)
+        return result
+
+    # -- writing ------------------------------------------------------------------------
+
+    async def submit(self, op: Operation) -> Receipt:
+        """Queue one operation and wait until its batch is committed."""
+        if self._closing or self._task is None:
+            raise EngineClosedError("The points ledger is closed and accepts no more changes.")
+        future: asyncio.Future[Receipt] = asyncio.get_running_loop().create_future()
+        pending = _Pending(op, future)
+        try:
+            self._queue.put_nowait(pending)
+        except asyncio.QueueFull:
+            try:
+                await asyncio.wait_for(self._queue.put(pending), self._write_timeout)
+            except TimeoutError:
+                raise WriteTimeoutError("The points ledger is overloaded; try again.") from None
+        try:
+            # shield: a caller that gives up must not cancel the batch's shared future.
+            return await asyncio.wait_for(asyncio.shield(future), self._write_timeout)
+        except TimeoutError:
+            raise WriteTimeoutError(
+                "The points ledger did not confirm the change in time; it may still be recorded."
+            ) from None
+
+    @property
+    def queue_depth(self) -> int:
+        return self._queue.qsize()
+
+    async def _run(self) -> None:
+        assert self._write_conn is not None
+        conn = self._write_conn
+        stop = False
+        while not stop:
+            first = await self._queue.get()
+            if first is None:
+                break
+            batch = [first]
+            while len(batch) < self._max_batch:
+                try:
+                    item = self._queue.get_nowait()
+                except asyncio.QueueEmpty:
+                    break
+                if item is None:
+                    stop = True
+                    break
+                batch.append(item)
+            await self._commit(conn, batch)
+
+    async def _commit(self, conn: aiosqlite.Connection, batch: list[_Pending]) -> None:
+        ops = [p.op for p in batch]
+        try:
+            outcomes: list[Outcome] = await self._on_thread(
+                conn, lambda raw: self._writer.apply(raw, ops)
+            )
+        except sqlite3.Error as exc:
+            self.stats.failed_batches += 1
+            error = storage_error(exc, self.path)
+            log.error("ledger batch of %d failed: %s", len(batch), exc)
+            for pending in batch:
+                if not pending.future.done():
+                    pending.future.set_exception(error)
+            return
+        except Exception as exc:
+            self.stats.failed_batches += 1
+            log.exception("ledger batch of %d failed", len(batch))
+            for pending in batch:
+                if not pending.future.done():
+                    pending.future.set_exception(StorageError(f"The ledger failed: {exc}."))
+            return
+        stats = self.stats
+        stats.batches += 1
+        stats.operations += len(batch)
+        stats.largest_batch = max(stats.largest_batch, len(batch))
+        for pending, outcome in zip(batch, outcomes, strict=True):
+            if pending.future.done():
+                continue
+            if isinstance(outcome, Receipt):
+                pending.future.set_result(outcome)
+            else:
+                pending.future.set_exception(outcome)
+
+    async def close(self) -> None:
+        """Refuse new work, let the writer commit everything queued, close the files."""
+        if self._closing:
+            return
+        self._closing = True
+        if self._task is not None:
+            await self._queue.put(None)
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        await self._close_connections()
+
+    async def _close_connections(self) -> None:
+        for conn in (self._read_conn, self._write_conn):
+            if conn is not None:
+                with contextlib.suppress(sqlite3.Error, ValueError):
+                    await conn.close()
+        self._read_conn = self._write_conn = None
+
+    # -- reading ------------------------------------------------------------------------
+
+    async def _fetchall(
+        self, sql: str, params: tuple[object, ...] | dict[str, object]
+    ) -> list[sqlite3.Row]:
+        if self._read_conn is None:
+            raise EngineClosedError("The points ledger is closed.")
+        try:
+            rows = await self._read_conn.execute_fetchall(sql, params)
+        except sqlite3.Error as exc:
+            raise storage_error(exc, self.path) from exc
+        return list(rows)
+
+    async def balance(self, chat_id: int, user_id: int) -> AccountBalance:
+        rows = await self._fetchall(
+            "SELECT balance, earned, seq FROM accounts WHERE chat_id = ? AND user_id = ?",
+            (chat_id, user_id),
+        )
+        balance, earned, count = rows[0] if rows else (0, 0, 0)
+        return AccountBalance(chat_id, user_id, balance, earned, count)
+
+    async def history(
+        self, chat_id: int, user_id: int, limit: int, before_seq: int | None = None
+    ) -> list[Transaction]:
+        rows = await self._fetchall(
+            SELECT_HISTORY,
+            (chat_id, user_id, before_seq if before_seq is not None else 2**62, limit),
+        )
+        return [row_to_transaction(r) for r in rows]
+
+    async def transaction(self, tx_id: int) -> Transaction | None:
+        rows = await self._fetchall(SELECT_TX_BY_ID, (tx_id,))
+        return row_to_transaction(rows[0]) if rows else None
+
+    async def standings(
+        self, chat_id: int, since: str | None, limit: int
+    ) -> list[tuple[int, int]]:
+        """(user_id, points) best first; all-time from balances, a period from the ledger."""
+        if since is None:
+            sql = (
+                "SELECT user_id, balance FROM accounts WHERE chat_id = ? AND balance != 0"
+                " ORDER BY balance DESC, user_id LIMIT ?"
+            )
+            params: tuple[object, ...] = (chat_id, limit)
+        else:
+            sql = (
+                "SELECT user_id, SUM(amount) AS points FROM transactions"
+                " WHERE chat_id = ? AND created_at >= ? GROUP BY user_id HAVING points != 0"
+                " ORDER BY points DESC, user_id LIMIT ?"
+            )
+            params = (chat_id, since, limit)
+        return [(int(r[0]), int(r[1])) for r in await self._fetchall(sql, params)]
+
+    async def standing_of(
+        self, chat_id: int, user_id: int, since: str | None
+    ) -> tuple[int, int] | None:
+        """(rank, points) of one user, or None when they have no points in the window."""
+        if since is None:
+            sql = (
+                "WITH board AS (SELECT user_id, balance AS points FROM accounts"
+                " WHERE chat_id = :chat) SELECT points, (SELECT COUNT(*) FROM board AS other"
+                " WHERE other.points > board.points) + 1 FROM board"
+                " WHERE user_id = :user AND points != 0"
+            )
+        else:
+            sql = (
+                "WITH board AS (SELECT user_id, SUM(amount) AS points FROM transactions"
+                " WHERE chat_id = :chat AND created_at >= :since GROUP BY user_id)"
+                " SELECT points, (SELECT COUNT(*) FROM board AS other"
+                " WHERE other.points > board.points) + 1 FROM board"
+                " WHERE user_id = :user AND points != 0"
+            )
+        rows = await self._fetchall(sql, {"chat": chat_id, "since": since, "user": user_id})
+        return (int(rows[0][1]), int(rows[0][0])) if rows else None
