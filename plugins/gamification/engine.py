@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -10,6 +11,7 @@ from zoneinfo import ZoneInfo
 
 from plugins.gamification.clock import Clock, SystemClock, format_utc
 from plugins.gamification.errors import InvalidAmountError, RequestError
+from plugins.gamification.integrity import IntegrityReport, run_check
 from plugins.gamification.ledger.store import LedgerStore, Synchronous
 from plugins.gamification.ledger.writer import Posting, Reversal
 from plugins.gamification.models import (
@@ -206,6 +208,16 @@ class PointsEngine:
             raise RequestError(f"A reason is at most {MAX_REASON_LENGTH} characters.")
 
     # -- reads --------------------------------------------------------------------------
+
+    async def check(self, *, record: bool = False, quick_check: bool = True) -> IntegrityReport:
+        """Run the integrity check on a connection of its own, off the event loop.
+
+        It compares against the latest stored checkpoint; with `record` its result becomes
+        the next checkpoint.
+        """
+        return await asyncio.to_thread(
+            run_check, self.store.path, record=record, quick_check=quick_check, clock=self.clock
+        )
 
     async def balance(self, chat_id: int, user_id: int) -> AccountBalance:
         return await self.store.balance(chat_id, user_id)

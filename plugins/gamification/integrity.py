@@ -312,3 +312,25 @@ def record_checkpoint(conn: sqlite3.Connection, report: IntegrityReport) -> None
         )
     except sqlite3.Error as exc:
         raise storage_error(exc, "the ledger") from exc
+
+
+def run_check(
+    path: str | Path,
+    *,
+    record: bool = False,
+    quick_check: bool = True,
+    clock: Clock | None = None,
+) -> IntegrityReport:
+    """Open the ledger at `path`, check it against its latest checkpoint, optionally record."""
+    conn = open_for_check(path)
+    try:
+        try:
+            anchor = latest_checkpoint(conn)
+        except sqlite3.Error as exc:
+            raise storage_error(exc, path) from exc
+        report = check_ledger(conn, anchor=anchor, quick_check=quick_check, clock=clock)
+        if record:
+            record_checkpoint(conn, report)
+        return report
+    finally:
+        conn.close()

@@ -1,0 +1,1 @@
+"""The bot host: configuration, plugin registry, dispatcher, scheduler and command line."""

@@ -1,0 +1,18 @@
+"""Idempotency keys: one namespace per source, so no two sources can collide."""
+
+from __future__ import annotations
+
+
+def message_key(chat_id: int, message_id: int) -> str:
+    """A chat message scored for activity or thanks."""
+    return f"msg:{chat_id}:{message_id}"
+
+
+def admin_key(chat_id: int, message_id: int) -> str:
+    """An admin command, identified by the command message itself."""
+    return f"adm:{chat_id}:{message_id}"
+
+
+def event_key(event_id: str) -> str:
+    """A bus event, identified by its event id."""
+    return f"evt:{event_id}"
