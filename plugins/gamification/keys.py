@@ -16,3 +16,8 @@ def admin_key(chat_id: int, message_id: int) -> str:
 def event_key(event_id: str) -> str:
     """A bus event, identified by its event id."""
     return f"evt:{event_id}"
+
+
+def thanks_key(chat_id: int, message_id: int) -> str:
+    """A thanks reply; apart from msg: because the same message also scores as activity."""
+    return f"thx:{chat_id}:{message_id}"

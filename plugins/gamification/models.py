@@ -14,6 +14,7 @@ class TxKind(enum.StrEnum):
     """Why a transaction exists; stored as text in the ledger."""
 
     ACTIVITY = "activity"
+    THANKS = "thanks"
     ADMIN = "admin"
     EVENT = "event"
     REVERT = "revert"

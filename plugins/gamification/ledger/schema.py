@@ -63,6 +63,47 @@ MIGRATIONS: tuple[str, ...] = (
         violations  INTEGER NOT NULL
     );
     """,
+    # 2: what the Telegram side keeps: freezes, suspicions, people seen, the admin audit log.
+    """
+    CREATE TABLE freezes (
+        chat_id     INTEGER NOT NULL,
+        user_id     INTEGER NOT NULL,
+        frozen_at   TEXT    NOT NULL,
+        frozen_by   INTEGER,
+        reason      TEXT    NOT NULL,
+        PRIMARY KEY (chat_id, user_id)
+    ) WITHOUT ROWID;
+
+    CREATE TABLE suspicions (
+        id          INTEGER PRIMARY KEY,
+        chat_id     INTEGER NOT NULL,
+        user_id     INTEGER NOT NULL,
+        reason      TEXT    NOT NULL,
+        detail      TEXT    NOT NULL,
+        created_at  TEXT    NOT NULL
+    );
+
+    CREATE TABLE known_users (
+        user_id     INTEGER PRIMARY KEY,
+        username    TEXT,
+        full_name   TEXT    NOT NULL,
+        is_bot      INTEGER NOT NULL,
+        updated_at  TEXT    NOT NULL
+    );
+    CREATE INDEX known_users_username ON known_users (username COLLATE NOCASE);
+
+    CREATE TABLE admin_actions (
+        id          INTEGER PRIMARY KEY,
+        chat_id     INTEGER NOT NULL,
+        actor_id    INTEGER NOT NULL,
+        action      TEXT    NOT NULL,
+        target_id   INTEGER,
+        detail      TEXT    NOT NULL,
+        created_at  TEXT    NOT NULL
+    );
+
+    CREATE INDEX transactions_actor ON transactions (chat_id, actor_id, created_at);
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

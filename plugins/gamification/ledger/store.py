@@ -24,7 +24,14 @@ from plugins.gamification.errors import (
 )
 from plugins.gamification.ledger.rows import SELECT_HISTORY, SELECT_TX_BY_ID, row_to_transaction
 from plugins.gamification.ledger.schema import migrate
-from plugins.gamification.ledger.writer import BatchWriter, Operation, Outcome
+from plugins.gamification.ledger.writer import (
+    BatchWriter,
+    Operation,
+    Outcome,
+    Posting,
+    Reversal,
+    SideWrite,
+)
 from plugins.gamification.models import AccountBalance, Receipt, Transaction
 
 log = logging.getLogger(__name__)
@@ -63,7 +70,7 @@ class WriterStats:
 @dataclass(slots=True)
 class _Pending:
     op: Operation
-    future: asyncio.Future[Receipt]
+    future: asyncio.Future[Receipt | None]
 
 
 class LedgerStore:
@@ -140,11 +147,20 @@ class LedgerStore:
 
     # -- writing ------------------------------------------------------------------------
 
-    async def submit(self, op: Operation) -> Receipt:
-        """Queue one operation and wait until its batch is committed."""
+    async def submit(self, op: Posting | Reversal) -> Receipt:
+        """Queue one ledger operation and wait until its batch is committed."""
+        receipt = await self._enqueue(op)
+        assert receipt is not None
+        return receipt
+
+    async def execute(self, sql: str, *params: object) -> None:
+        """Queue a write beside the ledger (same writer, same batches) and wait for COMMIT."""
+        await self._enqueue(SideWrite(sql, params))
+
+    async def _enqueue(self, op: Operation) -> Receipt | None:
         if self._closing or self._task is None:
             raise EngineClosedError("The points ledger is closed and accepts no more changes.")
-        future: asyncio.Future[Receipt] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[Receipt | None] = asyncio.get_running_loop().create_future()
         pending = _Pending(op, future)
         try:
             self._queue.put_nowait(pending)
@@ -213,10 +229,10 @@ class LedgerStore:
         for pending, outcome in zip(batch, outcomes, strict=True):
             if pending.future.done():
                 continue
-            if isinstance(outcome, Receipt):
-                pending.future.set_result(outcome)
-            else:
+            if isinstance(outcome, GamificationError):
                 pending.future.set_exception(outcome)
+            else:
+                pending.future.set_result(outcome)
 
     async def close(self) -> None:
         """Refuse new work, let the writer commit everything queued, close the files."""
@@ -238,7 +254,7 @@ class LedgerStore:
 
     # -- reading ------------------------------------------------------------------------
 
-    async def _fetchall(
+    async def fetchall(
         self, sql: str, params: tuple[object, ...] | dict[str, object]
     ) -> list[sqlite3.Row]:
         if self._read_conn is None:
@@ -250,7 +266,7 @@ class LedgerStore:
         return list(rows)
 
     async def balance(self, chat_id: int, user_id: int) -> AccountBalance:
-        rows = await self._fetchall(
+        rows = await self.fetchall(
             "SELECT balance, earned, seq FROM accounts WHERE chat_id = ? AND user_id = ?",
             (chat_id, user_id),
         )
@@ -260,14 +276,14 @@ class LedgerStore:
     async def history(
         self, chat_id: int, user_id: int, limit: int, before_seq: int | None = None
     ) -> list[Transaction]:
-        rows = await self._fetchall(
+        rows = await self.fetchall(
             SELECT_HISTORY,
             (chat_id, user_id, before_seq if before_seq is not None else 2**62, limit),
         )
         return [row_to_transaction(r) for r in rows]
 
     async def transaction(self, tx_id: int) -> Transaction | None:
-        rows = await self._fetchall(SELECT_TX_BY_ID, (tx_id,))
+        rows = await self.fetchall(SELECT_TX_BY_ID, (tx_id,))
         return row_to_transaction(rows[0]) if rows else None
 
     async def standings(
@@ -287,7 +303,7 @@ class LedgerStore:
                 " ORDER BY points DESC, user_id LIMIT ?"
             )
             params = (chat_id, since, limit)
-        return [(int(r[0]), int(r[1])) for r in await self._fetchall(sql, params)]
+        return [(int(r[0]), int(r[1])) for r in await self.fetchall(sql, params)]
 
     async def standing_of(
         self, chat_id: int, user_id: int, since: str | None
@@ -308,5 +324,5 @@ class LedgerStore:
                 " WHERE other.points > board.points) + 1 FROM board"
                 " WHERE user_id = :user AND points != 0"
             )
-        rows = await self._fetchall(sql, {"chat": chat_id, "since": since, "user": user_id})
+        rows = await self.fetchall(sql, {"chat": chat_id, "since": since, "user": user_id})
         return (int(rows[0][1]), int(rows[0][0])) if rows else None

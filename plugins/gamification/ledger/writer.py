@@ -77,8 +77,19 @@ class Reversal:
         return request_hash("revert", self.tx_id, self.actor_id, self.reason, self.chat_id)
 
 
-Operation = Posting | Reversal
-Outcome = Receipt | GamificationError
+@dataclass(frozen=True, slots=True)
+class SideWrite:
+    """A write to a table beside the ledger (freezes, people seen, the audit log).
+
+    `sql` is always one of the module-level statement constants, never built from input.
+    """
+
+    sql: str
+    params: tuple[object, ...]
+
+
+Operation = Posting | Reversal | SideWrite
+Outcome = Receipt | None | GamificationError
 
 
 class BatchWriter:
@@ -112,7 +123,7 @@ class BatchWriter:
                     raise
                 except Exception as exc:
                     # A bug or a damaged row hit one op: undo its writes, keep the others.
-                    log.exception("ledger operation %r failed", op.key)
+                    log.exception("ledger operation %r failed", op)
                     conn.execute("ROLLBACK TO op")
                     outcome = StorageError(f"The operation could not be recorded ({exc}).")
                 conn.execute("RELEASE op")
@@ -124,7 +135,12 @@ class BatchWriter:
             raise
         return outcomes
 
-    def _apply_one(self, conn: sqlite3.Connection, op: Operation, state: _BatchState) -> Receipt:
+    def _apply_one(
+        self, conn: sqlite3.Connection, op: Operation, state: _BatchState
+    ) -> Receipt | None:
+        if isinstance(op, SideWrite):
+            conn.execute(op.sql, op.params)
+            return None
         fingerprint = op.fingerprint()
         existing = conn.execute(SELECT_TX_BY_KEY, (op.key,)).fetchone()
         if existing is not None:

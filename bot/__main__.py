@@ -1,0 +1,73 @@
+"""`python -m bot`: run the bot, or one of the operator commands the plugins provide."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from bot.config import ConfigError, load_config
+from bot.plugins import CliCommand, PluginRegistry, default_registry
+
+EXIT_USAGE = 2
+
+
+def build_parser(commands: Sequence[CliCommand]) -> argparse.ArgumentParser:
+    config_help = (
+        "TOML config file (default: ./config.toml if present, else built-in defaults;"
+        " BOT_TOKEN, BOT_API_SERVER and BOT_DATABASE override it)"
+    )
+    parser = argparse.ArgumentParser(
+        prog="python -m bot",
+        description="An aiogram bot host with the gamification plugin.",
+    )
+    parser.add_argument("--config", metavar="PATH", type=Path, help=config_help)
+    # Accepted after the subcommand too (`python -m bot check --config x.toml`).
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--config", metavar="PATH", type=Path, default=argparse.SUPPRESS, help=config_help
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    run = sub.add_parser(
+        "run",
+        parents=[common],
+        help="run the bot with long polling until SIGINT or SIGTERM",
+        description="Run the bot with long polling ([bot] api_server selects a local Bot API"
+        " server). SIGINT or SIGTERM stops polling, commits queued points and exits 0.",
+    )
+    run.set_defaults(handler=None)
+    for command in commands:
+        child = sub.add_parser(
+            command.name, parents=[common], help=command.help, description=command.help
+        )
+        command.add_arguments(child)
+        child.set_defaults(handler=command)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None, registry: PluginRegistry | None = None) -> int:
+    registry = registry or default_registry()
+    parser = build_parser(registry.commands())
+    args = parser.parse_args(argv)
+    try:
+        config = load_config(args.config, plugin_models=registry.config_models())
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return EXIT_USAGE
+    logging.basicConfig(
+        level=config.logging.level,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    if args.handler is None:
+        from bot.app import run_bot
+
+        return asyncio.run(run_bot(config, registry))
+    command: CliCommand = args.handler
+    return asyncio.run(command.run(args, config))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

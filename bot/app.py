@@ -1,0 +1,150 @@
+"""Builds the Bot, Dispatcher, scheduler and plugins, and runs them until a signal."""
+
+from __future__ import annotations
+
+import logging
+from contextlib import AsyncExitStack
+from dataclasses import dataclass, field
+from typing import Any, TypedDict
+
+from aiogram import Bot, Dispatcher
+from aiogram.client.default import DefaultBotProperties
+from aiogram.client.session.aiohttp import AiohttpSession
+from aiogram.client.session.base import BaseSession
+from aiogram.client.telegram import TelegramAPIServer
+from aiogram.enums import ParseMode
+from aiogram.exceptions import TelegramAPIError, TelegramNetworkError
+from aiogram.types import BotCommand, BotCommandScopeAllChatAdministrators, BotCommandScopeDefault
+from aiogram.utils.token import TokenValidationError, validate_token
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+from bot.config import AppConfig
+from bot.errors import on_error
+from bot.plugins import PluginContext, PluginRegistry
+from bot.scheduler import build_scheduler
+
+log = logging.getLogger(__name__)
+
+EXIT_OK, EXIT_USAGE = 0, 2
+# Never used to reach Telegram: offline runs (demo, tests) need a syntactically valid token.
+OFFLINE_TOKEN = "1000000000:offline-token-that-never-leaves-this-process"
+
+
+class HostData(TypedDict):
+    """The host's entries in the dispatcher's workflow data, available to every handler."""
+
+    config: AppConfig
+    scheduler: AsyncIOScheduler
+
+
+@dataclass(slots=True)
+class App:
+    bot: Bot
+    dispatcher: Dispatcher
+    scheduler: AsyncIOScheduler
+    exit_stack: AsyncExitStack
+    plugins: list[str]
+    user_commands: list[BotCommand] = field(default_factory=list)
+    admin_commands: list[BotCommand] = field(default_factory=list)
+
+    async def close(self) -> None:
+        """Close plugins (draining their writers) and then the HTTP session."""
+        await self.exit_stack.aclose()
+        await self.bot.session.close()
+
+
+def make_session(config: AppConfig) -> AiohttpSession:
+    if not config.bot.api_server:
+        return AiohttpSession()
+    return AiohttpSession(api=TelegramAPIServer.from_base(config.bot.api_server, is_local=True))
+
+
+async def build_app(
+    config: AppConfig,
+    registry: PluginRegistry,
+    *,
+    session: BaseSession | None = None,
+    token: str | None = None,
+    extras: dict[str, Any] | None = None,
+) -> App:
+    """Wire the enabled plugins into one Dispatcher; on failure everything opened is closed."""
+    bot = Bot(
+        token or config.bot.token.get_secret_value() or OFFLINE_TOKEN,
+        session=session or make_session(config),
+        default=DefaultBotProperties(parse_mode=ParseMode.HTML, link_preview_is_disabled=True),
+    )
+    scheduler = build_scheduler(config.scheduler)
+    host: HostData = {"config": config, "scheduler": scheduler}
+    dispatcher = Dispatcher(name="host", **host)
+    dispatcher.errors.register(on_error)
+    stack = AsyncExitStack()
+    app = App(bot, dispatcher, scheduler, stack, [])
+    try:
+        for plugin in registry.enabled(config):
+            section = config.section(plugin.name)
+            assert section is not None  # load_config fills every enabled plugin's section
+            ctx = PluginContext(
+                config=config,
+                section=section,
+                bot=bot,
+                scheduler=scheduler,
+                exit_stack=stack,
+                extras=dict(extras or {}),
+            )
+            router = await plugin.setup(ctx)
+            dispatcher.include_router(router)
+            dispatcher.workflow_data.update(ctx.workflow_data)
+            app.user_commands.extend(ctx.user_commands)
+            app.admin_commands.extend(ctx.admin_commands)
+            app.plugins.append(plugin.name)
+    except BaseException:
+        await app.close()
+        raise
+    return app
+
+
+def router_names(dispatcher: Dispatcher) -> list[str]:
+    names: list[str] = []
+    pending = list(dispatcher.sub_routers)
+    while pending:
+        router = pending.pop(0)
+        names.append(router.name)
+        pending.extend(router.sub_routers)
+    return names
+
+
+async def run_bot(config: AppConfig, registry: PluginRegistry) -> int:
+    """Long polling until SIGINT/SIGTERM, then drain and close everything; exit code."""
+    token = config.bot.token.get_secret_value()
+    if not token:
+        log.error("No bot token: set BOT_TOKEN or [bot] token in %s.", config.source)
+        return EXIT_USAGE
+    try:
+        validate_token(token)
+    except TokenValidationError:
+        log.error("The bot token is malformed: it must look like 123456:ABC-DEF (from BotFather).")
+        return EXIT_USAGE
+    app = await build_app(config, registry, token=token)
+    try:
+        log.info(
+            "Starting: plugins %s; routers %s; API server %s",
+            ", ".join(app.plugins) or "none",
+            ", ".join(router_names(app.dispatcher)),
+            config.bot.api_server or "api.telegram.org",
+        )
+        try:
+            await app.bot.set_my_commands(app.user_commands, scope=BotCommandScopeDefault())
+            await app.bot.set_my_commands(
+                app.user_commands + app.admin_commands,
+                scope=BotCommandScopeAllChatAdministrators(),
+            )
+        except (TelegramAPIError, TelegramNetworkError) as exc:
+            log.warning("Could not register the command menu: %s", exc)
+        app.scheduler.start()
+        await app.dispatcher.start_polling(app.bot, handle_signals=True, close_bot_session=False)
+    finally:
+        if app.scheduler.running:
+            app.scheduler.shutdown(wait=False)
+        await app.close()
+        log.info("Stopped cleanly.")
+    return EXIT_OK

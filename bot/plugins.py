@@ -1,0 +1,104 @@
+"""The plugin protocol and the explicit registry the host builds its bot from."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable, Coroutine, Iterable
+from contextlib import AsyncExitStack
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
+
+from aiogram import Bot, Router
+from aiogram.types import BotCommand
+from pydantic import BaseModel
+
+from bot.config import AppConfig
+
+if TYPE_CHECKING:
+    from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+
+@dataclass(frozen=True, slots=True)
+class CliCommand:
+    """A `python -m bot NAME` subcommand a plugin contributes; `run` returns the exit code."""
+
+    name: str
+    help: str
+    add_arguments: Callable[[argparse.ArgumentParser], None]
+    run: Callable[[argparse.Namespace, AppConfig], Coroutine[Any, Any, int]]
+
+
+@dataclass(slots=True)
+class PluginContext:
+    """What the host hands a plugin's setup: configuration and shared infrastructure.
+
+    `exit_stack` closes whatever the plugin opened, in reverse order, when the host stops;
+    `workflow_data` is merged into the dispatcher's data so handlers receive it.
+    """
+
+    config: AppConfig
+    section: BaseModel
+    bot: Bot
+    scheduler: AsyncIOScheduler | None
+    exit_stack: AsyncExitStack
+    workflow_data: dict[str, Any] = field(default_factory=dict)
+    user_commands: list[BotCommand] = field(default_factory=list)
+    admin_commands: list[BotCommand] = field(default_factory=list)
+    extras: dict[str, Any] = field(default_factory=dict)
+
+
+class Plugin(Protocol):
+    """A feature the host can switch on: it owns a config section and returns a router."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def config_model(self) -> type[BaseModel]: ...
+
+    async def setup(self, ctx: PluginContext) -> Router:
+        """Open what the plugin needs (register cleanup on ctx.exit_stack), build its router."""
+        ...
+
+    def commands(self) -> Iterable[CliCommand]:
+        """Subcommands for `python -m bot`; may be empty."""
+        ...
+
+
+class PluginRegistry:
+    """Plugins known to this bot, registered by code, never discovered by scanning folders."""
+
+    def __init__(self, plugins: Iterable[Plugin] = ()) -> None:
+        self._plugins: dict[str, Plugin] = {}
+        for plugin in plugins:
+            self.register(plugin)
+
+    def register(self, plugin: Plugin) -> None:
+        if plugin.name in self._plugins:
+            raise ValueError(f"A plugin named {plugin.name!r} is already registered.")
+        self._plugins[plugin.name] = plugin
+
+    def get(self, name: str) -> Plugin:
+        try:
+            return self._plugins[name]
+        except KeyError:
+            raise KeyError(f"There is no plugin named {name!r}.") from None
+
+    def all(self) -> list[Plugin]:
+        return list(self._plugins.values())
+
+    def config_models(self) -> dict[str, type[BaseModel]]:
+        return {name: plugin.config_model for name, plugin in self._plugins.items()}
+
+    def enabled(self, config: AppConfig) -> list[Plugin]:
+        return [self.get(name) for name in config.plugins.enabled]
+
+    def commands(self) -> list[CliCommand]:
+        return [command for plugin in self._plugins.values() for command in plugin.commands()]
+
+
+def default_registry() -> PluginRegistry:
+    """Every plugin this bot ships; `[plugins] enabled` chooses which of them run."""
+    from plugins.gamification.plugin import GamificationPlugin
+
+    return PluginRegistry([GamificationPlugin()])

@@ -1,0 +1,188 @@
+"""The anti-abuse gate: cooldowns, length, repeats, bursts and daily caps, with reason codes.
+
+Per-user short-term state (recent timestamps and texts) lives in a bounded LRU map: it
+never grows past `tracked_users` however many people write. What must survive a restart
+(freezes, suspicions, points earned today) lives in the database; the gate only caches it.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+import unicodedata
+from collections import OrderedDict, deque
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from plugins.gamification.activity import ActivityFact
+from plugins.gamification.config import AntiAbuseSection
+
+TEXT_KINDS = frozenset({"text"})
+_NOT_WORD = re.compile(r"[\W_]+", re.UNICODE)
+
+
+class Refusal(enum.StrEnum):
+    """Why a message or a thanks earned nothing; counted per reason for /gstats."""
+
+    FROZEN = "frozen"
+    TOO_SHORT = "too_short"
+    COOLDOWN = "cooldown"
+    REPEAT = "repeat"
+    BURST = "burst"
+    DAILY_CAP = "daily_cap"
+    SELF_THANKS = "self_thanks"
+    BOT_THANKS = "bot_thanks"
+    THANKS_COOLDOWN = "thanks_cooldown"
+    THANKS_LIMIT = "thanks_daily_limit"
+    THANKS_TOO_OLD = "thanks_too_old"
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """Allowed with `amount` (possibly clipped to the daily cap), or refused with a reason."""
+
+    amount: int = 0
+    refusal: Refusal | None = None
+    suspicious: bool = False
+
+    @property
+    def allowed(self) -> bool:
+        return self.refusal is None
+
+
+@dataclass(slots=True)
+class _Track:
+    """What the gate remembers about one (chat, user)."""
+
+    seen: deque[float] = field(default_factory=deque)
+    texts: deque[tuple[float, frozenset[str]]] = field(default_factory=deque)
+    last_scored: float | None = None
+    day: str = ""
+    today: int | None = None
+    flagged_at: float | None = None
+
+
+def fingerprint(text: str) -> frozenset[str]:
+    """Character trigrams of the text with case, accents, punctuation and spacing removed."""
+    folded = unicodedata.normalize("NFKD", text.casefold())
+    plain = _NOT_WORD.sub("", "".join(ch for ch in folded if not unicodedata.combining(ch)))
+    plain = plain[:600]
+    if len(plain) < 3:
+        return frozenset({plain})
+    return frozenset(plain[i : i + 3] for i in range(len(plain) - 2))
+
+
+def similarity(a: frozenset[str], b: frozenset[str]) -> float:
+    """Jaccard similarity of two fingerprints: 1.0 for the same text, 0.0 for unrelated."""
+    if not a or not b:
+        return 0.0
+    return len(a & b) / len(a | b)
+
+
+def meaningful_length(text: str) -> int:
+    """Length without whitespace, zero-width characters and runs of one repeated character.
+
+    "aaaaaaa" and "ok......." are padding, not content: a run counts once.
+    """
+    length, previous = 0, ""
+    for ch in text:
+        if ch.isspace() or unicodedata.category(ch) == "Cf" or ch == previous:
+            previous = ch if not ch.isspace() else previous
+            continue
+        length += 1
+        previous = ch
+    return length
+
+
+class AntiAbuseGate:
+    """Decides whether an activity message scores; all time comes in through `now`."""
+
+    def __init__(self, settings: AntiAbuseSection) -> None:
+        self.settings = settings
+        self._tracks: OrderedDict[tuple[int, int], _Track] = OrderedDict()
+        self.frozen: set[tuple[int, int]] = set()
+
+    def __len__(self) -> int:
+        return len(self._tracks)
+
+    def _track(self, chat_id: int, user_id: int) -> _Track:
+        key = (chat_id, user_id)
+        track = self._tracks.get(key)
+        if track is None:
+            track = self._tracks[key] = _Track()
+            if len(self._tracks) > self.settings.tracked_users:
+                self._tracks.popitem(last=False)
+        else:
+            self._tracks.move_to_end(key)
+        return track
+
+    def needs_daily_total(self, fact: ActivityFact, day: str) -> bool:
+        """True when the caller must load today's total from the ledger before `judge`."""
+        track = self._track(fact.chat_id, fact.user_id)
+        return track.day != day or track.today is None
+
+    def set_daily_total(self, fact: ActivityFact, day: str, total: int) -> None:
+        track = self._track(fact.chat_id, fact.user_id)
+        # Another message of the same user may have loaded and reserved meanwhile.
+        if track.day != day or track.today is None:
+            track.day, track.today = day, total
+
+    def judge(self, fact: ActivityFact, amount: int, now: datetime, day: str) -> Verdict:
+        """Refuse with the first reason that applies, cheapest checks first.
+
+        Every message is remembered for burst and repeat detection, scored or not, so
+        alternating spam and padding cannot slip between the checks.
+        """
+        s = self.settings
+        key = (fact.chat_id, fact.user_id)
+        track = self._track(*key)
+        t = now.timestamp()
+        while track.seen and track.seen[0] <= t - s.burst_seconds:
+            track.seen.popleft()
+        track.seen.append(t)
+        while len(track.seen) > s.burst_messages + 1:
+            track.seen.popleft()
+        shape = fingerprint(fact.text) if fact.kind in TEXT_KINDS else None
+        repeated = shape is not None and self._repeats(track, shape, t)
+        if shape is not None:
+            track.texts.append((t, shape))
+            while len(track.texts) > s.repeat_memory:
+                track.texts.popleft()
+
+        if key in self.frozen:
+            return Verdict(refusal=Refusal.FROZEN)
+        if len(track.seen) > s.burst_messages:
+            first = track.flagged_at is None or t - track.flagged_at > s.burst_seconds
+            track.flagged_at = t
+            return Verdict(refusal=Refusal.BURST, suspicious=first)
+        if fact.kind in TEXT_KINDS and meaningful_length(fact.text) < s.min_length:
+            return Verdict(refusal=Refusal.TOO_SHORT)
+        if track.last_scored is not None and t - track.last_scored < s.cooldown_seconds:
+            return Verdict(refusal=Refusal.COOLDOWN)
+        if repeated:
+            return Verdict(refusal=Refusal.REPEAT)
+        if track.day != day:
+            track.day, track.today = day, 0
+        today = track.today or 0
+        remaining = s.daily_cap - today
+        if remaining <= 0:
+            return Verdict(refusal=Refusal.DAILY_CAP)
+        # Reserve now: concurrent messages of one user are judged before either award
+        # commits, and must not both pass the cooldown. `refund` undoes a failed award.
+        granted = min(amount, remaining)
+        track.last_scored, track.today = t, today + granted
+        return Verdict(amount=granted)
+
+    def _repeats(self, track: _Track, shape: frozenset[str], t: float) -> bool:
+        window, threshold = self.settings.repeat_window_seconds, self.settings.repeat_similarity
+        return any(
+            t - when <= window and similarity(shape, earlier) >= threshold
+            for when, earlier in track.texts
+        )
+
+    def refund(self, fact: ActivityFact, amount: int, *, keep_cooldown: bool = False) -> None:
+        """Give back a reservation whose award failed, or was a redelivery already counted."""
+        track = self._track(fact.chat_id, fact.user_id)
+        if not keep_cooldown:
+            track.last_scored = None
+        track.today = max((track.today or 0) - amount, 0)

@@ -1,0 +1,299 @@
+"""Admin commands: award, deduct, revert, freeze, unfreeze, audit, integrity, gstats."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable
+
+from aiogram import Bot, Router
+from aiogram.enums import ChatMemberStatus
+from aiogram.exceptions import TelegramAPIError
+from aiogram.filters import Command, CommandObject
+from aiogram.types import BotCommand, Message
+
+from plugins.gamification.errors import GamificationError
+from plugins.gamification.handlers.facts import GROUP_TYPES, replied_message
+from plugins.gamification.handlers.parsing import (
+    CommandSyntaxError,
+    TargetSpec,
+    split_args,
+    take_amount,
+    take_reason,
+    take_target,
+    take_tx_id,
+)
+from plugins.gamification.handlers.texts import cut, esc, history_text, signed
+from plugins.gamification.keys import admin_key
+from plugins.gamification.models import Receipt
+from plugins.gamification.services import GamificationServices, Person
+
+log = logging.getLogger(__name__)
+
+ADMIN_COMMANDS = (
+    BotCommand(command="award", description="give points: <target> <amount> [reason]"),
+    BotCommand(command="deduct", description="take points: <target> <amount> [reason]"),
+    BotCommand(command="revert", description="undo a transaction: <tx_id> [reason]"),
+    BotCommand(command="freeze", description="stop someone earning: <target> [reason]"),
+    BotCommand(command="unfreeze", description="let someone earn again: <target>"),
+    BotCommand(command="audit", description="last 20 changes of <target> with actors"),
+    BotCommand(command="integrity", description="check the ledger now"),
+    BotCommand(command="gstats", description="points service statistics"),
+)
+ANONYMOUS_ADMIN_BOT = 1087968824
+ADMIN_STATUSES = frozenset({ChatMemberStatus.CREATOR, ChatMemberStatus.ADMINISTRATOR})
+ADMIN_CACHE_SIZE = 10_000
+
+
+async def is_admin(bot: Bot, services: GamificationServices, chat_id: int, user_id: int) -> bool:
+    """A configured admin (everywhere) or an administrator of this very chat."""
+    if user_id in services.admin_ids:
+        return True
+    key = (chat_id, user_id)
+    cached = services.admin_cache.get(key)
+    now = time.monotonic()
+    if cached is not None and cached[0] > now:
+        return cached[1]
+    try:
+        member = await bot.get_chat_member(chat_id, user_id)
+    except TelegramAPIError as exc:
+        log.warning("cannot check admin rights of %s in %s: %s", user_id, chat_id, exc)
+        return False
+    verdict = member.status in ADMIN_STATUSES
+    services.admin_cache[key] = (now + services.config.admin.admin_cache_seconds, verdict)
+    services.admin_cache.move_to_end(key)
+    if len(services.admin_cache) > ADMIN_CACHE_SIZE:
+        services.admin_cache.popitem(last=False)
+    return verdict
+
+
+async def _gate(message: Message, bot: Bot, services: GamificationServices, name: str) -> bool:
+    """Reply with the refusal and return False unless an admin may run this here."""
+    user = message.from_user
+    if message.forward_origin is not None:
+        await message.reply("Forwarded commands are not accepted.")
+        return False
+    if message.chat.type not in GROUP_TYPES:
+        await message.reply(f"Use /{name} in the group it is about.")
+        return False
+    if user is None or message.sender_chat is not None or user.id == ANONYMOUS_ADMIN_BOT:
+        await message.reply(
+            "I can't tell who you are: admin commands need you to post as yourself,"
+            " not anonymously or as a channel."
+        )
+        return False
+    if not await is_admin(bot, services, message.chat.id, user.id):
+        await message.reply(f"Only admins of this chat can use /{name}.")
+        return False
+    return True
+
+
+async def _resolve(message: Message, spec: TargetSpec, services: GamificationServices) -> Person:
+    if spec.by_reply:
+        target = replied_message(message)
+        if target is None or target.from_user is None or target.sender_chat is not None:
+            raise CommandSyntaxError("That message has no person to act on.")
+        person = Person(
+            target.from_user.id,
+            target.from_user.username,
+            target.from_user.full_name,
+            target.from_user.is_bot,
+        )
+        await services.remember(person)
+    elif spec.username is not None:
+        found = await services.find_username(spec.username)
+        if found is None:
+            raise CommandSyntaxError(
+                f"I don't know @{spec.username} yet: they need to write here first."
+            )
+        person = found
+    else:
+        assert spec.user_id is not None
+        found = await services.person(spec.user_id)
+        if found is None:
+            raise CommandSyntaxError(f"I have never seen user {spec.user_id}.")
+        person = found
+    if person.is_bot:
+        raise CommandSyntaxError("Bots don't collect points.")
+    return person
+
+
+Action = Callable[[Message, list[str], GamificationServices], Awaitable[str]]
+
+
+def admin_command(name: str, action: Action) -> Callable[..., Awaitable[None]]:
+    """Wrap an action with the admin gate and turn every expected error into one sentence."""
+
+    async def handler(
+        message: Message, command: CommandObject, bot: Bot, gamification: GamificationServices
+    ) -> None:
+        if not await _gate(message, bot, gamification, name):
+            return
+        try:
+            reply = await action(message, split_args(command.args), gamification)
+        except (CommandSyntaxError, GamificationError) as exc:
+            reply = esc(str(exc))
+        await message.reply(cut(reply))
+
+    handler.__name__ = f"{name}_command"
+    return handler
+
+
+async def _log(message: Message, services: GamificationServices, text: str) -> None:
+    chat_id = services.admin_log_chat_id
+    if chat_id is None:
+        return
+    title = esc(message.chat.title or str(message.chat.id))
+    bot = message.bot
+    if bot is None:
+        return
+    try:
+        await bot.send_message(chat_id, f"[{title}] {text}")
+    except TelegramAPIError as exc:
+        log.warning("could not post to the admin log chat %s: %s", chat_id, exc)
+
+
+async def _change(
+    message: Message, tokens: list[str], services: GamificationServices, sign: int
+) -> str:
+    name = "award" if sign > 0 else "deduct"
+    usage = f"/{name} @username {'50' if sign > 0 else '20'} reason"
+    has_reply = replied_message(message) is not None
+    spec, rest = take_target(tokens, has_reply, usage)
+    amount, rest = take_amount(rest, services.config.admin.max_grant, usage)
+    reason = take_reason(rest)
+    person = await _resolve(message, spec, services)
+    admin = message.from_user
+    assert admin is not None
+    key = admin_key(message.chat.id, message.message_id)
+    engine = services.engine
+    receipt: Receipt
+    if sign > 0:
+        receipt = await engine.adjust(
+            message.chat.id, person.user_id, amount, key=key, actor_id=admin.id, reason=reason
+        )
+    else:
+        receipt = await engine.adjust(
+            message.chat.id, person.user_id, -amount, key=key, actor_id=admin.id,
+            reason=reason, force=True,
+        )  # fmt: skip
+    tx = receipt.transaction
+    summary = (
+        f"{esc(person.full_name)} {signed(tx.amount)} (#{tx.id})"
+        + (f": {esc(reason)}" if reason else "")
+        + f". Balance {receipt.balance}."
+    )
+    if not receipt.duplicate:
+        await services.audit(
+            message.chat.id, admin.id, name, person.user_id, f"{tx.amount} {reason}"
+        )
+        await _log(message, services, f"{esc(admin.full_name)} {name}: {summary}")
+    return summary
+
+
+async def _award(message: Message, tokens: list[str], services: GamificationServices) -> str:
+    return await _change(message, tokens, services, +1)
+
+
+async def _deduct(message: Message, tokens: list[str], services: GamificationServices) -> str:
+    return await _change(message, tokens, services, -1)
+
+
+async def _revert(message: Message, tokens: list[str], services: GamificationServices) -> str:
+    tx_id, rest = take_tx_id(tokens, "/revert 123 reason")
+    reason = take_reason(rest)
+    admin = message.from_user
+    assert admin is not None
+    receipt = await services.engine.revert(
+        tx_id,
+        key=admin_key(message.chat.id, message.message_id),
+        actor_id=admin.id,
+        reason=reason,
+        chat_id=message.chat.id,
+    )
+    tx = receipt.transaction
+    who = esc(await services.name_of(tx.user_id))
+    summary = (
+        f"Reverted #{tx_id} with #{tx.id}: {who} {signed(tx.amount)}. Balance {receipt.balance}."
+    )
+    if not receipt.duplicate:
+        detail = f"#{tx_id} {reason}"
+        await services.audit(message.chat.id, admin.id, "revert", tx.user_id, detail)
+        await _log(message, services, f"{esc(admin.full_name)} revert: {summary}")
+    return summary
+
+
+async def _freeze(message: Message, tokens: list[str], services: GamificationServices) -> str:
+    spec, rest = take_target(tokens, replied_message(message) is not None, "/freeze @username")
+    reason = take_reason(rest)
+    person = await _resolve(message, spec, services)
+    admin = message.from_user
+    assert admin is not None
+    if not await services.freeze(message.chat.id, person.user_id, admin.id, reason):
+        return f"{esc(person.full_name)} is already frozen here."
+    await services.audit(message.chat.id, admin.id, "freeze", person.user_id, reason)
+    summary = f"{esc(person.full_name)} is frozen here and earns nothing until /unfreeze."
+    await _log(message, services, f"{esc(admin.full_name)} freeze: {summary} {esc(reason)}")
+    return summary
+
+
+async def _unfreeze(message: Message, tokens: list[str], services: GamificationServices) -> str:
+    spec, _ = take_target(tokens, replied_message(message) is not None, "/unfreeze @username")
+    person = await _resolve(message, spec, services)
+    admin = message.from_user
+    assert admin is not None
+    if not await services.unfreeze(message.chat.id, person.user_id):
+        return f"{esc(person.full_name)} was not frozen here."
+    await services.audit(message.chat.id, admin.id, "unfreeze", person.user_id, "")
+    summary = f"{esc(person.full_name)} can earn points here again."
+    await _log(message, services, f"{esc(admin.full_name)} unfreeze: {summary}")
+    return summary
+
+
+async def _audit(message: Message, tokens: list[str], services: GamificationServices) -> str:
+    spec, _ = take_target(tokens, replied_message(message) is not None, "/audit @username")
+    person = await _resolve(message, spec, services)
+    rows = await services.engine.history(message.chat.id, person.user_id, 20)
+    actors = [
+        (await services.name_of(tx.actor_id)) if tx.actor_id is not None else "system"
+        for tx in rows
+    ]
+    frozen = " (frozen)" if services.is_frozen(message.chat.id, person.user_id) else ""
+    title = f"<b>Audit of {esc(person.full_name)}{frozen}</b>"
+    return history_text(title, rows, actors)
+
+
+async def _integrity(message: Message, tokens: list[str], services: GamificationServices) -> str:
+    report = await services.engine.check()
+    return f"<pre>{esc(report.to_text())}</pre>"
+
+
+async def _gstats(message: Message, tokens: list[str], services: GamificationServices) -> str:
+    stats = services.stats
+    refusals = ", ".join(f"{k} {v}" for k, v in stats.refusals.most_common()) or "none"
+    store = services.store
+    return (
+        "<b>Points service</b>\n"
+        f"Awards: {stats.awards} ({stats.points} points), repeats ignored: {stats.duplicates}\n"
+        f"Refused: {refusals}\n"
+        f"Award latency: p50 {stats.latency(0.5):.2f} ms, p99 {stats.latency(0.99):.2f} ms\n"
+        f"Writer: queue {store.queue_depth}, {store.stats.batches} batches,"
+        f" largest {store.stats.largest_batch}"
+    )
+
+
+def admin_router() -> Router:
+    router = Router(name="gamification.admin")
+    actions: dict[str, Action] = {
+        "award": _award,
+        "deduct": _deduct,
+        "revert": _revert,
+        "freeze": _freeze,
+        "unfreeze": _unfreeze,
+        "audit": _audit,
+        "integrity": _integrity,
+        "gstats": _gstats,
+    }
+    for name, action in actions.items():
+        router.message.register(admin_command(name, action), Command(name))
+    return router

@@ -1,0 +1,85 @@
+"""Parsing admin command arguments into targets, amounts and reasons, with one-sentence errors."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+MAX_REASON = 200
+_USERNAME = re.compile(r"^@[A-Za-z0-9_]{3,32}$")
+_NUMBER = re.compile(r"^[+-]?\d+$")
+
+
+class CommandSyntaxError(ValueError):
+    """The command's arguments are wrong; the message is the sentence to reply with."""
+
+
+@dataclass(frozen=True, slots=True)
+class TargetSpec:
+    """Who a command is about, before resolving: a reply, a @username or a numeric id."""
+
+    username: str | None = None
+    user_id: int | None = None
+    by_reply: bool = False
+
+
+def split_args(args: str | None) -> list[str]:
+    return (args or "").split()
+
+
+def take_target(tokens: list[str], has_reply: bool, usage: str) -> tuple[TargetSpec, list[str]]:
+    """Take the target from the front of `tokens`, or from the reply when none is given.
+
+    With a reply, a leading number is the amount (`/award 50` replying to someone), unless
+    two numbers lead (`/award 12345 50`), which name an id and then the amount.
+    """
+    first = tokens[0] if tokens else ""
+    if _USERNAME.match(first):
+        return TargetSpec(username=first[1:]), tokens[1:]
+    if first.startswith("@"):
+        raise CommandSyntaxError(f"{first[:40]!r} is not a valid @username.")
+    two_numbers = (
+        len(tokens) >= 2 and bool(_NUMBER.match(first)) and bool(_NUMBER.match(tokens[1]))
+    )
+    if has_reply and not two_numbers:
+        return TargetSpec(by_reply=True), tokens
+    if not first:
+        raise CommandSyntaxError(f"Tell me who: reply to their message, or {usage}.")
+    if not _NUMBER.match(first) or first.startswith(("-", "+")) or len(first) > 15:
+        raise CommandSyntaxError(
+            f"{first[:40]!r} is not a user: use a reply, an @username or a numeric id."
+        )
+    return TargetSpec(user_id=int(first)), tokens[1:]
+
+
+def take_amount(tokens: list[str], cap: int, usage: str) -> tuple[int, list[str]]:
+    """A positive whole number up to `cap` from the front of `tokens`."""
+    if not tokens:
+        raise CommandSyntaxError(f"Tell me how many points: {usage}.")
+    token = tokens[0]
+    if not _NUMBER.match(token):
+        raise CommandSyntaxError(f"{token[:40]!r} is not a whole number of points.")
+    if len(token.lstrip("+-")) > 12:
+        raise CommandSyntaxError(f"That amount is out of range; the most is {cap:,}.")
+    amount = int(token)
+    if amount <= 0:
+        raise CommandSyntaxError("The amount must be above zero.")
+    if amount > cap:
+        raise CommandSyntaxError(f"That is over the cap: one admin change is at most {cap:,}.")
+    return amount, tokens[1:]
+
+
+def take_reason(tokens: list[str]) -> str:
+    reason = " ".join(tokens).strip()
+    if len(reason) > MAX_REASON:
+        raise CommandSyntaxError(f"The reason is too long: at most {MAX_REASON} characters.")
+    return reason
+
+
+def take_tx_id(tokens: list[str], usage: str) -> tuple[int, list[str]]:
+    if not tokens:
+        raise CommandSyntaxError(f"Tell me which transaction: {usage}.")
+    token = tokens[0].lstrip("#")
+    if not token.isdigit() or len(token) > 15 or int(token) == 0:
+        raise CommandSyntaxError(f"{tokens[0][:40]!r} is not a transaction number.")
+    return int(token), tokens[1:]

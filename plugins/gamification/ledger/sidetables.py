@@ -1,0 +1,42 @@
+"""Statements for the tables beside the ledger, and the ledger reads the Telegram side needs.
+
+All complete literals with ? parameters; nothing here is ever formatted at run time.
+"""
+
+SELECT_FREEZES = "SELECT chat_id, user_id FROM freezes"
+INSERT_FREEZE = (
+    "INSERT INTO freezes (chat_id, user_id, frozen_at, frozen_by, reason) VALUES (?, ?, ?, ?, ?)"
+    " ON CONFLICT (chat_id, user_id) DO NOTHING"
+)
+DELETE_FREEZE = "DELETE FROM freezes WHERE chat_id = ? AND user_id = ?"
+INSERT_SUSPICION = (
+    "INSERT INTO suspicions (chat_id, user_id, reason, detail, created_at) VALUES (?, ?, ?, ?, ?)"
+)
+UPSERT_KNOWN_USER = (
+    "INSERT INTO known_users (user_id, username, full_name, is_bot, updated_at)"
+    " VALUES (?, ?, ?, ?, ?) ON CONFLICT (user_id) DO UPDATE SET username = excluded.username,"
+    " full_name = excluded.full_name, is_bot = excluded.is_bot, updated_at = excluded.updated_at"
+)
+SELECT_KNOWN_USER = (
+    "SELECT user_id, username, full_name, is_bot FROM known_users WHERE user_id = ?"
+)
+SELECT_KNOWN_USERNAME = (
+    "SELECT user_id, username, full_name, is_bot FROM known_users"
+    " WHERE username = ? COLLATE NOCASE ORDER BY updated_at DESC LIMIT 1"
+)
+INSERT_ADMIN_ACTION = (
+    "INSERT INTO admin_actions (chat_id, actor_id, action, target_id, detail, created_at)"
+    " VALUES (?, ?, ?, ?, ?, ?)"
+)
+SUM_KIND_SINCE = (
+    "SELECT COALESCE(SUM(amount), 0) FROM transactions"
+    " WHERE chat_id = ? AND user_id = ? AND kind = ? AND created_at >= ?"
+)
+LAST_THANKS_PAIR = (
+    "SELECT COUNT(*) FROM transactions WHERE chat_id = ? AND user_id = ? AND actor_id = ?"
+    " AND kind = 'thanks' AND created_at >= ?"
+)
+COUNT_THANKS_GIVEN = (
+    "SELECT COUNT(*) FROM transactions WHERE chat_id = ? AND actor_id = ?"
+    " AND kind = 'thanks' AND created_at >= ?"
+)

@@ -1,0 +1,272 @@
+"""GamificationServices: everything the handlers call, with no knowledge of aiogram."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from datetime import timedelta
+
+from bot.config import AppConfig
+from plugins.gamification.activity import ActivityFact, ThanksFact, points_for
+from plugins.gamification.anti_abuse import AntiAbuseGate, Refusal
+from plugins.gamification.clock import Clock, SystemClock, format_utc
+from plugins.gamification.config import GamificationConfig
+from plugins.gamification.engine import LedgerPolicy, PointsEngine
+from plugins.gamification.keys import message_key, thanks_key
+from plugins.gamification.ledger import sidetables as sql
+from plugins.gamification.models import Period, Receipt, TxKind
+from plugins.gamification.stats import Stats
+
+log = logging.getLogger(__name__)
+
+KNOWN_USERS_CACHE = 50_000
+
+
+@dataclass(frozen=True, slots=True)
+class Person:
+    user_id: int
+    username: str | None
+    full_name: str
+    is_bot: bool = False
+
+
+class GamificationServices:
+    """The plugin's services, shared by its handlers through the dispatcher data."""
+
+    def __init__(
+        self,
+        engine: PointsEngine,
+        config: GamificationConfig,
+        *,
+        admin_ids: frozenset[int] = frozenset(),
+        admin_log_chat_id: int | None = None,
+    ) -> None:
+        self.engine = engine
+        self.admin_ids = admin_ids
+        self.admin_log_chat_id = admin_log_chat_id
+        # (chat, user) -> (expires at, monotonic seconds; is admin); bounded by the handler.
+        self.admin_cache: OrderedDict[tuple[int, int], tuple[float, bool]] = OrderedDict()
+        self.store = engine.store
+        self.config = config
+        self.clock = engine.clock
+        self.gate = AntiAbuseGate(config.anti_abuse)
+        self.stats = Stats()
+        self._people: OrderedDict[int, Person] = OrderedDict()
+        self._triggers = frozenset(
+            t.strip().lower() for group in config.thanks.triggers.values() for t in group
+        )
+
+    @property
+    def thanks_triggers(self) -> frozenset[str]:
+        return self._triggers
+
+    async def load(self) -> None:
+        """Read the state that outlives a restart: frozen accounts."""
+        rows = await self.store.fetchall(sql.SELECT_FREEZES, ())
+        self.gate.frozen = {(int(chat), int(user)) for chat, user in rows}
+
+    async def close(self) -> None:
+        await self.engine.close()
+
+    def today(self) -> str:
+        start = self.engine.period_start(Period.DAY)
+        assert start is not None
+        return start
+
+    # -- activity -----------------------------------------------------------------------
+
+    async def score_message(self, fact: ActivityFact) -> Receipt | Refusal | None:
+        """Gate the message, award what it is worth, and count the outcome.
+
+        None: this kind of message is worth nothing in the config, so nothing is judged.
+        """
+        self.stats.messages_seen[fact.chat_id] += 1
+        spec = self.config.activity.points.get(fact.kind)
+        key = message_key(fact.chat_id, fact.message_id)
+        amount = points_for(spec, key) if spec is not None else 0
+        if amount <= 0:
+            return None
+        day = self.today()
+        if self.gate.needs_daily_total(fact, day):
+            total = await self._earned_since(fact.chat_id, fact.user_id, day, TxKind.ACTIVITY)
+            self.gate.set_daily_total(fact, day, total)
+        verdict = self.gate.judge(fact, amount, self.clock.now(), day)
+        if verdict.suspicious:
+            await self.flag(fact.chat_id, fact.user_id, "burst", f"message {fact.message_id}")
+        if verdict.refusal is not None:
+            self.stats.refusals[verdict.refusal] += 1
+            return verdict.refusal
+        started = time.perf_counter()
+        try:
+            receipt = await self.engine.award(
+                fact.chat_id, fact.user_id, verdict.amount, key=key, reason=f"{fact.kind} message"
+            )
+        except BaseException:
+            self.gate.refund(fact, verdict.amount)
+            raise
+        if receipt.duplicate:
+            self.gate.refund(fact, verdict.amount, keep_cooldown=True)
+        self.stats.record_award(
+            receipt.transaction.amount,
+            (time.perf_counter() - started) * 1000,
+            duplicate=receipt.duplicate,
+        )
+        return receipt
+
+    async def _earned_since(self, chat_id: int, user_id: int, since: str, kind: TxKind) -> int:
+        rows = await self.store.fetchall(sql.SUM_KIND_SINCE, (chat_id, user_id, kind, since))
+        return int(rows[0][0]) if rows else 0
+
+    async def flag(self, chat_id: int, user_id: int, reason: str, detail: str) -> None:
+        """Record a suspicion; freeze the account when the config says so."""
+        now = format_utc(self.clock.now())
+        await self.store.execute(sql.INSERT_SUSPICION, chat_id, user_id, reason, detail, now)
+        log.warning("suspicious activity in chat %s by user %s: %s", chat_id, user_id, reason)
+        if self.config.anti_abuse.auto_freeze:
+            await self.freeze(chat_id, user_id, None, f"automatic: {reason}")
+
+    # -- thanks -------------------------------------------------------------------------
+
+    async def thank(self, fact: ThanksFact) -> Receipt | Refusal:
+        refusal = await self._judge_thanks(fact)
+        if refusal is not None:
+            self.stats.refusals[refusal] += 1
+            return refusal
+        started = time.perf_counter()
+        receipt = await self.engine.award(
+            fact.chat_id,
+            fact.receiver_id,
+            self.config.thanks.points,
+            key=thanks_key(fact.chat_id, fact.message_id),
+            kind=TxKind.THANKS,
+            actor_id=fact.giver_id,
+            reason="thanks",
+        )
+        self.stats.record_award(
+            receipt.transaction.amount,
+            (time.perf_counter() - started) * 1000,
+            duplicate=receipt.duplicate,
+        )
+        return receipt
+
+    async def _judge_thanks(self, fact: ThanksFact) -> Refusal | None:
+        settings = self.config.thanks
+        if fact.giver_id == fact.receiver_id:
+            return Refusal.SELF_THANKS
+        if fact.receiver_is_bot:
+            return Refusal.BOT_THANKS
+        if (fact.chat_id, fact.giver_id) in self.gate.frozen:
+            return Refusal.FROZEN
+        if fact.sent_at - fact.target_sent_at > timedelta(hours=settings.max_age_hours):
+            return Refusal.THANKS_TOO_OLD
+        # Both limits are read from the ledger, so they hold across restarts.
+        since = format_utc(self.clock.now() - timedelta(seconds=settings.pair_cooldown_seconds))
+        rows = await self.store.fetchall(
+            sql.LAST_THANKS_PAIR, (fact.chat_id, fact.receiver_id, fact.giver_id, since)
+        )
+        if rows and rows[0][0]:
+            return Refusal.THANKS_COOLDOWN
+        rows = await self.store.fetchall(
+            sql.COUNT_THANKS_GIVEN, (fact.chat_id, fact.giver_id, self.today())
+        )
+        if rows and rows[0][0] >= settings.daily_limit:
+            return Refusal.THANKS_LIMIT
+        return None
+
+    # -- people, freezes, audit ---------------------------------------------------------
+
+    async def remember(self, person: Person) -> None:
+        """Keep who we have seen, for @username targets and names; writes only on change."""
+        known = self._people.get(person.user_id)
+        if known == person:
+            self._people.move_to_end(person.user_id)
+            return
+        self._people[person.user_id] = person
+        if len(self._people) > KNOWN_USERS_CACHE:
+            self._people.popitem(last=False)
+        await self.store.execute(
+            sql.UPSERT_KNOWN_USER,
+            person.user_id,
+            person.username,
+            person.full_name,
+            int(person.is_bot),
+            format_utc(self.clock.now()),
+        )
+
+    async def person(self, user_id: int) -> Person | None:
+        known = self._people.get(user_id)
+        if known is not None:
+            return known
+        rows = await self.store.fetchall(sql.SELECT_KNOWN_USER, (user_id,))
+        return Person(rows[0][0], rows[0][1], rows[0][2], bool(rows[0][3])) if rows else None
+
+    async def find_username(self, username: str) -> Person | None:
+        rows = await self.store.fetchall(sql.SELECT_KNOWN_USERNAME, (username.lstrip("@"),))
+        return Person(rows[0][0], rows[0][1], rows[0][2], bool(rows[0][3])) if rows else None
+
+    async def name_of(self, user_id: int) -> str:
+        """A display name that never pings: the full name, else the id."""
+        known = await self.person(user_id)
+        return known.full_name if known and known.full_name else f"user {user_id}"
+
+    def is_frozen(self, chat_id: int, user_id: int) -> bool:
+        return (chat_id, user_id) in self.gate.frozen
+
+    async def freeze(self, chat_id: int, user_id: int, actor_id: int | None, reason: str) -> bool:
+        """Freeze the account; False if it already was."""
+        if self.is_frozen(chat_id, user_id):
+            return False
+        now = format_utc(self.clock.now())
+        await self.store.execute(sql.INSERT_FREEZE, chat_id, user_id, now, actor_id, reason)
+        self.gate.frozen.add((chat_id, user_id))
+        return True
+
+    async def unfreeze(self, chat_id: int, user_id: int) -> bool:
+        """Lift a freeze; False if there was none."""
+        if not self.is_frozen(chat_id, user_id):
+            return False
+        await self.store.execute(sql.DELETE_FREEZE, chat_id, user_id)
+        self.gate.frozen.discard((chat_id, user_id))
+        return True
+
+    async def audit(
+        self, chat_id: int, actor_id: int, action: str, target_id: int | None, detail: str
+    ) -> None:
+        now = format_utc(self.clock.now())
+        await self.store.execute(
+            sql.INSERT_ADMIN_ACTION, chat_id, actor_id, action, target_id, detail, now
+        )
+
+
+async def open_services(
+    app_config: AppConfig, config: GamificationConfig, *, clock: Clock | None = None
+) -> GamificationServices:
+    """Open the ledger named in `[storage]` and load the state that survives restarts."""
+    storage = app_config.storage
+    storage.database.parent.mkdir(parents=True, exist_ok=True)
+    engine = await PointsEngine.open(
+        storage.database,
+        policy=LedgerPolicy(
+            max_amount=config.ledger.max_amount,
+            allow_negative=config.ledger.allow_negative,
+            timezone=config.ledger.timezone,
+        ),
+        clock=clock or SystemClock(),
+        synchronous=storage.synchronous,
+        busy_timeout=storage.busy_timeout_seconds,
+        write_timeout=storage.write_timeout_seconds,
+    )
+    services = GamificationServices(
+        engine,
+        config,
+        admin_ids=frozenset(app_config.bot.admin_ids),
+        admin_log_chat_id=app_config.bot.admin_log_chat_id,
+    )
+    try:
+        await services.load()
+    except BaseException:
+        await engine.close()
+        raise
+    return services
