@@ -13,8 +13,6 @@ from plugins.gamification.errors import GamificationError
 from plugins.gamification.handlers.facts import (
     GROUP_TYPES,
     activity_fact,
-    person_of,
-    replied_message,
     thanks_fact,
 )
 from plugins.gamification.models import Receipt
@@ -35,11 +33,6 @@ async def on_group_message(message: Message, gamification: GamificationServices)
 
 
 async def _score(message: Message, gamification: GamificationServices) -> None:
-    if message.from_user is not None:
-        await gamification.remember(person_of(message.from_user))
-    target = replied_message(message)
-    if target is not None and target.from_user is not None:
-        await gamification.remember(person_of(target.from_user))
     fact = activity_fact(message, gamification.config)
     if fact is not None:
         await gamification.score_message(fact)

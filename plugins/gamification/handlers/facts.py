@@ -57,7 +57,7 @@ def activity_fact(message: Message, config: GamificationConfig) -> ActivityFact 
         return None
     if message.via_bot is not None or is_command(message):
         return None
-    kind = USER_CONTENT.get(str(message.content_type))
+    kind = USER_CONTENT.get(message.content_type)
     if kind is None:
         return None
     return ActivityFact(
