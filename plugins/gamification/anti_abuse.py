@@ -44,6 +44,7 @@ class Verdict:
     amount: int = 0
     refusal: Refusal | None = None
     suspicious: bool = False
+    redelivery: bool = False
 
     @property
     def allowed(self) -> bool:
@@ -57,6 +58,9 @@ class _Track:
     seen: deque[float] = field(default_factory=deque)
     texts: deque[tuple[float, frozenset[str]]] = field(default_factory=deque)
     last_scored: float | None = None
+    # The last message this gate let through and its amount: a redelivered update passes
+    # again with the same amount, so the ledger sees an exact repeat and ignores it.
+    last_message: tuple[int, int] = (0, 0)
     day: str = ""
     today: int | None = None
     flagged_at: float | None = None
@@ -136,6 +140,8 @@ class AntiAbuseGate:
         s = self.settings
         key = (fact.chat_id, fact.user_id)
         track = self._track(*key)
+        if track.last_message[0] == fact.message_id:
+            return Verdict(amount=track.last_message[1], redelivery=True)
         t = now.timestamp()
         while track.seen and track.seen[0] <= t - s.burst_seconds:
             track.seen.popleft()
@@ -157,10 +163,10 @@ class AntiAbuseGate:
             return Verdict(refusal=Refusal.BURST, suspicious=first)
         if fact.kind in TEXT_KINDS and meaningful_length(fact.text) < s.min_length:
             return Verdict(refusal=Refusal.TOO_SHORT)
-        if track.last_scored is not None and t - track.last_scored < s.cooldown_seconds:
-            return Verdict(refusal=Refusal.COOLDOWN)
         if repeated:
             return Verdict(refusal=Refusal.REPEAT)
+        if track.last_scored is not None and t - track.last_scored < s.cooldown_seconds:
+            return Verdict(refusal=Refusal.COOLDOWN)
         if track.day != day:
             track.day, track.today = day, 0
         today = track.today or 0
@@ -171,6 +177,7 @@ class AntiAbuseGate:
         # commits, and must not both pass the cooldown. `refund` undoes a failed award.
         granted = min(amount, remaining)
         track.last_scored, track.today = t, today + granted
+        track.last_message = (fact.message_id, granted)
         return Verdict(amount=granted)
 
     def _repeats(self, track: _Track, shape: frozenset[str], t: float) -> bool:
@@ -185,4 +192,5 @@ class AntiAbuseGate:
         track = self._track(fact.chat_id, fact.user_id)
         if not keep_cooldown:
             track.last_scored = None
+            track.last_message = (0, 0)
         track.today = max((track.today or 0) - amount, 0)

@@ -41,7 +41,10 @@ async def _check(args: argparse.Namespace, config: AppConfig) -> int:
 
 
 def cli_commands() -> list[CliCommand]:
+    from plugins.gamification.demo import demo_command
+
     return [
+        demo_command(),
         CliCommand(
             name="check",
             help=(

@@ -104,9 +104,11 @@ class GamificationServices:
                 fact.chat_id, fact.user_id, verdict.amount, key=key, reason=f"{fact.kind} message"
             )
         except BaseException:
-            self.gate.refund(fact, verdict.amount)
+            if not verdict.redelivery:
+                self.gate.refund(fact, verdict.amount)
             raise
-        if receipt.duplicate:
+        if receipt.duplicate and not verdict.redelivery:
+            # Redelivered after a restart: the gate counted it anew, the ledger did not.
             self.gate.refund(fact, verdict.amount, keep_cooldown=True)
         self.stats.record_award(
             receipt.transaction.amount,

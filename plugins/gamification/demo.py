@@ -1,0 +1,162 @@
+"""`python -m bot demo`: replays a bundled sample chat offline through the real bot."""
+
+from __future__ import annotations
+
+import argparse
+import html
+import logging
+import re
+import sys
+import tempfile
+import tomllib
+from collections import Counter
+from datetime import UTC, datetime
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from bot.app import build_app
+from bot.config import AppConfig
+from bot.offline import RecordingSession, UpdateFactory
+from bot.plugins import CliCommand, default_registry
+from plugins.gamification.clock import FakeClock
+from plugins.gamification.models import Period
+from plugins.gamification.services import GamificationServices
+
+START = datetime(2026, 3, 14, 9, 0, tzinfo=UTC)
+_TAG = re.compile(r"<[^>]+>")
+_TX = re.compile(r"\{tx:(\w+)\}")
+
+
+def load_script() -> dict[str, Any]:
+    text = resources.files("plugins.gamification").joinpath("demo_chat.toml").read_text("utf-8")
+    return tomllib.loads(text)
+
+
+def plain(text: str) -> str:
+    """What a person would see of an HTML reply in a terminal."""
+    return html.unescape(_TAG.sub("", text))
+
+
+def _add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--db", metavar="PATH", help="keep the demo's ledger in PATH (default: a temporary file)"
+    )
+
+
+async def _demo(args: argparse.Namespace, config: AppConfig) -> int:
+    if args.db:
+        return await replay(config, Path(args.db))
+    with tempfile.TemporaryDirectory(prefix="points-demo-") as folder:
+        return await replay(config, Path(folder) / "demo.sqlite3")
+
+
+async def replay(config: AppConfig, database: Path, out: Any = None) -> int:
+    """Feed every step of the script to the real Dispatcher and print what happens."""
+    out = out or sys.stdout
+    script = load_script()
+    chat = UpdateFactory.group(script["chat"]["id"], script["chat"]["title"])
+    people = {p["name"]: p for p in script["people"]}
+    users = {
+        name: UpdateFactory.user(p["id"], p["first_name"], p["username"])
+        for name, p in people.items()
+    }
+    admins = {chat["id"]: {p["id"] for p in people.values() if p.get("admin")}}
+    clock = FakeClock(START)
+
+    def now() -> float:
+        return clock.now().timestamp()
+
+    session = RecordingSession(admins=admins, now=now)
+    factory = UpdateFactory(now=now)
+    storage = config.storage.model_copy(update={"database": database})
+    config = config.model_copy(update={"storage": storage})
+    app = await build_app(config, default_registry(), session=session, extras={"clock": clock})
+    services: GamificationServices = app.dispatcher.workflow_data["gamification"]
+    print(f"Replaying {len(script['steps'])} updates in “{chat['title']}”, offline.", file=out)
+    print(f"Ledger: {database}\n", file=out)
+    labels: dict[str, int] = {}
+    step_tx: dict[str, int] = {}
+    last_tx = await _last_tx_id(services)
+    # One line per update from aiogram would drown the conversation.
+    logging.getLogger("aiogram.event").setLevel(logging.WARNING)
+    try:
+        for step in script["steps"]:
+            clock.advance(float(step.get("after", 0)))
+            user = users[step["from"]]
+            text = _TX.sub(lambda m: str(step_tx.get(m.group(1), 0)), step.get("text", ""))
+            content = {"photo": [_photo()], "caption": text} if step.get("photo") else None
+            reply_to = labels[step["reply_to"]] if "reply_to" in step else None
+            update = factory.message(chat, user, text, reply_to=reply_to, content=content)
+            assert update.message is not None
+            if "label" in step:
+                labels[step["label"]] = update.message.message_id
+            refused_before = Counter(services.stats.refusals)
+            stamp = clock.now().strftime("%H:%M:%S")
+            shown = f"[photo] {text}" if content else text
+            print(f"{stamp}  {plain(user['first_name'])}: {shown}", file=out)
+            session.clear()
+            await app.dispatcher.feed_update(app.bot, update)
+            if step.get("redeliver"):
+                await app.dispatcher.feed_update(app.bot, update)
+                print("          (Telegram delivered this update twice)", file=out)
+            newest = await _report_step(services, refused_before, last_tx, out)
+            if "label" in step and newest > last_tx:
+                step_tx[step["label"]] = last_tx + 1
+            last_tx = newest
+            for sent in session.sent:
+                for line in plain(sent.text).splitlines():
+                    print(f"          🤖 {line}", file=out)
+        return await _summary(services, chat["id"], out)
+    finally:
+        await app.close()
+
+
+async def _last_tx_id(services: GamificationServices) -> int:
+    rows = await services.store.fetchall("SELECT COALESCE(MAX(id), 0) FROM transactions", ())
+    return int(rows[0][0])
+
+
+async def _report_step(
+    services: GamificationServices, refused_before: Counter[str], last_tx: int, out: Any
+) -> int:
+    refused = services.stats.refusals - refused_before
+    for reason in refused:
+        print(f"          · not scored: {reason}", file=out)
+    newest = await _last_tx_id(services)
+    for tx_id in range(last_tx + 1, newest + 1):
+        tx = await services.engine.transaction(tx_id)
+        if tx is not None:
+            who = await services.name_of(tx.user_id)
+            sign = "+" if tx.amount > 0 else ""
+            print(f"          · ledger #{tx.id}: {who} {sign}{tx.amount} ({tx.kind})", file=out)
+    return newest
+
+
+async def _summary(services: GamificationServices, chat_id: int, out: Any) -> int:
+    board = await services.engine.leaderboard(chat_id, Period.ALL, 10)
+    print("\nFinal leaderboard (all time):", file=out)
+    for line in board.lines:
+        print(f"  {line.rank}. {await services.name_of(line.user_id)}: {line.points}", file=out)
+    print("\nRefusals by reason:", file=out)
+    for reason, count in services.stats.refusals.most_common():
+        print(f"  {reason}: {count}", file=out)
+    report = await services.engine.check(record=True)
+    print("\n" + report.to_text(), file=out)
+    return 0 if report.ok else 1
+
+
+def _photo() -> dict[str, Any]:
+    return {"file_id": "demo-photo", "file_unique_id": "demo-photo", "width": 640, "height": 480}
+
+
+def demo_command() -> CliCommand:
+    return CliCommand(
+        name="demo",
+        help=(
+            "replay a bundled sample chat offline through the real dispatcher and ledger;"
+            " prints the conversation, the leaderboard, refusals and the integrity report"
+        ),
+        add_arguments=_add_arguments,
+        run=_demo,
+    )
