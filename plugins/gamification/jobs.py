@@ -1,0 +1,52 @@
+"""Scheduled jobs: plain async functions, runnable and testable without the scheduler."""
+
+from __future__ import annotations
+
+import html
+import logging
+from collections.abc import Awaitable, Callable
+
+from plugins.gamification.errors import GamificationError
+from plugins.gamification.integrity import IntegrityReport
+from plugins.gamification.services import GamificationServices
+
+log = logging.getLogger(__name__)
+
+Notify = Callable[[int, str], Awaitable[object]]
+MAX_MESSAGE = 4096
+
+
+def report_message(report: IntegrityReport) -> str:
+    """The report as posted to the admins: the verdict first, unmistakable on violations."""
+    head = "✅ Ledger check: clean." if report.ok else "🚨 LEDGER CHECK FAILED"
+    body = html.escape(report.to_text(listed=10), quote=False)
+    text = f"<b>{head}</b>\n<pre>{body}</pre>"
+    if len(text) > MAX_MESSAGE:
+        text = text[: MAX_MESSAGE - 20].rsplit("\n", 1)[0] + "\n…</pre>"
+    return text
+
+
+async def integrity_job(
+    services: GamificationServices, notify: Notify, admin_chat_id: int | None
+) -> IntegrityReport | None:
+    """Check the whole ledger, store the result as the next checkpoint, tell the admins."""
+    try:
+        report = await services.engine.check(record=True)
+    except GamificationError as exc:
+        log.error("the integrity check could not run: %s", exc)
+        if admin_chat_id is not None:
+            await notify(
+                admin_chat_id, f"🚨 The ledger check could not run: {html.escape(str(exc))}"
+            )
+        return None
+    level = logging.INFO if report.ok else logging.ERROR
+    log.log(
+        level, "integrity check: %s violations, digest %s", report.violation_count, report.digest
+    )
+    if admin_chat_id is not None:
+        try:
+            await notify(admin_chat_id, report_message(report))
+        except Exception:
+            # The report is stored; a failed post must not hide it from the logs.
+            log.exception("could not post the integrity report to chat %s", admin_chat_id)
+    return report
