@@ -1,0 +1,88 @@
+"""A tiny local Bot API server on 127.0.0.1 for end-to-end runs of `python -m bot run`."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+from typing import Any
+
+from aiohttp import web
+
+BOT_USER = {"id": 123456, "is_bot": True, "first_name": "Points", "username": "points_bot"}
+
+
+class FakeBotAPI:
+    """Serves getUpdates from a queue the test fills; records and answers everything else."""
+
+    def __init__(self, admins: dict[int, set[int]] | None = None) -> None:
+        self.calls: list[tuple[str, dict[str, Any]]] = []
+        self.admins = admins or {}
+        self._updates: list[dict[str, Any]] = []
+        self._update_ids = itertools.count(1)
+        self._message_ids = itertools.count(10_000)
+        self._new_update = asyncio.Event()
+        self._runner: web.AppRunner | None = None
+        self.url = ""
+
+    async def start(self) -> str:
+        app = web.Application()
+        app.router.add_post("/bot{token}/{method}", self._handle)
+        self._runner = web.AppRunner(app)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        port = self._runner.addresses[0][1]
+        self.url = f"http://127.0.0.1:{port}"
+        return self.url
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    def push(self, kind: str, body: dict[str, Any]) -> None:
+        self._updates.append({"update_id": next(self._update_ids), kind: body})
+        self._new_update.set()
+
+    def sent(self, method: str = "sendMessage") -> list[dict[str, Any]]:
+        return [params for name, params in self.calls if name == method]
+
+    async def _handle(self, request: web.Request) -> web.Response:
+        method = request.match_info["method"]
+        params = dict(await request.post())
+        self.calls.append((method, params))
+        if method == "getUpdates":
+            return web.json_response({"ok": True, "result": await self._get_updates(params)})
+        return web.json_response({"ok": True, "result": self._answer(method, params)})
+
+    async def _get_updates(self, params: dict[str, Any]) -> list[dict[str, Any]]:
+        offset = int(params.get("offset", 0) or 0)
+        pending = [u for u in self._updates if u["update_id"] >= offset]
+        if not pending:
+            self._new_update.clear()
+            try:
+                await asyncio.wait_for(self._new_update.wait(), 0.5)
+            except TimeoutError:
+                return []
+            pending = [u for u in self._updates if u["update_id"] >= offset]
+        return pending
+
+    def _answer(self, method: str, params: dict[str, Any]) -> Any:
+        if method == "getMe":
+            return BOT_USER
+        if method == "sendMessage":
+            chat_id = int(params["chat_id"])
+            return {
+                "message_id": next(self._message_ids),
+                "date": int(time.time()),
+                "chat": {"id": chat_id, "type": "supergroup" if chat_id < 0 else "private"},
+                "from": BOT_USER,
+                "text": params.get("text", ""),
+            }
+        if method == "getChatMember":
+            user_id = int(params["user_id"])
+            user = {"id": user_id, "is_bot": False, "first_name": "someone"}
+            if user_id in self.admins.get(int(params["chat_id"]), set()):
+                return {"status": "creator", "user": user, "is_anonymous": False}
+            return {"status": "member", "user": user}
+        return True

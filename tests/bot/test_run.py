@@ -1,0 +1,86 @@
+"""`python -m bot run` end to end against a local Bot API server, then a clean SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sqlite3
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from tests.bot.fake_bot_api import FakeBotAPI
+
+ROOT = Path(__file__).resolve().parents[2]
+TOKEN = "123456:TEST-token-that-must-never-be-logged"
+CHAT = {"id": -100777, "type": "supergroup", "title": "Local"}
+ALICE = {"id": 501, "is_bot": False, "first_name": "Alice", "username": "alice"}
+MOD = {"id": 502, "is_bot": False, "first_name": "Mod"}
+
+
+def message(message_id: int, user: dict[str, Any], text: str) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "message_id": message_id,
+        "date": int(time.time()),
+        "chat": CHAT,
+        "from": user,
+        "text": text,
+    }
+    if text.startswith("/"):
+        body["entities"] = [{"type": "bot_command", "offset": 0, "length": len(text.split()[0])}]
+    return body
+
+
+async def wait_for(condition: Any, what: str, limit: float = 60.0) -> None:
+    deadline = time.monotonic() + limit
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.05)
+
+
+async def test_run_polls_a_local_server_answers_and_stops_cleanly(tmp_path: Path) -> None:
+    api = FakeBotAPI(admins={CHAT["id"]: {MOD["id"]}})
+    url = await api.start()
+    db = tmp_path / "bot.sqlite3"
+    config = tmp_path / "config.toml"
+    config.write_text(f'[bot]\napi_server = "{url}"\n[storage]\ndatabase = "{db}"\n')
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BOT_")}
+    env.update(BOT_TOKEN=TOKEN, PYTHONPATH=str(ROOT))
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bot", "run", "--config", str(config),
+        cwd=tmp_path, env=env,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )  # fmt: skip
+    try:
+        await wait_for(lambda: api.sent("getUpdates"), "the first getUpdates")
+        api.push("message", message(1, ALICE, "Hello everyone, glad to be in this group!"))
+        api.push("message", message(2, ALICE, "/points"))
+        api.push("message", message(3, MOD, "/award @alice 40 welcome gift"))
+        await wait_for(lambda: len(api.sent()) >= 2, "two replies")
+        process.send_signal(signal.SIGTERM)
+        output, _ = await asyncio.wait_for(process.communicate(), 60)
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+        await api.stop()
+    log = output.decode()
+    assert process.returncode == 0, log
+    assert "plugins gamification" in log
+    assert "Stopped cleanly." in log
+    assert TOKEN not in log
+    assert TOKEN.split(":")[1] not in log
+    commands = api.sent("setMyCommands")
+    assert len(commands) == 2
+    assert any("award" in c["commands"] for c in commands)
+    replies = [m["text"] for m in api.sent()]
+    assert "Alice: <b>" in replies[0]
+    assert "+40" in replies[1]
+    conn = sqlite3.connect(db)
+    rows = conn.execute("SELECT kind, amount FROM transactions ORDER BY id").fetchall()
+    conn.close()
+    assert rows[0][0] == "activity"
+    assert rows[1] == ("admin", 40)
