@@ -20,6 +20,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from bot.config import AppConfig
 from bot.errors import on_error
+from bot.flood import FloodControl
 from bot.plugins import PluginContext, PluginRegistry
 from bot.scheduler import build_scheduler
 
@@ -73,6 +74,7 @@ async def build_app(
         session=session or make_session(config),
         default=DefaultBotProperties(parse_mode=ParseMode.HTML, link_preview_is_disabled=True),
     )
+    bot.session.middleware(FloodControl())
     scheduler = build_scheduler(config.scheduler)
     host: HostData = {"config": config, "scheduler": scheduler}
     dispatcher = Dispatcher(name="host", **host)

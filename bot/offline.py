@@ -14,6 +14,7 @@ from typing import Any, cast
 
 from aiogram import Bot
 from aiogram.client.session.base import BaseSession
+from aiogram.exceptions import TelegramRetryAfter
 from aiogram.methods import (
     DeleteWebhook,
     GetChatMember,
@@ -50,6 +51,8 @@ class RecordingSession(BaseSession):
         self.admins = {chat: set(users) for chat, users in (admins or {}).items()}
         self.strict = strict
         self.calls: list[TelegramMethod[Any]] = []
+        # retry_after values: each of the next sendMessage calls fails with one of them.
+        self.flood: list[int] = []
         self._now = now
         self._ids = itertools.count(1_000_000)
         self._answers: dict[type[TelegramMethod[Any]], Callable[[Any], Any]] = {
@@ -74,6 +77,8 @@ class RecordingSession(BaseSession):
         self, bot: Bot, method: TelegramMethod[TelegramType], timeout: int | None = None
     ) -> TelegramType:
         self.calls.append(method)
+        if self.flood and isinstance(method, SendMessage):
+            raise TelegramRetryAfter(method, "Too Many Requests", self.flood.pop(0))
         answer = self._answers.get(type(method))
         if answer is None:
             if self.strict:
