@@ -69,12 +69,15 @@ async def build_app(
     extras: dict[str, Any] | None = None,
 ) -> App:
     """Wire the enabled plugins into one Dispatcher; on failure everything opened is closed."""
+    online = session is None
     bot = Bot(
         token or config.bot.token.get_secret_value() or OFFLINE_TOKEN,
         session=session or make_session(config),
         default=DefaultBotProperties(parse_mode=ParseMode.HTML, link_preview_is_disabled=True),
     )
-    bot.session.middleware(FloodControl())
+    if online:
+        # Telegram's limits apply to Telegram; an offline session (demo, tests) has none.
+        bot.session.middleware(FloodControl())
     scheduler = build_scheduler(config.scheduler)
     host: HostData = {"config": config, "scheduler": scheduler}
     dispatcher = Dispatcher(name="host", **host)
