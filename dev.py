@@ -33,7 +33,8 @@ TASKS: dict[str, list[list[str]]] = {
 
 def ensure_venv() -> None:
     if sys.version_info < (3, 11):
-        sys.exit("Python 3.11 or newer is needed (found %d.%d)." % sys.version_info[:2])
+        found = ".".join(map(str, sys.version_info[:2]))
+        sys.exit(f"Python 3.11 or newer is needed (found {found}).")
     if not PYTHON.exists():
         print(f"Creating {VENV} …", flush=True)
         venv.EnvBuilder(with_pip=True).create(VENV)
