@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass
 from datetime import datetime
+
+_PUNCTUATION = re.compile(r"[^\w+]+")
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,12 +53,15 @@ def is_thanks(text: str, triggers: frozenset[str]) -> bool:
 
     "+" and "+1" count only as the whole message, so "+5 to that idea" is not a thanks.
     """
-    cleaned = text.strip().lower()
-    if not cleaned:
+    lowered = text.strip().lower()
+    if not lowered:
         return False
-    if cleaned in triggers:
+    if lowered in triggers:
         return True
-    words = cleaned.replace(",", " ").replace("!", " ").replace(".", " ").split()
+    # Punctuation and emoticons around words don't matter: "спасибо)", "thanks:)", "+1!".
+    words = _PUNCTUATION.sub(" ", lowered).split()
+    if " ".join(words) in triggers:
+        return True
     if len(words) > 12:
         return False
     padded = f" {' '.join(words)} "

@@ -11,7 +11,7 @@ import enum
 import re
 import unicodedata
 from collections import OrderedDict, deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from plugins.gamification.activity import ActivityFact
@@ -58,9 +58,10 @@ class _Track:
     seen: deque[float] = field(default_factory=deque)
     texts: deque[tuple[float, frozenset[str]]] = field(default_factory=deque)
     last_scored: float | None = None
-    # The last message this gate let through and its amount: a redelivered update passes
-    # again with the same amount, so the ledger sees an exact repeat and ignores it.
-    last_message: tuple[int, int] = (0, 0)
+    # Recent verdicts by message id: a redelivered update gets the same verdict again
+    # (and, if allowed, the same amount, so the ledger sees an exact repeat and ignores it)
+    # instead of counting twice toward bursts, repeats and refusals.
+    verdicts: deque[tuple[int, Verdict]] = field(default_factory=lambda: deque(maxlen=64))
     day: str = ""
     today: int | None = None
     flagged_at: float | None = None
@@ -84,17 +85,18 @@ def similarity(a: frozenset[str], b: frozenset[str]) -> float:
 
 
 def meaningful_length(text: str) -> int:
-    """Length without whitespace, zero-width characters and runs of one repeated character.
+    """Length without whitespace, invisible characters and runs of one repeated character.
 
-    "aaaaaaa" and "ok......." are padding, not content: a run counts once.
+    "aaaaaaa", "a a a", "a\u200ba" and "ok......." are padding, not content: a run counts
+    once, and neither spaces nor zero-width characters break a run.
     """
     length, previous = 0, ""
     for ch in text:
-        if ch.isspace() or unicodedata.category(ch) == "Cf" or ch == previous:
-            previous = ch if not ch.isspace() else previous
+        if ch.isspace() or unicodedata.category(ch) in ("Cf", "Cc"):
             continue
-        length += 1
-        previous = ch
+        if ch != previous:
+            length += 1
+            previous = ch
     return length
 
 
@@ -137,12 +139,19 @@ class AntiAbuseGate:
         Every message is remembered for burst and repeat detection, scored or not, so
         alternating spam and padding cannot slip between the checks.
         """
+        track = self._track(fact.chat_id, fact.user_id)
+        for message_id, earlier in track.verdicts:
+            if message_id == fact.message_id:
+                return replace(earlier, redelivery=True, suspicious=False)
+        verdict = self._judge(track, fact, amount, now.timestamp(), day)
+        track.verdicts.append((fact.message_id, verdict))
+        return verdict
+
+    def _judge(
+        self, track: _Track, fact: ActivityFact, amount: int, t: float, day: str
+    ) -> Verdict:
         s = self.settings
         key = (fact.chat_id, fact.user_id)
-        track = self._track(*key)
-        if track.last_message[0] == fact.message_id:
-            return Verdict(amount=track.last_message[1], redelivery=True)
-        t = now.timestamp()
         while track.seen and track.seen[0] <= t - s.burst_seconds:
             track.seen.popleft()
         track.seen.append(t)
@@ -177,7 +186,6 @@ class AntiAbuseGate:
         # commits, and must not both pass the cooldown. `refund` undoes a failed award.
         granted = min(amount, remaining)
         track.last_scored, track.today = t, today + granted
-        track.last_message = (fact.message_id, granted)
         return Verdict(amount=granted)
 
     def _repeats(self, track: _Track, shape: frozenset[str], t: float) -> bool:
@@ -192,5 +200,7 @@ class AntiAbuseGate:
         track = self._track(fact.chat_id, fact.user_id)
         if not keep_cooldown:
             track.last_scored = None
-            track.last_message = (0, 0)
+            # A failed award may be retried by a redelivery: judge it afresh then.
+            kept = [(mid, v) for mid, v in track.verdicts if mid != fact.message_id]
+            track.verdicts = deque(kept, maxlen=64)
         track.today = max((track.today or 0) - amount, 0)

@@ -234,8 +234,12 @@ class PointsEngine:
     ) -> Leaderboard:
         since = self.period_start(period)
         rows = await self.store.standings(chat_id, since, max(1, min(limit, 100)))
-        lines = tuple(Standing(rank, user, pts) for rank, (user, pts) in enumerate(rows, 1))
-        return Leaderboard(chat_id, period, lines)
+        lines: list[Standing] = []
+        for position, (user, points) in enumerate(rows, 1):
+            # Ties share the better rank (1, 2, 2, 4), as `standing` reports it.
+            tied = lines and lines[-1].points == points
+            lines.append(Standing(lines[-1].rank if tied else position, user, points))
+        return Leaderboard(chat_id, period, tuple(lines))
 
     async def standing(self, chat_id: int, user_id: int, period: Period) -> Standing | None:
         """The user's rank and points in the period; ties share the better rank."""

@@ -96,7 +96,8 @@ class GamificationServices:
         if verdict.suspicious:
             await self.flag(fact.chat_id, fact.user_id, "burst", f"message {fact.message_id}")
         if verdict.refusal is not None:
-            self.stats.refusals[verdict.refusal] += 1
+            if not verdict.redelivery:
+                self.stats.refusals[verdict.refusal] += 1
             return verdict.refusal
         started = time.perf_counter()
         try:
@@ -159,7 +160,9 @@ class GamificationServices:
             return Refusal.SELF_THANKS
         if fact.receiver_is_bot:
             return Refusal.BOT_THANKS
-        if (fact.chat_id, fact.giver_id) in self.gate.frozen:
+        if self.is_frozen(fact.chat_id, fact.giver_id) or self.is_frozen(
+            fact.chat_id, fact.receiver_id
+        ):
             return Refusal.FROZEN
         if fact.sent_at - fact.target_sent_at > timedelta(hours=settings.max_age_hours):
             return Refusal.THANKS_TOO_OLD

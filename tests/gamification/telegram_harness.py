@@ -52,8 +52,8 @@ def assert_telegram_html(text: str) -> None:
             closing, name = tag.group(1), tag.group(2)
             assert name in _TELEGRAM_TAGS, f"unsupported tag <{name}> in {text!r}"
             if closing:
-                assert stack and stack[-1] == name, f"unbalanced </{name}> in {text!r}"
-                stack.pop()
+                assert stack, f"</{name}> closes nothing in {text!r}"
+                assert stack.pop() == name, f"unbalanced </{name}> in {text!r}"
             else:
                 stack.append(name)
             i = tag.end()
@@ -129,6 +129,7 @@ class TelegramHarness:
         self.clock = clock or FakeClock(START)
         self.factory = UpdateFactory(now=self._timestamp)
         self.session = self._new_session()
+        self.past_sessions: list[RecordingSession] = []
         self._app: App | None = None
 
     def _timestamp(self) -> float:
@@ -154,6 +155,7 @@ class TelegramHarness:
     async def restart(self) -> None:
         """Close and build again on the same database; the new session records afresh."""
         await self.close()
+        self.past_sessions.append(self.session)
         self.session = self._new_session()
         await self.start()
 
@@ -206,8 +208,10 @@ class TelegramHarness:
         return texts[-1]
 
     def assert_sent_html_valid(self) -> None:
-        for text in self.texts():
-            assert_telegram_html(text)
+        """Every message sent since the harness was made, across restarts."""
+        for session in [*self.past_sessions, self.session]:
+            for text in session.texts():
+                assert_telegram_html(text)
 
     async def balance(self, chat_id: int, user_id: int) -> int:
         return (await self.services.engine.balance(chat_id, user_id)).balance

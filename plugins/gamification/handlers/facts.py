@@ -49,6 +49,8 @@ def is_command(message: Message) -> bool:
 def activity_fact(message: Message, config: GamificationConfig) -> ActivityFact | None:
     """The fact to score, or None for everything that never scores."""
     user = message.from_user
+    if not config.activity.enabled:
+        return None
     if user is None or user.is_bot or message.sender_chat is not None:
         return None  # channels, anonymous admins, automatic forwards, bots
     if message.chat.type not in GROUP_TYPES or message.chat.id in config.activity.ignored_chats:

@@ -80,6 +80,6 @@ def take_tx_id(tokens: list[str], usage: str) -> tuple[int, list[str]]:
     if not tokens:
         raise CommandSyntaxError(f"Tell me which transaction: {usage}.")
     token = tokens[0].lstrip("#")
-    if not token.isdigit() or len(token) > 15 or int(token) == 0:
+    if not token.isdecimal() or len(token) > 15 or int(token) == 0:
         raise CommandSyntaxError(f"{tokens[0][:40]!r} is not a transaction number.")
     return int(token), tokens[1:]
