@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import random
 import sqlite3
 from collections import defaultdict
@@ -25,13 +26,14 @@ from plugins.gamification import (
     TxKind,
 )
 from plugins.gamification.integrity import run_check
+from plugins.gamification.ledger.store import LedgerStore
 from plugins.gamification.ledger.writer import MAX_BALANCE
 
 CHAT = -100_1000
 
 
 def db_rows(path: Path) -> list[tuple[int, int, int, int, str, str, int | None]]:
-    """Every ledger row, read on a connection of its own (id, chat, user, amount, kind, key, reverts)."""
+    """Every ledger row as (id, chat, user, amount, kind, key, reverts), on its own connection."""
     conn = sqlite3.connect(path)
     try:
         return conn.execute(
@@ -92,6 +94,7 @@ async def test_thousand_concurrent_awards_on_one_account(engine: PointsEngine) -
     assert stats.operations == 1000
     assert stats.batches < 1000, "the writer committed one transaction per award"
     assert stats.largest_batch > 1
+    print(f"1,000 awards: {stats.batches} batches, largest {stats.largest_batch}")
     await assert_clean(engine)
 
 
@@ -166,6 +169,7 @@ async def test_ten_thousand_awards_with_concurrent_reverts(engine: PointsEngine)
     assert len({row[5] for row in rows}) == 11_000
     assert engine.store.stats.failed_batches == 0
     assert engine.store.stats.batches < 11_000
+    print(f"10,000 awards + 1,000 reverts: {engine.store.stats}")
     await assert_clean(engine)
 
 
@@ -272,7 +276,9 @@ async def test_readers_only_see_committed_running_totals(engine: PointsEngine) -
         for burst in range(15):
             await asyncio.gather(
                 *(
-                    engine.award(CHAT, rng.choice(users), rng.randint(1, 50), key=f"w{w}:{burst}:{i}")
+                    engine.award(
+                        CHAT, rng.choice(users), rng.randint(1, 50), key=f"w{w}:{burst}:{i}"
+                    )
                     for i in range(20)
                 )
             )
@@ -292,7 +298,7 @@ async def test_readers_only_see_committed_running_totals(engine: PointsEngine) -
                 # One call, one snapshot: contiguous, newest first, and it sums to its head.
                 assert [t.seq for t in history] == list(range(len(history), 0, -1))
                 assert history[0].balance_after == sum(t.amount for t in history)
-                for newer, older in zip(history, history[1:], strict=False):
+                for newer, older in itertools.pairwise(history):
                     assert newer.balance_after == older.balance_after + newer.amount
                     assert newer.prev_hash == older.hash
                 seen_balances.append((user, history[0].balance_after))
@@ -326,6 +332,10 @@ async def test_readers_only_see_committed_running_totals(engine: PointsEngine) -
 
     for user, balance in seen_balances:
         assert balance in totals[user], (user, balance)
+    finals = {user: (await engine.balance(CHAT, user)).balance for user in users}
+    midway = [(u, b) for u, b in seen_balances if b not in (0, finals[u])]
+    assert midway, "no read happened while the writes were under way"
+    print(f"readers: {reads} rounds, {len(midway)} of {len(seen_balances)} balances mid-write")
     for period, lines in seen_boards:
         for user, points in lines:
             assert points in totals[user], (period, user, points)
@@ -342,38 +352,54 @@ async def test_close_with_awards_in_flight(db_path: Path, clock: FakeClock) -> N
     submitted_after_close: set[str] = set()
     returned: dict[str, Receipt] = {}
     refused: set[str] = set()
+    tasks: list[asyncio.Task[None]] = []
+    some_returned = asyncio.Event()
 
     async def award(i: int) -> None:
         key = f"inflight:{i}"
         (submitted_after_close if close_called else submitted_before_close).add(key)
         try:
             returned[key] = await engine.award(CHAT, 1 + i % 10, 1 + i % 5, key=key)
+            if len(returned) >= 300:
+                some_returned.set()
         except EngineClosedError:
             refused.add(key)
 
+    def spawn() -> None:
+        tasks.append(asyncio.create_task(award(len(tasks))))
+
     async def producer() -> None:
-        # Keeps submitting until 500 awards were created after close() began.
-        i = 0
-        while not (close_called and len(submitted_after_close) >= 500):
-            tasks.append(asyncio.create_task(award(i)))
-            i += 1
-            if i % 25 == 0:
+        # Submits steadily (far below the queue's bound) until close(), then 500 more.
+        while not close_called:
+            if len(tasks) < 5000:
+                spawn()
+            if len(tasks) % 25 == 0 or len(tasks) >= 5000:
+                await asyncio.sleep(0)
+        for _ in range(500):
+            spawn()
+            if len(tasks) % 25 == 0:
                 await asyncio.sleep(0)
 
-    tasks: list[asyncio.Task[None]] = []
     producing = asyncio.create_task(producer())
-    while engine.store.stats.batches < 3:
-        await asyncio.sleep(0)
+    await some_returned.wait()  # close() comes while the writer is busy, not before it began
+    for _ in range(200):
+        spawn()
+    await asyncio.sleep(0)  # these 200 are queued now; no batch holding them has committed
+    pending_at_close = len(submitted_before_close) - len(returned) - len(refused)
     close_called = True  # set in the same step as close() starts: no award runs in between
     await engine.close()
     await producing
     await asyncio.gather(*tasks)
 
+    assert pending_at_close >= 200
     assert len(returned) + len(refused) == len(tasks)
-    assert submitted_before_close, "close came before any award was submitted"
-    assert submitted_after_close, "every award was submitted before close"
+    assert len(submitted_after_close) >= 500
     assert set(returned) == submitted_before_close
     assert refused == submitted_after_close
+    print(
+        f"close: {len(returned)} committed ({pending_at_close} still queued at close),"
+        f" {len(refused)} refused, {engine.store.stats.batches} batches"
+    )
     with pytest.raises(EngineClosedError):
         await engine.award(CHAT, 1, 1, key="after-close")
     with pytest.raises(EngineClosedError):
@@ -399,3 +425,46 @@ async def test_close_with_awards_in_flight(db_path: Path, clock: FakeClock) -> N
         await assert_clean(reopened)
     finally:
         await reopened.close()
+
+
+async def test_close_answers_an_award_that_waited_for_room_in_the_queue(
+    db_path: Path, clock: FakeClock
+) -> None:
+    """An award accepted before close() while the queue was full is committed, not orphaned.
+
+    Another connection holds the write lock, so the writer is stuck in its first batch while
+    the queue (bounded to one) fills and a second award waits for room; then close() runs.
+    """
+    store = await LedgerStore(db_path, clock=clock, max_queue=1, write_timeout=3).open()
+    engine = PointsEngine(store)
+    blocker = sqlite3.connect(db_path, isolation_level=None)
+    try:
+        blocker.execute("BEGIN IMMEDIATE")
+        first = asyncio.create_task(engine.award(CHAT, 1, 1, key="q:first"))
+        while True:  # the writer took the first award and waits for the lock on its thread
+            await asyncio.sleep(0)
+            if first.done() or store.queue_depth == 0:
+                break
+        fills = asyncio.create_task(engine.award(CHAT, 1, 2, key="q:fills"))
+        waits = asyncio.create_task(engine.award(CHAT, 1, 4, key="q:waits"))
+        closing = asyncio.create_task(engine.close())
+        for _ in range(5):
+            await asyncio.sleep(0)
+        assert not first.done()
+        blocker.execute("ROLLBACK")
+        outcomes = await asyncio.gather(first, fills, waits, closing, return_exceptions=True)
+    finally:
+        blocker.close()
+        await engine.close()
+
+    committed = {row[5] for row in db_rows(db_path)}
+    for key, outcome in zip(("q:first", "q:fills", "q:waits"), outcomes, strict=False):
+        # Accepted work is committed; the only other honest answer is a refusal.
+        if isinstance(outcome, Receipt):
+            assert key in committed
+        else:
+            assert isinstance(outcome, EngineClosedError), (key, outcome)
+            assert key not in committed
+    assert outcomes[3] is None
+    assert isinstance(outcomes[0], Receipt)
+    assert run_check(db_path).ok

@@ -7,7 +7,7 @@ import contextlib
 import logging
 import sqlite3
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, TypeVar
 
@@ -64,7 +64,6 @@ class WriterStats:
     operations: int = 0
     largest_batch: int = 0
     failed_batches: int = 0
-    batch_sizes: list[int] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -105,6 +104,9 @@ class LedgerStore:
         self._read_conn: aiosqlite.Connection | None = None
         self._task: asyncio.Task[None] | None = None
         self._closing = False
+        self._entering = 0
+        self._entered = asyncio.Event()
+        self._entered.set()
         self.stats = WriterStats()
 
     async def open(self) -> LedgerStore:
@@ -165,10 +167,18 @@ class LedgerStore:
         try:
             self._queue.put_nowait(pending)
         except asyncio.QueueFull:
+            # close() waits for every submit accepted before it to be queued, so its stop
+            # marker lands behind them and the writer commits them all.
+            self._entering += 1
+            self._entered.clear()
             try:
                 await asyncio.wait_for(self._queue.put(pending), self._write_timeout)
             except TimeoutError:
                 raise WriteTimeoutError("The points ledger is overloaded; try again.") from None
+            finally:
+                self._entering -= 1
+                if self._entering == 0:
+                    self._entered.set()
         try:
             # shield: a caller that gives up must not cancel the batch's shared future.
             return await asyncio.wait_for(asyncio.shield(future), self._write_timeout)
@@ -240,6 +250,7 @@ class LedgerStore:
             return
         self._closing = True
         if self._task is not None:
+            await self._entered.wait()
             await self._queue.put(None)
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
