@@ -165,6 +165,9 @@ class PointsEngine:
         if isinstance(tx_id, bool) or not isinstance(tx_id, int) or tx_id <= 0:
             raise RequestError("A transaction id is a positive whole number.")
         self._check_text(key, reason)
+        self._check_ids(actor_id=actor_id)
+        if chat_id is not None:
+            self._check_ids(chat_id=chat_id)
         return await self.store.submit(Reversal(tx_id, key, actor_id, reason, chat_id))
 
     async def _post(
@@ -179,6 +182,7 @@ class PointsEngine:
         force: bool,
     ) -> Receipt:
         self._check_text(key, reason)
+        self._check_ids(chat_id=chat_id, user_id=user_id, actor_id=actor_id)
         posting = Posting(
             chat_id=chat_id,
             user_id=user_id,
@@ -199,6 +203,15 @@ class PointsEngine:
             raise InvalidAmountError(f"The {what} must be above zero.")
         if amount > self.policy.max_amount:
             raise InvalidAmountError(f"The {what} must be at most {self.policy.max_amount:,}.")
+
+    @staticmethod
+    def _check_ids(**ids: int | None) -> None:
+        """Chat, user and actor ids are 64-bit whole numbers (an actor may be None: system)."""
+        for name, value in ids.items():
+            if value is None and name == "actor_id":
+                continue
+            if isinstance(value, bool) or not isinstance(value, int) or abs(value) >= 2**63:
+                raise RequestError(f"The {name.replace('_', ' ')} must be a whole number.")
 
     @staticmethod
     def _check_text(key: str, reason: str) -> None:

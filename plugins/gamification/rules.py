@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from decimal import ROUND_HALF_UP, Context, Decimal, InvalidOperation, localcontext
 
 from plugins.gamification.errors import InvalidAmountError
 from plugins.gamification.models import Breakdown, Multiplier
 
 MAX_FACTOR = Decimal(1000)
+MAX_FACTOR_DIGITS = 40
 
 
 def apply_multipliers(base: int, multipliers: Iterable[Multiplier] = ()) -> Breakdown:
@@ -17,7 +18,7 @@ def apply_multipliers(base: int, multipliers: Iterable[Multiplier] = ()) -> Brea
     ROUND_HALF_UP in `decimal` rounds 2.5 to 3 and -2.5 to -3: away from zero.
     """
     factors = tuple(multipliers)
-    product = Decimal(base)
+    digits = len(str(abs(base)))
     for multiplier in factors:
         factor = multiplier.factor
         if not isinstance(factor, Decimal):
@@ -26,9 +27,17 @@ def apply_multipliers(base: int, multipliers: Iterable[Multiplier] = ()) -> Brea
             raise InvalidAmountError(
                 f"The multiplier {multiplier.name!r} must be above 0 and at most {MAX_FACTOR}."
             )
-        product *= factor
-    try:
-        result = int(product.quantize(Decimal(1), rounding=ROUND_HALF_UP))
-    except InvalidOperation as exc:  # pragma: no cover - bounded by MAX_FACTOR above
-        raise InvalidAmountError("The amount is too large.") from exc
+        if len(factor.as_tuple().digits) > MAX_FACTOR_DIGITS:
+            raise InvalidAmountError(
+                f"The multiplier {multiplier.name!r} has more than {MAX_FACTOR_DIGITS} digits."
+            )
+        digits += len(factor.as_tuple().digits)
+    # A private context wide enough for the exact product: the only rounding is the
+    # final one, whatever precision the caller's thread has set.
+    exact = Context(prec=digits + 2, rounding=ROUND_HALF_UP, traps=[InvalidOperation])
+    with localcontext(exact):
+        product = Decimal(base)
+        for multiplier in factors:
+            product *= multiplier.factor
+        result = int(product.quantize(Decimal(1)))
     return Breakdown(base=base, multipliers=factors, result=result)

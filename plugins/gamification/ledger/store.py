@@ -323,14 +323,16 @@ class LedgerStore:
         if since is None:
             sql = (
                 "WITH board AS (SELECT user_id, balance AS points FROM accounts"
-                " WHERE chat_id = :chat) SELECT points, (SELECT COUNT(*) FROM board AS other"
+                " WHERE chat_id = :chat AND balance != 0)"
+                " SELECT points, (SELECT COUNT(*) FROM board AS other"
                 " WHERE other.points > board.points) + 1 FROM board"
                 " WHERE user_id = :user AND points != 0"
             )
         else:
             sql = (
                 "WITH board AS (SELECT user_id, SUM(amount) AS points FROM transactions"
-                " WHERE chat_id = :chat AND created_at >= :since GROUP BY user_id)"
+                " WHERE chat_id = :chat AND created_at >= :since GROUP BY user_id"
+                " HAVING points != 0)"
                 " SELECT points, (SELECT COUNT(*) FROM board AS other"
                 " WHERE other.points > board.points) + 1 FROM board"
                 " WHERE user_id = :user AND points != 0"
