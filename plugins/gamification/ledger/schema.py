@@ -104,6 +104,49 @@ MIGRATIONS: tuple[str, ...] = (
 
     CREATE INDEX transactions_actor ON transactions (chat_id, actor_id, created_at);
     """,
+    # 3: the transactional outbox, progress counters, streaks and achievement unlocks.
+    """
+    CREATE TABLE outbox (
+        id           INTEGER PRIMARY KEY,
+        event_id     TEXT    NOT NULL UNIQUE,
+        type         TEXT    NOT NULL,
+        chat_id      INTEGER,
+        user_id      INTEGER,
+        payload      TEXT    NOT NULL,
+        occurred_at  TEXT    NOT NULL,
+        delivered_at TEXT
+    );
+    CREATE INDEX outbox_pending ON outbox (id) WHERE delivered_at IS NULL;
+
+    CREATE TABLE progress (
+        chat_id     INTEGER NOT NULL,
+        user_id     INTEGER NOT NULL,
+        name        TEXT    NOT NULL,
+        value       INTEGER NOT NULL,
+        PRIMARY KEY (chat_id, user_id, name)
+    ) WITHOUT ROWID;
+
+    CREATE TABLE streaks (
+        chat_id     INTEGER NOT NULL,
+        user_id     INTEGER NOT NULL,
+        last_day    TEXT    NOT NULL,
+        length      INTEGER NOT NULL,
+        best        INTEGER NOT NULL,
+        PRIMARY KEY (chat_id, user_id)
+    ) WITHOUT ROWID;
+
+    CREATE TABLE unlocks (
+        chat_id        INTEGER NOT NULL,
+        user_id        INTEGER NOT NULL,
+        achievement    TEXT    NOT NULL,
+        unlocked_at    TEXT    NOT NULL,
+        cause_tx_id    INTEGER NOT NULL REFERENCES transactions (id),
+        reward_tx_id   INTEGER REFERENCES transactions (id),
+        revoked_tx_id  INTEGER REFERENCES transactions (id),
+        PRIMARY KEY (chat_id, user_id, achievement)
+    ) WITHOUT ROWID;
+    CREATE INDEX unlocks_cause ON unlocks (cause_tx_id);
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)
