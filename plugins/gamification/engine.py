@@ -25,6 +25,7 @@ from plugins.gamification.models import (
     Transaction,
     TxKind,
 )
+from plugins.gamification.progress import Effects, ProgressRules
 from plugins.gamification.rules import apply_multipliers
 
 MAX_KEY_LENGTH = 200
@@ -65,15 +66,23 @@ class PointsEngine:
         synchronous: Synchronous = "FULL",
         busy_timeout: float = 5.0,
         write_timeout: float = 30.0,
+        progress: ProgressRules | None = None,
     ) -> PointsEngine:
-        """Open (creating and migrating when needed) the ledger at `path`."""
+        """Open (creating and migrating when needed) the ledger at `path`.
+
+        `progress` sets achievements, the level curve and streak rules; without it there
+        are no achievements and levels follow the default curve. Outbox rows are always
+        written.
+        """
         clock = clock or SystemClock()
+        policy = policy or LedgerPolicy()
         store = LedgerStore(
             path,
             clock=clock,
             synchronous=synchronous,
             busy_timeout=busy_timeout,
             write_timeout=write_timeout,
+            effects=Effects(progress or ProgressRules(timezone=policy.timezone)),
         )
         return cls(await store.open(), policy=policy, clock=clock)
 

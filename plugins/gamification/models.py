@@ -45,17 +45,18 @@ class Breakdown:
     base: int
     multipliers: tuple[Multiplier, ...] = ()
     result: int = 0
+    # What earned it, for progress counters: a message kind, an event type, "thanks".
+    tag: str = ""
 
     def to_json(self) -> str:
-        return json.dumps(
-            {
-                "base": self.base,
-                "multipliers": [[m.name, str(m.factor)] for m in self.multipliers],
-                "result": self.result,
-            },
-            separators=(",", ":"),
-            ensure_ascii=False,
-        )
+        data: dict[str, Any] = {
+            "base": self.base,
+            "multipliers": [[m.name, str(m.factor)] for m in self.multipliers],
+            "result": self.result,
+        }
+        if self.tag:
+            data["tag"] = self.tag
+        return json.dumps(data, separators=(",", ":"), ensure_ascii=False)
 
     @classmethod
     def from_json(cls, text: str) -> Breakdown:
@@ -64,6 +65,7 @@ class Breakdown:
             base=int(data["base"]),
             multipliers=tuple(Multiplier(str(n), Decimal(str(f))) for n, f in data["multipliers"]),
             result=int(data["result"]),
+            tag=str(data.get("tag", "")),
         )
 
     def describe(self) -> str:

@@ -12,7 +12,9 @@ MAX_FACTOR = Decimal(1000)
 MAX_FACTOR_DIGITS = 40
 
 
-def apply_multipliers(base: int, multipliers: Iterable[Multiplier] = ()) -> Breakdown:
+def apply_multipliers(
+    base: int, multipliers: Iterable[Multiplier] = (), *, tag: str = ""
+) -> Breakdown:
     """Multiply exactly in Decimal and round once, halves away from zero.
 
     ROUND_HALF_UP in `decimal` rounds 2.5 to 3 and -2.5 to -3: away from zero.
@@ -40,4 +42,4 @@ def apply_multipliers(base: int, multipliers: Iterable[Multiplier] = ()) -> Brea
         for multiplier in factors:
             product *= multiplier.factor
         result = int(product.quantize(Decimal(1)))
-    return Breakdown(base=base, multipliers=factors, result=result)
+    return Breakdown(base=base, multipliers=factors, result=result, tag=tag)

@@ -33,6 +33,7 @@ from plugins.gamification.ledger.writer import (
     SideWrite,
 )
 from plugins.gamification.models import AccountBalance, Receipt, Transaction
+from plugins.gamification.progress import Effects
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +92,7 @@ class LedgerStore:
         write_timeout: float = 30.0,
         max_batch: int = 1024,
         max_queue: int = 100_000,
+        effects: Effects | None = None,
     ) -> None:
         self.path = Path(path)
         self._clock = clock or SystemClock()
@@ -99,7 +101,7 @@ class LedgerStore:
         self._write_timeout = write_timeout
         self._max_batch = max_batch
         self._queue: asyncio.Queue[_Pending | None] = asyncio.Queue(max_queue)
-        self._writer = BatchWriter(lambda: format_utc(self._clock.now()))
+        self._writer = BatchWriter(lambda: format_utc(self._clock.now()), effects)
         self._write_conn: aiosqlite.Connection | None = None
         self._read_conn: aiosqlite.Connection | None = None
         self._task: asyncio.Task[None] | None = None

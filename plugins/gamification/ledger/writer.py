@@ -29,6 +29,7 @@ from plugins.gamification.ledger.rows import (
 )
 from plugins.gamification.ledger.schema import GENESIS_HASH
 from plugins.gamification.models import Breakdown, Receipt, Transaction, TxKind
+from plugins.gamification.progress import Effects
 
 log = logging.getLogger(__name__)
 
@@ -95,8 +96,9 @@ Outcome = Receipt | None | GamificationError
 class BatchWriter:
     """Applies batches on one sqlite3 connection that is in autocommit mode."""
 
-    def __init__(self, now: Callable[[], str]) -> None:
+    def __init__(self, now: Callable[[], str], effects: Effects | None = None) -> None:
         self._now = now
+        self._effects = effects
 
     def apply(self, conn: sqlite3.Connection, ops: Sequence[Operation]) -> list[Outcome]:
         """BEGIN IMMEDIATE, each op inside its own savepoint, one COMMIT.
@@ -149,11 +151,14 @@ class BatchWriter:
                     f"The key {op.key!r} was already used for a different operation."
                 )
             return Receipt(row_to_transaction(existing[:-1]), duplicate=True)
-        posting = op if isinstance(op, Posting) else self._reversal_posting(conn, op)
-        reverts_id = op.tx_id if isinstance(op, Reversal) else None
-        return Receipt(self._append(conn, posting, fingerprint, reverts_id, state))
+        if isinstance(op, Posting):
+            return Receipt(self._append(conn, op, fingerprint, None, state))
+        posting, original = self._reversal_posting(conn, op)
+        return Receipt(self._append(conn, posting, fingerprint, original, state))
 
-    def _reversal_posting(self, conn: sqlite3.Connection, op: Reversal) -> Posting:
+    def _reversal_posting(
+        self, conn: sqlite3.Connection, op: Reversal
+    ) -> tuple[Posting, Transaction]:
         found = conn.execute(SELECT_TX_BY_ID, (op.tx_id,)).fetchone()
         if found is None or (op.chat_id is not None and found[1] != op.chat_id):
             raise TransactionNotFoundError(f"There is no transaction #{op.tx_id} here.")
@@ -180,16 +185,17 @@ class BatchWriter:
             # A revert restores the truth about an earlier credit, even if the points
             # were already spent; refusing it would leave a wrong credit standing.
             allow_negative=True,
-        )
+        ), original
 
     def _append(
         self,
         conn: sqlite3.Connection,
         p: Posting,
         fingerprint: str,
-        reverts_id: int | None,
+        original: Transaction | None,
         state: _BatchState,
     ) -> Transaction:
+        reverts_id = original.id if original is not None else None
         if p.amount == 0:
             raise InvalidAmountError("The amount must not be zero.")
         account = conn.execute(
@@ -197,7 +203,8 @@ class BatchWriter:
             " WHERE chat_id = ? AND user_id = ?",
             (p.chat_id, p.user_id),
         ).fetchone()
-        balance, earned, seq, prev_hash = account or (0, 0, 0, GENESIS_HASH)
+        balance, old_earned, seq, prev_hash = account or (0, 0, 0, GENESIS_HASH)
+        earned = old_earned
         new_balance = balance + p.amount
         if p.amount < 0 and new_balance < 0 and not p.allow_negative:
             raise InsufficientBalanceError(
@@ -239,7 +246,56 @@ class BatchWriter:
             (p.chat_id, p.user_id, new_balance, earned, seq, digest, now),
         )
         state.next_id = tx_id + 1
-        return row_to_transaction(row)
+        tx = row_to_transaction(row)
+        if self._effects is not None:
+            self._effects.after_append(
+                conn,
+                tx,
+                balance,
+                old_earned,
+                earned,
+                original,
+                append=lambda *reward: self._reward(conn, state, *reward),
+                revert=lambda tx_id, key, reason: self._compensate(
+                    conn, state, tx_id, key, reason
+                ),
+            )
+        return tx
+
+    def _reward(
+        self,
+        conn: sqlite3.Connection,
+        state: _BatchState,
+        chat_id: int,
+        user_id: int,
+        amount: int,
+        key: str,
+        reason: str,
+        tag: str,
+    ) -> Transaction:
+        """An achievement's reward, appended by the effects of the transaction that earned it."""
+        posting = Posting(
+            chat_id=chat_id,
+            user_id=user_id,
+            amount=amount,
+            kind=TxKind.ACHIEVEMENT,
+            key=key,
+            actor_id=None,
+            reason=reason,
+            breakdown=Breakdown(base=amount, result=amount, tag=tag),
+        )
+        return self._append(conn, posting, posting.fingerprint(), None, state)
+
+    def _compensate(
+        self, conn: sqlite3.Connection, state: _BatchState, tx_id: int, key: str, reason: str
+    ) -> Transaction | None:
+        """Revert a reward whose achievement was revoked; None if an admin already did."""
+        reversal = Reversal(tx_id, key, None, reason)
+        try:
+            posting, original = self._reversal_posting(conn, reversal)
+        except RevertError:
+            return None
+        return self._append(conn, posting, reversal.fingerprint(), original, state)
 
 
 @dataclass(slots=True)

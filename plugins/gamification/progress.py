@@ -1,0 +1,255 @@
+"""What a committed transaction sets off, inside the writer's transaction.
+
+Progress counters, streaks, levels, achievement unlocks (and their revocation when the
+transaction that caused them is reverted) and the outbox rows announcing all of it are
+written in the same SQLite transaction as the ledger row, so they are committed or lost
+together with it. Runs on the write connection's thread; no awaits, no aiogram.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from bisect import bisect_right
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import date
+from zoneinfo import ZoneInfo
+
+from plugins.gamification.clock import format_utc
+from plugins.gamification.config import Achievement
+from plugins.gamification.models import Transaction, TxKind
+
+INSERT_OUTBOX = (
+    "INSERT INTO outbox (event_id, type, chat_id, user_id, payload, occurred_at)"
+    " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (event_id) DO NOTHING"
+)
+BUMP_COUNTER = (
+    "INSERT INTO progress (chat_id, user_id, name, value) VALUES (?, ?, ?, ?)"
+    " ON CONFLICT (chat_id, user_id, name) DO UPDATE SET value = value + excluded.value"
+)
+SELECT_COUNTER = "SELECT value FROM progress WHERE chat_id = ? AND user_id = ? AND name = ?"
+SELECT_STREAK = "SELECT last_day, length, best FROM streaks WHERE chat_id = ? AND user_id = ?"
+UPSERT_STREAK = (
+    "INSERT INTO streaks (chat_id, user_id, last_day, length, best) VALUES (?, ?, ?, ?, ?)"
+    " ON CONFLICT (chat_id, user_id) DO UPDATE SET last_day = excluded.last_day,"
+    " length = excluded.length, best = excluded.best"
+)
+SELECT_UNLOCKED = (
+    "SELECT achievement FROM unlocks WHERE chat_id = ? AND user_id = ? AND revoked_tx_id IS NULL"
+)
+UPSERT_UNLOCK = (
+    "INSERT INTO unlocks (chat_id, user_id, achievement, unlocked_at, cause_tx_id)"
+    " VALUES (?, ?, ?, ?, ?) ON CONFLICT (chat_id, user_id, achievement) DO UPDATE SET"
+    " unlocked_at = excluded.unlocked_at, cause_tx_id = excluded.cause_tx_id,"
+    " reward_tx_id = NULL, revoked_tx_id = NULL"
+)
+SET_UNLOCK_REWARD = (
+    "UPDATE unlocks SET reward_tx_id = ? WHERE chat_id = ? AND user_id = ? AND achievement = ?"
+)
+SELECT_CAUSED = (
+    "SELECT achievement, reward_tx_id FROM unlocks WHERE cause_tx_id = ? AND revoked_tx_id IS NULL"
+)
+REVOKE_UNLOCK = (
+    "UPDATE unlocks SET revoked_tx_id = ? WHERE chat_id = ? AND user_id = ? AND achievement = ?"
+)
+
+MAX_LEVEL = 10_000
+
+
+def level_thresholds(curve: tuple[int, int, int]) -> list[int]:
+    """Total points needed for level 1, 2, …: level L to L + 1 costs a*L^2 + b*L + c."""
+    a, b, c = curve
+    total, thresholds = 0, []
+    for level in range(MAX_LEVEL):
+        total += a * level * level + b * level + c
+        thresholds.append(total)
+        if total > 2**53:
+            break
+    return thresholds
+
+
+@dataclass(frozen=True, slots=True)
+class ProgressRules:
+    achievements: tuple[Achievement, ...] = ()
+    level_curve: tuple[int, int, int] = (5, 50, 100)
+    grace_day: bool = True
+    timezone: str = "UTC"
+
+
+Append = Callable[[int, int, int, str, str, str], Transaction]
+Revert = Callable[[int, str, str], Transaction | None]
+
+
+class Effects:
+    """Called by the batch writer after every appended transaction, in its savepoint."""
+
+    def __init__(self, rules: ProgressRules) -> None:
+        self.rules = rules
+        self._zone = ZoneInfo(rules.timezone)
+        self._thresholds = level_thresholds(rules.level_curve)
+        self._by_id = {a.id: a for a in rules.achievements}
+
+    def level_of(self, earned: int) -> int:
+        return bisect_right(self._thresholds, earned)
+
+    def level_floor(self, level: int) -> int:
+        """Lifetime points at which `level` is reached (0 for level 0)."""
+        return 0 if level <= 0 else self._thresholds[min(level, len(self._thresholds)) - 1]
+
+    def after_append(
+        self,
+        conn: sqlite3.Connection,
+        tx: Transaction,
+        old_balance: int,
+        old_earned: int,
+        new_earned: int,
+        original: Transaction | None,
+        append: Append,
+        revert: Revert,
+    ) -> None:
+        self._outbox_points(conn, tx, old_balance)
+        if tx.kind is TxKind.REVERT and original is not None:
+            self._count(conn, original, -1)
+            self._revoke(conn, tx, original, revert)
+            return
+        self._count(conn, tx, +1)
+        if tx.kind in (TxKind.ACTIVITY, TxKind.EVENT) and tx.amount > 0:
+            self._streak(conn, tx)
+        old_level, new_level = self.level_of(old_earned), self.level_of(new_earned)
+        if new_level > old_level:
+            self._emit(
+                conn, f"lvl:{tx.chat_id}:{tx.user_id}:{new_level}:{tx.id}", "level.reached", tx,
+                {"level": new_level, "previous_level": old_level, "earned": new_earned,
+                 "tx_id": tx.id},
+            )  # fmt: skip
+        if self.rules.achievements and tx.amount > 0:
+            self._unlock(conn, tx, new_earned, append)
+
+    # -- counters and streaks -----------------------------------------------------------
+
+    @staticmethod
+    def counter_names(tx: Transaction) -> tuple[str, ...]:
+        tag = tx.breakdown.tag
+        if tx.kind is TxKind.ACTIVITY:
+            return ("activity:*", f"activity:{tag}") if tag else ("activity:*",)
+        if tx.kind is TxKind.EVENT and tag:
+            return (f"event:{tag}",)
+        if tx.kind is TxKind.THANKS:
+            return ("thanks_received",)
+        return ()
+
+    def _count(self, conn: sqlite3.Connection, tx: Transaction, step: int) -> None:
+        if tx.amount <= 0:
+            return
+        for name in self.counter_names(tx):
+            conn.execute(BUMP_COUNTER, (tx.chat_id, tx.user_id, name, step))
+
+    def local_day(self, tx: Transaction) -> date:
+        return tx.created_at.astimezone(self._zone).date()
+
+    def _streak(self, conn: sqlite3.Connection, tx: Transaction) -> None:
+        today = self.local_day(tx)
+        row = conn.execute(SELECT_STREAK, (tx.chat_id, tx.user_id)).fetchone()
+        if row is None:
+            length, best = 1, 1
+        else:
+            gap = (today - date.fromisoformat(row[0])).days
+            if gap <= 0:
+                return
+            limit = 2 if self.rules.grace_day else 1
+            length = row[1] + 1 if gap <= limit else 1
+            best = max(row[2], length)
+        conn.execute(UPSERT_STREAK, (tx.chat_id, tx.user_id, today.isoformat(), length, best))
+
+    def _value(
+        self, conn: sqlite3.Connection, tx: Transaction, spec: Achievement, earned: int
+    ) -> int:
+        condition = spec.condition
+        if condition.type == "earned":
+            return earned
+        if condition.type == "streak":
+            row = conn.execute(SELECT_STREAK, (tx.chat_id, tx.user_id)).fetchone()
+            return int(row[1]) if row else 0
+        name = {
+            "activity": f"activity:{condition.kind or '*'}",
+            "event": f"event:{condition.event}",
+            "thanks_received": "thanks_received",
+        }[condition.type]
+        row = conn.execute(SELECT_COUNTER, (tx.chat_id, tx.user_id, name)).fetchone()
+        return int(row[0]) if row else 0
+
+    # -- achievements -------------------------------------------------------------------
+
+    def _unlock(
+        self, conn: sqlite3.Connection, tx: Transaction, earned: int, append: Append
+    ) -> None:
+        unlocked = {
+            row[0] for row in conn.execute(SELECT_UNLOCKED, (tx.chat_id, tx.user_id)).fetchall()
+        }
+        for spec in self.rules.achievements:
+            if (
+                spec.id in unlocked
+                or self._value(conn, tx, spec, earned) < spec.condition.at_least
+            ):
+                continue
+            # The unlock row goes in first: the reward below runs these effects again and
+            # must see this achievement as taken.
+            at = format_utc(tx.created_at)
+            conn.execute(UPSERT_UNLOCK, (tx.chat_id, tx.user_id, spec.id, at, tx.id))
+            reward_tx_id = None
+            if spec.reward:
+                key = f"ach:{tx.chat_id}:{tx.user_id}:{spec.id}:{tx.id}"
+                reward = append(
+                    tx.chat_id, tx.user_id, spec.reward, key, f"achievement: {spec.title}", spec.id
+                )
+                reward_tx_id = reward.id
+                conn.execute(SET_UNLOCK_REWARD, (reward.id, tx.chat_id, tx.user_id, spec.id))
+            self._emit(
+                conn, f"ach:{tx.chat_id}:{tx.user_id}:{spec.id}:{tx.id}", "achievement.unlocked",
+                tx, {"achievement": spec.id, "title": spec.title, "reward": spec.reward,
+                     "cause_tx_id": tx.id, "reward_tx_id": reward_tx_id, "hidden": spec.hidden},
+            )  # fmt: skip
+
+    def _revoke(
+        self, conn: sqlite3.Connection, tx: Transaction, original: Transaction, revert: Revert
+    ) -> None:
+        for achievement, reward_tx_id in conn.execute(SELECT_CAUSED, (original.id,)).fetchall():
+            conn.execute(REVOKE_UNLOCK, (tx.id, tx.chat_id, tx.user_id, achievement))
+            if reward_tx_id is not None:
+                revert(reward_tx_id, f"revoke:{reward_tx_id}", f"{achievement} revoked")
+            self._emit(
+                conn, f"achrev:{tx.chat_id}:{tx.user_id}:{achievement}:{tx.id}",
+                "achievement.revoked", tx,
+                {"achievement": achievement, "cause_tx_id": original.id, "revert_tx_id": tx.id},
+            )  # fmt: skip
+
+    # -- outbox -------------------------------------------------------------------------
+
+    def _outbox_points(self, conn: sqlite3.Connection, tx: Transaction, old_balance: int) -> None:
+        if tx.kind is TxKind.REVERT:
+            kind = "points.reverted"
+        else:
+            kind = "points.awarded" if tx.amount > 0 else "points.deducted"
+        payload = {
+            "tx_id": tx.id, "amount": tx.amount, "kind": tx.kind.value, "tag": tx.breakdown.tag,
+            "old_balance": old_balance, "new_balance": tx.balance_after, "reason": tx.reason,
+            "reverts_id": tx.reverts_id, "actor_id": tx.actor_id,
+        }  # fmt: skip
+        self._emit(conn, f"tx:{tx.id}", kind, tx, payload)
+
+    @staticmethod
+    def _emit(
+        conn: sqlite3.Connection, event_id: str, kind: str, tx: Transaction, payload: object
+    ) -> None:
+        conn.execute(
+            INSERT_OUTBOX,
+            (
+                event_id,
+                kind,
+                tx.chat_id,
+                tx.user_id,
+                json.dumps(payload, separators=(",", ":"), ensure_ascii=False),
+                format_utc(tx.created_at),
+            ),
+        )
