@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -29,6 +29,25 @@ from plugins.gamification.progress import Effects, ProgressRules
 from plugins.gamification.rules import apply_multipliers
 
 MAX_KEY_LENGTH = 200
+SELECT_PROGRESS = "SELECT name, value FROM progress WHERE chat_id = ? AND user_id = ?"
+SELECT_STREAK = "SELECT last_day, length, best FROM streaks WHERE chat_id = ? AND user_id = ?"
+SELECT_UNLOCKS = (
+    "SELECT achievement, unlocked_at FROM unlocks"
+    " WHERE chat_id = ? AND user_id = ? AND revoked_tx_id IS NULL"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Progress:
+    counters: dict[str, int]
+    streak: int
+    best_streak: int
+    level: int
+    earned: int
+    next_level_at: int
+    unlocked: dict[str, str]
+
+
 MAX_REASON_LENGTH = 500
 
 
@@ -49,11 +68,17 @@ class PointsEngine:
     """
 
     def __init__(
-        self, store: LedgerStore, *, policy: LedgerPolicy | None = None, clock: Clock | None = None
+        self,
+        store: LedgerStore,
+        *,
+        policy: LedgerPolicy | None = None,
+        clock: Clock | None = None,
+        effects: Effects | None = None,
     ) -> None:
         self.store = store
         self.policy = policy or LedgerPolicy()
         self.clock = clock or SystemClock()
+        self.effects = effects or Effects(ProgressRules(timezone=self.policy.timezone))
         self._zone = ZoneInfo(self.policy.timezone)
 
     @classmethod
@@ -76,15 +101,16 @@ class PointsEngine:
         """
         clock = clock or SystemClock()
         policy = policy or LedgerPolicy()
+        effects = Effects(progress or ProgressRules(timezone=policy.timezone))
         store = LedgerStore(
             path,
             clock=clock,
             synchronous=synchronous,
             busy_timeout=busy_timeout,
             write_timeout=write_timeout,
-            effects=Effects(progress or ProgressRules(timezone=policy.timezone)),
+            effects=effects,
         )
-        return cls(await store.open(), policy=policy, clock=clock)
+        return cls(await store.open(), policy=policy, clock=clock, effects=effects)
 
     async def close(self) -> None:
         """Commit everything queued, then refuse further calls with EngineClosedError."""
@@ -109,10 +135,16 @@ class PointsEngine:
         reason: str = "",
         actor_id: int | None = None,
         multipliers: Iterable[Multiplier] = (),
+        tag: str = "",
     ) -> Receipt:
-        """Credit `base` times `multipliers` (rounded once) to the account."""
+        """Credit `base` times `multipliers` (rounded once) to the account.
+
+        `tag` says what earned it (a message kind, an event type) for progress counters.
+        """
         self._check_amount(base, "base amount")
-        breakdown = apply_multipliers(base, multipliers)
+        if not isinstance(tag, str) or len(tag) > 100:
+            raise RequestError("A tag is at most 100 characters.")
+        breakdown = apply_multipliers(base, multipliers, tag=tag)
         if breakdown.result <= 0:
             raise InvalidAmountError("The amount rounds to zero points.")
         if breakdown.result > self.policy.max_amount:
@@ -267,6 +299,30 @@ class PointsEngine:
         """The user's rank and points in the period; ties share the better rank."""
         found = await self.store.standing_of(chat_id, user_id, self.period_start(period))
         return Standing(found[0], user_id, found[1]) if found else None
+
+    async def progress(self, chat_id: int, user_id: int) -> Progress:
+        """Counters, streak, level and unlocked achievements of one account."""
+        rows = await self.store.fetchall(SELECT_PROGRESS, (chat_id, user_id))
+        counters = {str(name): int(value) for name, value in rows}
+        streak_rows = await self.store.fetchall(SELECT_STREAK, (chat_id, user_id))
+        unlocked_rows = await self.store.fetchall(SELECT_UNLOCKS, (chat_id, user_id))
+        account = await self.balance(chat_id, user_id)
+        level = self.effects.level_of(account.earned)
+        streak, best = 0, 0
+        if streak_rows:
+            last_day, length, best = streak_rows[0]
+            today = self.clock.now().astimezone(self._zone).date()
+            gap = (today - date.fromisoformat(last_day)).days
+            streak = length if gap <= (2 if self.effects.rules.grace_day else 1) else 0
+        return Progress(
+            counters=counters,
+            streak=streak,
+            best_streak=int(best),
+            level=level,
+            earned=account.earned,
+            next_level_at=self.effects.level_floor(level + 1),
+            unlocked={str(a): str(at) for a, at in unlocked_rows},
+        )
 
     def period_start(self, period: Period) -> str | None:
         """Start of the current calendar day, ISO week or month in the policy's timezone."""

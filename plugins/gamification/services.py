@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import time
+import uuid
 from collections import OrderedDict
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import date, timedelta
+from zoneinfo import ZoneInfo
 
 from bot.config import AppConfig
 from plugins.gamification.activity import ActivityFact, ThanksFact, points_for
@@ -17,6 +20,9 @@ from plugins.gamification.engine import LedgerPolicy, PointsEngine
 from plugins.gamification.keys import message_key, thanks_key
 from plugins.gamification.ledger import sidetables as sql
 from plugins.gamification.models import Period, Receipt, TxKind
+from plugins.gamification.multipliers import MultiplierRules
+from plugins.gamification.progress import INSERT_OUTBOX, ProgressRules
+from plugins.gamification.rules import apply_multipliers
 from plugins.gamification.stats import Stats
 
 log = logging.getLogger(__name__)
@@ -54,6 +60,9 @@ class GamificationServices:
         self.gate = AntiAbuseGate(config.anti_abuse)
         self.stats = Stats()
         self._people: OrderedDict[int, Person] = OrderedDict()
+        self.multipliers = MultiplierRules(config.multipliers, config.ledger.timezone)
+        self._zone = ZoneInfo(config.ledger.timezone)
+        self._streaks: OrderedDict[tuple[int, int], tuple[date, int]] = OrderedDict()
         self._triggers = frozenset(
             t.strip().lower() for group in config.thanks.triggers.values() for t in group
         )
@@ -92,17 +101,29 @@ class GamificationServices:
         if self.gate.needs_daily_total(fact, day):
             total = await self._earned_since(fact.chat_id, fact.user_id, day, TxKind.ACTIVITY)
             self.gate.set_daily_total(fact, day, total)
-        verdict = self.gate.judge(fact, amount, self.clock.now(), day)
+        streak = await self._streak_days(fact.chat_id, fact.user_id)
+        multipliers = self.multipliers.for_activity(fact.chat_id, fact.sent_at, streak)
+        worth = apply_multipliers(amount, multipliers).result
+        verdict = self.gate.judge(fact, worth, self.clock.now(), day)
         if verdict.suspicious:
             await self.flag(fact.chat_id, fact.user_id, "burst", f"message {fact.message_id}")
         if verdict.refusal is not None:
             if not verdict.redelivery:
                 self.stats.refusals[verdict.refusal] += 1
             return verdict.refusal
+        if verdict.amount < worth:
+            # Clipped to what the daily cap leaves: the rest of the day's worth, unmultiplied.
+            amount, multipliers = verdict.amount, []
         started = time.perf_counter()
         try:
             receipt = await self.engine.award(
-                fact.chat_id, fact.user_id, verdict.amount, key=key, reason=f"{fact.kind} message"
+                fact.chat_id,
+                fact.user_id,
+                amount,
+                key=key,
+                reason=f"{fact.kind} message",
+                multipliers=multipliers,
+                tag=fact.kind,
             )
         except BaseException:
             if not verdict.redelivery:
@@ -118,6 +139,26 @@ class GamificationServices:
         )
         return receipt
 
+    async def _streak_days(self, chat_id: int, user_id: int) -> int:
+        """Streak length counting today, as it will be once this activity commits.
+
+        Cached per person per day: it changes only when the day does.
+        """
+        today = self.clock.now().astimezone(self._zone).date()
+        cached = self._streaks.get((chat_id, user_id))
+        if cached is not None and cached[0] == today:
+            return cached[1]
+        rows = await self.store.fetchall(sql.SELECT_STREAK, (chat_id, user_id))
+        days = 1
+        if rows:
+            gap = (today - date.fromisoformat(rows[0][0])).days
+            limit = 2 if self.config.progress.streak_grace_day else 1
+            days = int(rows[0][1]) + (0 if gap <= 0 else 1) if gap <= limit else 1
+        self._streaks[(chat_id, user_id)] = (today, days)
+        if len(self._streaks) > KNOWN_USERS_CACHE:
+            self._streaks.popitem(last=False)
+        return days
+
     async def _earned_since(self, chat_id: int, user_id: int, since: str, kind: TxKind) -> int:
         rows = await self.store.fetchall(sql.SUM_KIND_SINCE, (chat_id, user_id, kind, since))
         return int(rows[0][0]) if rows else 0
@@ -125,7 +166,10 @@ class GamificationServices:
     async def flag(self, chat_id: int, user_id: int, reason: str, detail: str) -> None:
         """Record a suspicion; freeze the account when the config says so."""
         now = format_utc(self.clock.now())
-        await self.store.execute(sql.INSERT_SUSPICION, chat_id, user_id, reason, detail, now)
+        await self.store.execute_all(
+            (sql.INSERT_SUSPICION, (chat_id, user_id, reason, detail, now)),
+            self.outbox_row("abuse.suspected", chat_id, user_id, {"reason": reason}),
+        )
         log.warning("suspicious activity in chat %s by user %s: %s", chat_id, user_id, reason)
         if self.config.anti_abuse.auto_freeze:
             await self.freeze(chat_id, user_id, None, f"automatic: {reason}")
@@ -144,6 +188,7 @@ class GamificationServices:
             self.config.thanks.points,
             key=thanks_key(fact.chat_id, fact.message_id),
             kind=TxKind.THANKS,
+            tag="thanks",
             actor_id=fact.giver_id,
             reason="thanks",
         )
@@ -236,6 +281,20 @@ class GamificationServices:
         self.gate.frozen.discard((chat_id, user_id))
         return True
 
+    def outbox_row(
+        self, kind: str, chat_id: int | None, user_id: int | None, payload: dict[str, object]
+    ) -> tuple[str, tuple[object, ...]]:
+        """The statement that queues an event in the outbox, to commit with other writes."""
+        body = json.dumps(payload, separators=(",", ":"), ensure_ascii=False, default=str)
+        now = format_utc(self.clock.now())
+        return INSERT_OUTBOX, (f"{kind}:{uuid.uuid4().hex}", kind, chat_id, user_id, body, now)
+
+    async def publish_later(
+        self, kind: str, chat_id: int | None, user_id: int | None, payload: dict[str, object]
+    ) -> None:
+        """Queue an event through the outbox: committed like a ledger row, relayed later."""
+        await self.store.execute_all(self.outbox_row(kind, chat_id, user_id, payload))
+
     async def audit(
         self, chat_id: int, actor_id: int, action: str, target_id: int | None, detail: str
     ) -> None:
@@ -262,6 +321,12 @@ async def open_services(
         synchronous=storage.synchronous,
         busy_timeout=storage.busy_timeout_seconds,
         write_timeout=storage.write_timeout_seconds,
+        progress=ProgressRules(
+            achievements=config.progress.achievements,
+            level_curve=config.progress.level_curve,
+            grace_day=config.progress.streak_grace_day,
+            timezone=config.ledger.timezone,
+        ),
     )
     services = GamificationServices(
         engine,

@@ -84,11 +84,16 @@ def make_config(
     admin_ids: Iterable[int] = (),
     admin_log_chat_id: int | None = None,
 ) -> AppConfig:
-    """Defaults (no file, no environment), on `database`, with the given overrides."""
+    """Defaults (no file, no environment), on `database`, with the given overrides.
+
+    Achievements and streak multipliers are off unless a test turns them on, so that
+    exact balances in tests of other features are not moved by rewards.
+    """
     registry = default_registry()
     config = load_config(None, plugin_models=registry.config_models(), environ={})
+    quiet = {"progress": {"achievements": ()}, "multipliers": {"streak": {}}}
     section = GamificationConfig.model_validate(
-        _merge(GamificationConfig().model_dump(), gamification or {})
+        _merge(_merge(GamificationConfig().model_dump(), quiet), gamification or {})
     )
     return config.model_copy(
         update={

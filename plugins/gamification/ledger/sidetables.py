@@ -40,3 +40,4 @@ COUNT_THANKS_GIVEN = (
     "SELECT COUNT(*) FROM transactions WHERE chat_id = ? AND actor_id = ?"
     " AND kind = 'thanks' AND created_at >= ?"
 )
+SELECT_STREAK = "SELECT last_day, length FROM streaks WHERE chat_id = ? AND user_id = ?"

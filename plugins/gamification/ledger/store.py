@@ -159,7 +159,11 @@ class LedgerStore:
 
     async def execute(self, sql: str, *params: object) -> None:
         """Queue a write beside the ledger (same writer, same batches) and wait for COMMIT."""
-        await self._enqueue(SideWrite(sql, params))
+        await self._enqueue(SideWrite(((sql, params),)))
+
+    async def execute_all(self, *statements: tuple[str, tuple[object, ...]]) -> None:
+        """Like `execute`, for several statements that must commit together."""
+        await self._enqueue(SideWrite(statements))
 
     async def _enqueue(self, op: Operation) -> Receipt | None:
         if self._closing or self._task is None:

@@ -80,13 +80,13 @@ class Reversal:
 
 @dataclass(frozen=True, slots=True)
 class SideWrite:
-    """A write to a table beside the ledger (freezes, people seen, the audit log).
+    """Writes to tables beside the ledger (freezes, people seen, the audit log, the outbox).
 
-    `sql` is always one of the module-level statement constants, never built from input.
+    All statements commit together. Each SQL text is one of the module-level statement
+    constants, never built from input.
     """
 
-    sql: str
-    params: tuple[object, ...]
+    statements: tuple[tuple[str, tuple[object, ...]], ...]
 
 
 Operation = Posting | Reversal | SideWrite
@@ -141,7 +141,8 @@ class BatchWriter:
         self, conn: sqlite3.Connection, op: Operation, state: _BatchState
     ) -> Receipt | None:
         if isinstance(op, SideWrite):
-            conn.execute(op.sql, op.params)
+            for sql, params in op.statements:
+                conn.execute(sql, params)
             return None
         fingerprint = op.fingerprint()
         existing = conn.execute(SELECT_TX_BY_KEY, (op.key,)).fetchone()
