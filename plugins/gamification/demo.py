@@ -20,10 +20,11 @@ from bot.config import AppConfig
 from bot.offline import RecordingSession, UpdateFactory
 from bot.plugins import CliCommand, default_registry
 from plugins.gamification.clock import FakeClock
+from plugins.gamification.events import Event, InProcessBus
 from plugins.gamification.models import Period
 from plugins.gamification.services import GamificationServices
 
-START = datetime(2026, 3, 14, 9, 0, tzinfo=UTC)
+START = datetime(2026, 3, 11, 9, 0, tzinfo=UTC)
 _TAG = re.compile(r"<[^>]+>")
 _TX = re.compile(r"\{tx:(\w+)\}")
 
@@ -81,25 +82,34 @@ async def replay(config: AppConfig, database: Path, out: Any = None) -> int:
     # One line per update from aiogram would drown the conversation.
     logging.getLogger("aiogram.event").setLevel(logging.WARNING)
     try:
+        day = clock.now().date()
+        print(f"— {day:%A %d %B %Y} —", file=out)
         for step in script["steps"]:
             clock.advance(float(step.get("after", 0)))
-            user = users[step["from"]]
-            text = _TX.sub(lambda m: str(step_tx.get(m.group(1), 0)), step.get("text", ""))
-            content = {"photo": [_photo()], "caption": text} if step.get("photo") else None
-            reply_to = labels[step["reply_to"]] if "reply_to" in step else None
-            update = factory.message(chat, user, text, reply_to=reply_to, content=content)
-            assert update.message is not None
-            if "label" in step:
-                labels[step["label"]] = update.message.message_id
+            if clock.now().date() != day:
+                day = clock.now().date()
+                print(f"\n— {day:%A %d %B %Y} —", file=out)
             refused_before = Counter(services.stats.refusals)
-            stamp = clock.now().strftime("%H:%M:%S")
-            shown = f"[photo] {text}" if content else text
-            print(f"{stamp}  {plain(user['first_name'])}: {shown}", file=out)
             session.clear()
-            await app.dispatcher.feed_update(app.bot, update)
-            if step.get("redeliver"):
+            if "event" in step:
+                await _publish(step, services, people, chat["id"], clock, out)
+            else:
+                user = users[step["from"]]
+                text = _TX.sub(lambda m: str(step_tx.get(m.group(1), 0)), step.get("text", ""))
+                content = {"photo": [_photo()], "caption": text} if step.get("photo") else None
+                reply_to = labels[step["reply_to"]] if "reply_to" in step else None
+                update = factory.message(chat, user, text, reply_to=reply_to, content=content)
+                assert update.message is not None
+                if "label" in step:
+                    labels[step["label"]] = update.message.message_id
+                stamp = clock.now().strftime("%H:%M:%S")
+                shown = f"[photo] {text}" if content else text
+                print(f"{stamp}  {plain(user['first_name'])}: {shown}", file=out)
                 await app.dispatcher.feed_update(app.bot, update)
-                print("          (Telegram delivered this update twice)", file=out)
+                if step.get("redeliver"):
+                    await app.dispatcher.feed_update(app.bot, update)
+                    print("          (Telegram delivered this update twice)", file=out)
+            await _settle(services)
             newest = await _report_step(services, refused_before, last_tx, out)
             if "label" in step and newest > last_tx:
                 step_tx[step["label"]] = last_tx + 1
@@ -110,6 +120,49 @@ async def replay(config: AppConfig, database: Path, out: Any = None) -> int:
         return await _summary(services, chat["id"], out)
     finally:
         await app.close()
+
+
+async def _publish(
+    step: dict[str, Any],
+    services: GamificationServices,
+    people: dict[str, Any],
+    chat_id: int,
+    clock: FakeClock,
+    out: Any,
+) -> None:
+    """Another plugin (a game, a story) publishes an event on the shared bus."""
+    assert services.bus is not None
+    person = people[step["user"]]
+    event = Event(
+        id=f"demo-{step['event']}-{person['id']}-{int(clock.now().timestamp())}",
+        type=step["event"],
+        occurred_at=clock.now(),
+        chat_id=chat_id,
+        user_id=person["id"],
+        payload=step.get("payload", {}),
+    )
+    stamp = clock.now().strftime("%H:%M:%S")
+    source = step.get("source", "another plugin")
+    print(f"{stamp}  📣 {source} publishes {event.type} for {person['first_name']}", file=out)
+    for _ in range(int(step.get("times", 1))):
+        await services.bus.publish(event)
+        await _drain(services)
+    if step.get("times", 1) > 1:
+        print(f"          (the same event was published {step['times']} times)", file=out)
+
+
+async def _settle(services: GamificationServices) -> None:
+    """Let the outbox relay, the bus and the announcer finish what the step set off."""
+    if services.relay is not None:
+        await services.relay.run_once()
+        await _drain(services)
+    if services.announcer is not None:
+        await services.announcer.flush()
+
+
+async def _drain(services: GamificationServices) -> None:
+    if isinstance(services.bus, InProcessBus):
+        await services.bus.drain()
 
 
 async def _last_tx_id(services: GamificationServices) -> int:

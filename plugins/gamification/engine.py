@@ -10,6 +10,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from plugins.gamification.clock import Clock, SystemClock, format_utc
+from plugins.gamification.config import Condition
 from plugins.gamification.errors import InvalidAmountError, RequestError
 from plugins.gamification.integrity import IntegrityReport, run_check
 from plugins.gamification.ledger.store import LedgerStore, Synchronous
@@ -25,7 +26,7 @@ from plugins.gamification.models import (
     Transaction,
     TxKind,
 )
-from plugins.gamification.progress import Effects, ProgressRules
+from plugins.gamification.progress import Effects, ProgressRules, counter_of
 from plugins.gamification.rules import apply_multipliers
 
 MAX_KEY_LENGTH = 200
@@ -46,6 +47,14 @@ class Progress:
     earned: int
     next_level_at: int
     unlocked: dict[str, str]
+
+    def value_of(self, condition: Condition) -> int:
+        """How far this account is toward an achievement condition."""
+        if condition.type == "earned":
+            return self.earned
+        if condition.type == "streak":
+            return self.streak
+        return self.counters.get(counter_of(condition), 0)
 
 
 MAX_REASON_LENGTH = 500

@@ -9,10 +9,48 @@ from apscheduler.triggers.cron import CronTrigger
 from pydantic import BaseModel
 
 from bot.plugins import CliCommand, PluginContext
+from plugins.gamification.announcer import Announcer
 from plugins.gamification.cli import cli_commands
 from plugins.gamification.config import GamificationConfig
+from plugins.gamification.events import EventBus, InProcessBus
+from plugins.gamification.inbound import InboundEvents
 from plugins.gamification.jobs import integrity_job
+from plugins.gamification.relay import OutboxRelay
 from plugins.gamification.services import GamificationServices, open_services
+
+
+def wire_events(ctx: PluginContext, services: GamificationServices) -> None:
+    """The bus (shared with other plugins), the outbox relay, inbound rules, announcements.
+
+    Closed in reverse order: announcements flushed, relay stopped, bus closed, then the
+    engine drains its writer (the exit stack runs these before `services.close`).
+    """
+    bus: EventBus | None = ctx.extras.get("event_bus")
+    if bus is None:
+        own = InProcessBus()
+        ctx.exit_stack.push_async_callback(own.close)
+        bus = own
+    ctx.workflow_data["event_bus"] = bus
+    relay = OutboxRelay(services.store, bus, clock=services.clock)
+    services.store.on_commit = relay.notify
+    relay.start()
+    ctx.exit_stack.push_async_callback(relay.stop)
+    inbound = InboundEvents(services)
+    config = services.config
+    if config.events.enabled:
+        for pattern in config.events.subscribe:
+            bus.subscribe(pattern, inbound.handle, name=f"gamification.inbound {pattern}")
+    bot = ctx.bot
+
+    async def send(chat_id: int, text: str) -> object:
+        return await bot.send_message(chat_id, text)
+
+    announcer = Announcer(config.progress, send, services.name_of)
+    for pattern in announcer.patterns():
+        bus.subscribe(pattern, announcer.on_event, name=f"gamification.announcer {pattern}")
+    ctx.exit_stack.push_async_callback(announcer.close)
+    services.bus, services.relay, services.inbound = bus, relay, inbound
+    services.announcer = announcer
 
 
 def schedule_integrity(ctx: PluginContext, services: GamificationServices) -> None:
@@ -45,6 +83,7 @@ class GamificationPlugin:
         services = await open_services(ctx.config, section, clock=ctx.extras.get("clock"))
         ctx.exit_stack.push_async_callback(services.close)
         ctx.workflow_data["gamification"] = services
+        wire_events(ctx, services)
         from plugins.gamification.handlers import build_router, menu
 
         if ctx.scheduler is not None:

@@ -17,7 +17,7 @@ from datetime import date
 from zoneinfo import ZoneInfo
 
 from plugins.gamification.clock import format_utc
-from plugins.gamification.config import Achievement
+from plugins.gamification.config import Achievement, Condition
 from plugins.gamification.models import Transaction, TxKind
 
 INSERT_OUTBOX = (
@@ -67,6 +67,15 @@ def level_thresholds(curve: tuple[int, int, int]) -> list[int]:
         if total > 2**53:
             break
     return thresholds
+
+
+def counter_of(condition: Condition) -> str:
+    """The progress counter an activity, event or thanks condition is measured by."""
+    if condition.type == "activity":
+        return f"activity:{condition.kind or '*'}"
+    if condition.type == "event":
+        return f"event:{condition.event}"
+    return "thanks_received"
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,11 +180,7 @@ class Effects:
         if condition.type == "streak":
             row = conn.execute(SELECT_STREAK, (tx.chat_id, tx.user_id)).fetchone()
             return int(row[1]) if row else 0
-        name = {
-            "activity": f"activity:{condition.kind or '*'}",
-            "event": f"event:{condition.event}",
-            "thanks_received": "thanks_received",
-        }[condition.type]
+        name = counter_of(condition)
         row = conn.execute(SELECT_COUNTER, (tx.chat_id, tx.user_id, name)).fetchone()
         return int(row[0]) if row else 0
 

@@ -9,6 +9,7 @@ import uuid
 from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import date, timedelta
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 from bot.config import AppConfig
@@ -24,6 +25,12 @@ from plugins.gamification.multipliers import MultiplierRules
 from plugins.gamification.progress import INSERT_OUTBOX, ProgressRules
 from plugins.gamification.rules import apply_multipliers
 from plugins.gamification.stats import Stats
+
+if TYPE_CHECKING:
+    from plugins.gamification.announcer import Announcer
+    from plugins.gamification.events import EventBus
+    from plugins.gamification.inbound import InboundEvents
+    from plugins.gamification.relay import OutboxRelay
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +59,11 @@ class GamificationServices:
         self.engine = engine
         self.admin_ids = admin_ids
         self.admin_log_chat_id = admin_log_chat_id
+        # Set by the plugin when it wires the event bus; None when used without one.
+        self.bus: EventBus | None = None
+        self.relay: OutboxRelay | None = None
+        self.inbound: InboundEvents | None = None
+        self.announcer: Announcer | None = None
         # (chat, user) -> (expires at, monotonic seconds; is admin); bounded by the handler.
         self.admin_cache: OrderedDict[tuple[int, int], tuple[float, bool]] = OrderedDict()
         self.store = engine.store

@@ -278,8 +278,22 @@ async def _gstats(message: Message, tokens: list[str], services: GamificationSer
         f"Refused: {refusals}\n"
         f"Award latency: p50 {stats.latency(0.5):.2f} ms, p99 {stats.latency(0.99):.2f} ms\n"
         f"Writer: queue {store.queue_depth}, {store.stats.batches} batches,"
-        f" largest {store.stats.largest_batch}"
+        f" largest {store.stats.largest_batch}" + _bus_line(services)
     )
+
+
+def _bus_line(services: GamificationServices) -> str:
+    relay, inbound = services.relay, services.inbound
+    if relay is None:
+        return ""
+    line = (
+        f"\nOutbox: {relay.delivered} delivered, {relay.lag} waiting,"
+        f" {relay.failures} failed publishes, breaker {relay.breaker_state}"
+    )
+    if inbound is not None and inbound.counts:
+        counts = ", ".join(f"{k} {v}" for k, v in inbound.counts.most_common())
+        line += f"\nBus events in: {counts}"
+    return line
 
 
 def admin_router() -> Router:

@@ -7,7 +7,7 @@ from aiogram.filters import Command, CommandObject, CommandStart
 from aiogram.types import BotCommand, Message
 
 from plugins.gamification.handlers.facts import GROUP_TYPES
-from plugins.gamification.handlers.texts import esc, history_text, leaderboard_text
+from plugins.gamification.handlers.texts import cut, esc, history_text, leaderboard_text
 from plugins.gamification.models import Period
 from plugins.gamification.services import GamificationServices
 
@@ -15,6 +15,7 @@ USER_COMMANDS = (
     BotCommand(command="points", description="your points, rank and lifetime total here"),
     BotCommand(command="top", description="leaderboard: /top day, week, month or all"),
     BotCommand(command="history", description="your last 10 point changes"),
+    BotCommand(command="achievements", description="your achievements and progress"),
     BotCommand(command="help", description="how points work"),
 )
 
@@ -26,7 +27,8 @@ HELP = (
     " “thanks” or “+” to give them points.\n\n"
     "/points: your balance, rank and lifetime total\n"
     "/top [day|week|month|all]: the leaderboard (default: this week)\n"
-    "/history: your last 10 point changes and why"
+    "/history: your last 10 point changes and why\n"
+    "/achievements: what you unlocked and how far you are from the rest"
 )
 ADMIN_HELP = (
     "\n\n<b>Admins</b>\n"
@@ -66,13 +68,46 @@ async def points_command(message: Message, gamification: GamificationServices) -
     if user is None or message.chat.type not in GROUP_TYPES:
         await message.reply(GROUP_ONLY)
         return
-    account = await gamification.engine.balance(message.chat.id, user.id)
-    standing = await gamification.engine.standing(message.chat.id, user.id, Period.ALL)
+    engine = gamification.engine
+    account = await engine.balance(message.chat.id, user.id)
+    standing = await engine.standing(message.chat.id, user.id, Period.ALL)
+    progress = await engine.progress(message.chat.id, user.id)
     rank = f"rank #{standing.rank}" if standing else "no rank yet"
+    to_go = progress.next_level_at - progress.earned
+    streak = f"{progress.streak} day" + ("" if progress.streak == 1 else "s")
     await message.reply(
         f"{esc(user.full_name)}: <b>{account.balance}</b> points ({rank}),"
-        f" {account.earned} earned in all."
+        f" {account.earned} earned in all.\n"
+        f"Level {progress.level} ({to_go} to level {progress.level + 1}),"
+        f" streak {streak} (best {progress.best_streak})."
     )
+
+
+async def achievements_command(message: Message, gamification: GamificationServices) -> None:
+    user = message.from_user
+    if user is None or message.chat.type not in GROUP_TYPES:
+        await message.reply(GROUP_ONLY)
+        return
+    progress = await gamification.engine.progress(message.chat.id, user.id)
+    specs = gamification.config.progress.achievements
+    if not specs:
+        await message.reply("There are no achievements in this chat.")
+        return
+    lines = [f"<b>Achievements of {esc(user.full_name)}</b>"]
+    hidden = 0
+    for spec in specs:
+        if spec.id in progress.unlocked:
+            lines.append(f"✅ <b>{esc(spec.title)}</b>: {esc(spec.description)}")
+        elif spec.hidden:
+            hidden += 1
+        else:
+            value = min(progress.value_of(spec.condition), spec.condition.at_least)
+            lines.append(
+                f"▫️ {esc(spec.title)}: {esc(spec.description)} ({value}/{spec.condition.at_least})"
+            )
+    if hidden:
+        lines.append(f"…and {hidden} hidden, revealed when unlocked.")
+    await message.reply(cut("\n".join(lines)))
 
 
 async def top_command(
@@ -111,4 +146,5 @@ def user_router() -> Router:
     router.message.register(points_command, Command("points"))
     router.message.register(top_command, Command("top"))
     router.message.register(history_command, Command("history"))
+    router.message.register(achievements_command, Command("achievements"))
     return router

@@ -106,6 +106,8 @@ class LedgerStore:
         self._read_conn: aiosqlite.Connection | None = None
         self._task: asyncio.Task[None] | None = None
         self._closing = False
+        # Called after every committed batch (the outbox relay's wake-up); must not block.
+        self.on_commit: Callable[[], None] | None = None
         self._entering = 0
         self._entered = asyncio.Event()
         self._entered.set()
@@ -178,7 +180,8 @@ class LedgerStore:
             self._entering += 1
             self._entered.clear()
             try:
-                await asyncio.wait_for(self._queue.put(pending), self._write_timeout)
+                async with asyncio.timeout(self._write_timeout):
+                    await self._queue.put(pending)
             except TimeoutError:
                 raise WriteTimeoutError("The points ledger is overloaded; try again.") from None
             finally:
@@ -187,7 +190,10 @@ class LedgerStore:
                     self._entered.set()
         try:
             # shield: a caller that gives up must not cancel the batch's shared future.
-            return await asyncio.wait_for(asyncio.shield(future), self._write_timeout)
+            # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation
+            # that races with the result, and a cancelled caller must stay cancelled.
+            async with asyncio.timeout(self._write_timeout):
+                return await asyncio.shield(future)
         except TimeoutError:
             raise WriteTimeoutError(
                 "The points ledger did not confirm the change in time; it may still be recorded."
@@ -238,6 +244,8 @@ class LedgerStore:
                 if not pending.future.done():
                     pending.future.set_exception(StorageError(f"The ledger failed: {exc}."))
             return
+        if self.on_commit is not None:
+            self.on_commit()
         stats = self.stats
         stats.batches += 1
         stats.operations += len(batch)

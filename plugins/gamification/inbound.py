@@ -1,0 +1,118 @@
+"""Bus events from other services turned into points: game, narrative, user and admin events."""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from typing import Any
+
+from plugins.gamification.errors import GamificationError
+from plugins.gamification.events import Event
+from plugins.gamification.keys import event_key
+from plugins.gamification.models import Multiplier, TxKind
+from plugins.gamification.services import GamificationServices
+
+log = logging.getLogger(__name__)
+
+
+class MalformedEventError(GamificationError):
+    """A bus event lacks what its type needs; it is refused with one log line."""
+
+
+def _int(payload: dict[str, Any], name: str) -> int:
+    value = payload.get(name)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise MalformedEventError(f"payload.{name} must be a whole number")
+    return value
+
+
+def _reason(payload: dict[str, Any], default: str) -> str:
+    reason = payload.get("reason", default)
+    if not isinstance(reason, str):
+        raise MalformedEventError("payload.reason must be text")
+    return reason
+
+
+class InboundEvents:
+    """Subscribed to the configured patterns; every event is processed at most once.
+
+    The event id is the idempotency key, so a redelivered event changes nothing. Failures
+    are counted and logged in one line; nothing here ever raises into the bus.
+    """
+
+    def __init__(self, services: GamificationServices) -> None:
+        self.services = services
+        self.counts: Counter[str] = Counter()
+
+    async def handle(self, event: Event) -> None:
+        try:
+            outcome = await self._handle(event)
+        except (MalformedEventError, GamificationError) as exc:
+            kind = "malformed" if isinstance(exc, MalformedEventError) else "refused"
+            self.counts[kind] += 1
+            log.warning("event %s (%s) %s: %s", event.id, event.type, kind, exc)
+            return
+        self.counts[outcome] += 1
+
+    async def _handle(self, event: Event) -> str:
+        if event.type.startswith("admin."):
+            return await self._admin(event)
+        rule = self.services.config.events.rule(event.type)
+        if rule is None:
+            log.debug("event %s of unknown type %s ignored", event.id, event.type)
+            return "unknown"
+        chat_id, user_id = self._account(event)
+        if self.services.is_frozen(chat_id, user_id):
+            return "frozen"
+        multipliers = []
+        if rule.multiplier != 1:
+            multipliers.append(Multiplier(event.type, rule.multiplier))
+        multipliers += self.services.multipliers.for_event(chat_id, event.occurred_at)
+        receipt = await self.services.engine.award(
+            chat_id,
+            user_id,
+            rule.points,
+            key=event_key(event.id),
+            kind=TxKind.EVENT,
+            reason=_reason(event.payload, event.type),
+            multipliers=multipliers,
+            tag=event.type,
+        )
+        return "duplicate" if receipt.duplicate else "awarded"
+
+    @staticmethod
+    def _account(event: Event) -> tuple[int, int]:
+        if event.chat_id is None or event.user_id is None:
+            raise MalformedEventError("the event needs chat_id and user_id")
+        return event.chat_id, event.user_id
+
+    async def _admin(self, event: Event) -> str:
+        """admin.award / admin.deduct {amount, actor_id, reason}, admin.revert {tx_id, ...}."""
+        payload, engine = event.payload, self.services.engine
+        actor = _int(payload, "actor_id")
+        key = event_key(event.id)
+        if event.type == "admin.revert":
+            tx_id = _int(payload, "tx_id")
+            receipt = await engine.revert(
+                tx_id, key=key, actor_id=actor, reason=_reason(payload, ""), chat_id=event.chat_id
+            )
+        elif event.type in ("admin.award", "admin.deduct"):
+            chat_id, user_id = self._account(event)
+            amount = _int(payload, "amount")
+            if amount > self.services.config.admin.max_grant:
+                raise MalformedEventError(
+                    f"payload.amount is over the cap of {self.services.config.admin.max_grant}"
+                )
+            delta = amount if event.type == "admin.award" else -amount
+            receipt = await engine.adjust(
+                chat_id,
+                user_id,
+                delta,
+                key=key,
+                actor_id=actor,
+                reason=_reason(payload, ""),
+                force=payload.get("force") is True,
+            )
+        else:
+            return "unknown"
+        return "duplicate" if receipt.duplicate else "awarded"
