@@ -92,13 +92,16 @@ async def test_points_reports_balance_rank_and_lifetime(h: TelegramHarness) -> N
     await meet(h, ALICE, BOB)
     await h.say(CHAT, BOB, SENTENCES[5])
     assert await reply_sent(h, ALICE, "/points") == (
-        "Alice: <b>10</b> points (rank #2), 10 earned in all."
+        "Alice: <b>10</b> points (rank #2), 10 earned in all.\n"
+        "Level 0 (90 to level 1), streak 1 day (best 1)."
     )
     assert await reply_sent(h, BOB, "/points") == (
-        "Bob: <b>20</b> points (rank #1), 20 earned in all."
+        "Bob: <b>20</b> points (rank #1), 20 earned in all.\n"
+        "Level 0 (80 to level 1), streak 1 day (best 1)."
     )
     assert await reply_sent(h, CAROL, "/points") == (
-        "Carol: <b>0</b> points (no rank yet), 0 earned in all."
+        "Carol: <b>0</b> points (no rank yet), 0 earned in all.\n"
+        "Level 0 (100 to level 1), streak 0 days (best 0)."
     )
 
 
@@ -141,8 +144,8 @@ async def test_top_and_points_agree_on_tied_ranks(h: TelegramHarness) -> None:
     """Ties share the better rank (as /points says): /top must not rank a tie lower."""
     await meet(h, ALICE, BOB, CAROL)
     await h.services.engine.award(CHAT_ID, 1, 5, key="setup")
-    assert await reply_sent(h, CAROL, "/points") == (
-        "Carol: <b>10</b> points (rank #2), 10 earned in all."
+    assert (await reply_sent(h, CAROL, "/points")).startswith(
+        "Carol: <b>10</b> points (rank #2), 10 earned in all.\n"
     )
     assert await reply_sent(h, CAROL, "/top") == (
         "<b>Top this week</b>\n1. Alice: 15\n2. Bob: 10\n2. Carol: 10"

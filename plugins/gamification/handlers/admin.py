@@ -290,6 +290,8 @@ def _bus_line(services: GamificationServices) -> str:
         f"\nOutbox: {relay.delivered} delivered, {relay.lag} waiting,"
         f" {relay.failures} failed publishes, breaker {relay.breaker_state}"
     )
+    if relay.last_error:
+        line += f"\nLast outbox error: {esc(relay.last_error)}"
     if inbound is not None and inbound.counts:
         counts = ", ".join(f"{k} {v}" for k, v in inbound.counts.most_common())
         line += f"\nBus events in: {counts}"
