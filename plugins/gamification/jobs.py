@@ -39,6 +39,17 @@ async def integrity_job(
                 admin_chat_id, f"🚨 The ledger check could not run: {html.escape(str(exc))}"
             )
         return None
+    if not report.ok:
+        first = [v.describe() for v in report.violations[:5]]
+        try:
+            await services.publish_later(
+                "integrity.failed",
+                None,
+                None,
+                {"violations": report.violation_count, "first": first, "digest": report.digest},
+            )
+        except GamificationError as exc:
+            log.error("could not queue integrity.failed: %s", exc)
     level = logging.INFO if report.ok else logging.ERROR
     log.log(
         level, "integrity check: %s violations, digest %s", report.violation_count, report.digest

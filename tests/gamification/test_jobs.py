@@ -96,6 +96,11 @@ async def test_job_on_a_tampered_ledger_says_so(db_path: Path) -> None:
         text = notes.sent[0][1]
         assert "LEDGER CHECK FAILED" in text
         assert "account -5/1, transaction #2" in text
+        rows = await services.store.fetchall(
+            "SELECT payload FROM outbox WHERE type = 'integrity.failed'", ()
+        )
+        assert len(rows) == 1
+        assert '"violations":1' in rows[0][0]
     finally:
         await services.close()
 
