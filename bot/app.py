@@ -17,10 +17,12 @@ from aiogram.exceptions import TelegramAPIError, TelegramNetworkError
 from aiogram.types import BotCommand, BotCommandScopeAllChatAdministrators, BotCommandScopeDefault
 from aiogram.utils.token import TokenValidationError, validate_token
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from prometheus_client import CollectorRegistry
 
 from bot.config import AppConfig
 from bot.errors import on_error
 from bot.flood import FloodControl
+from bot.metrics import MetricsServer, serve_metrics
 from bot.plugins import PluginContext, PluginRegistry
 from bot.scheduler import build_scheduler
 
@@ -45,11 +47,15 @@ class App:
     scheduler: AsyncIOScheduler
     exit_stack: AsyncExitStack
     plugins: list[str]
+    metrics: CollectorRegistry
+    metrics_server: MetricsServer | None = None
     user_commands: list[BotCommand] = field(default_factory=list)
     admin_commands: list[BotCommand] = field(default_factory=list)
 
     async def close(self) -> None:
         """Close plugins (draining their writers) and then the HTTP session."""
+        if self.metrics_server is not None:
+            self.metrics_server.close()
         await self.exit_stack.aclose()
         await self.bot.session.close()
 
@@ -83,7 +89,7 @@ async def build_app(
     dispatcher = Dispatcher(name="host", **host)
     dispatcher.errors.register(on_error)
     stack = AsyncExitStack()
-    app = App(bot, dispatcher, scheduler, stack, [])
+    app = App(bot, dispatcher, scheduler, stack, [], CollectorRegistry())
     try:
         for plugin in registry.enabled(config):
             section = config.section(plugin.name)
@@ -94,6 +100,7 @@ async def build_app(
                 bot=bot,
                 scheduler=scheduler,
                 exit_stack=stack,
+                metrics=app.metrics,
                 extras=dict(extras or {}),
             )
             router = await plugin.setup(ctx)
@@ -102,6 +109,7 @@ async def build_app(
             app.user_commands.extend(ctx.user_commands)
             app.admin_commands.extend(ctx.admin_commands)
             app.plugins.append(plugin.name)
+        app.metrics_server = serve_metrics(app.metrics, config.metrics)
     except BaseException:
         await app.close()
         raise

@@ -94,6 +94,25 @@ class SchedulerSettings(Section):
         return value
 
 
+class MetricsSettings(Section):
+    # "host:port" for a Prometheus endpoint, e.g. "127.0.0.1:9464"; empty: off.
+    listen: str = ""
+
+    @field_validator("listen")
+    @classmethod
+    def _address(cls, value: str) -> str:
+        if not value:
+            return value
+        host, sep, port = value.rpartition(":")
+        if not sep or not host or not port.isdecimal() or not 0 <= int(port) <= 65535:
+            raise ValueError("must be host:port, like '127.0.0.1:9464'")
+        return value
+
+    def address(self) -> tuple[str, int]:
+        host, _, port = self.listen.rpartition(":")
+        return host.strip("[]"), int(port)
+
+
 class LoggingSettings(Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
@@ -105,6 +124,7 @@ class AppConfig(Section):
     storage: StorageSettings = StorageSettings()
     plugins: PluginsSettings = PluginsSettings()
     scheduler: SchedulerSettings = SchedulerSettings()
+    metrics: MetricsSettings = MetricsSettings()
     logging: LoggingSettings = LoggingSettings()
     source: str = Field(default="defaults", exclude=True)
     plugin_sections: dict[str, BaseModel] = Field(default_factory=dict, exclude=True)
@@ -113,7 +133,7 @@ class AppConfig(Section):
         return self.plugin_sections.get(name)
 
 
-HOST_SECTIONS = frozenset({"bot", "storage", "plugins", "scheduler", "logging"})
+HOST_SECTIONS = frozenset({"bot", "storage", "plugins", "scheduler", "metrics", "logging"})
 
 
 def read_toml(path: Path, *, required: bool) -> dict[str, Any]:

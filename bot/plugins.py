@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from aiogram import Bot, Router
 from aiogram.types import BotCommand
+from prometheus_client import CollectorRegistry
 from pydantic import BaseModel
 
 from bot.config import AppConfig
@@ -41,6 +42,7 @@ class PluginContext:
     bot: Bot
     scheduler: AsyncIOScheduler | None
     exit_stack: AsyncExitStack
+    metrics: CollectorRegistry
     workflow_data: dict[str, Any] = field(default_factory=dict)
     user_commands: list[BotCommand] = field(default_factory=list)
     admin_commands: list[BotCommand] = field(default_factory=list)

@@ -39,6 +39,7 @@ async def integrity_job(
                 admin_chat_id, f"🚨 The ledger check could not run: {html.escape(str(exc))}"
             )
         return None
+    services.last_report = report
     if not report.ok:
         first = [v.describe() for v in report.violations[:5]]
         try:

@@ -15,6 +15,7 @@ from plugins.gamification.config import GamificationConfig
 from plugins.gamification.events import EventBus, InProcessBus
 from plugins.gamification.inbound import InboundEvents
 from plugins.gamification.jobs import integrity_job
+from plugins.gamification.metrics import PointsCollector
 from plugins.gamification.relay import OutboxRelay
 from plugins.gamification.services import GamificationServices, open_services
 
@@ -84,6 +85,7 @@ class GamificationPlugin:
         ctx.exit_stack.push_async_callback(services.close)
         ctx.workflow_data["gamification"] = services
         wire_events(ctx, services)
+        ctx.metrics.register(PointsCollector(services))
         from plugins.gamification.handlers import build_router, menu
 
         if ctx.scheduler is not None:

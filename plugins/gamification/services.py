@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from plugins.gamification.announcer import Announcer
     from plugins.gamification.events import EventBus
     from plugins.gamification.inbound import InboundEvents
+    from plugins.gamification.integrity import IntegrityReport
     from plugins.gamification.relay import OutboxRelay
 
 log = logging.getLogger(__name__)
@@ -64,6 +65,8 @@ class GamificationServices:
         self.relay: OutboxRelay | None = None
         self.inbound: InboundEvents | None = None
         self.announcer: Announcer | None = None
+        # The latest integrity report of this process, for monitoring.
+        self.last_report: IntegrityReport | None = None
         # (chat, user) -> (expires at, monotonic seconds; is admin); bounded by the handler.
         self.admin_cache: OrderedDict[tuple[int, int], tuple[float, bool]] = OrderedDict()
         self.store = engine.store

@@ -265,6 +265,7 @@ async def _audit(message: Message, tokens: list[str], services: GamificationServ
 
 async def _integrity(message: Message, tokens: list[str], services: GamificationServices) -> str:
     report = await services.engine.check()
+    services.last_report = report
     return f"<pre>{esc(report.to_text())}</pre>"
 
 
@@ -276,7 +277,8 @@ async def _gstats(message: Message, tokens: list[str], services: GamificationSer
         "<b>Points service</b>\n"
         f"Awards: {stats.awards} ({stats.points} points), repeats ignored: {stats.duplicates}\n"
         f"Refused: {refusals}\n"
-        f"Award latency: p50 {stats.latency(0.5):.2f} ms, p99 {stats.latency(0.99):.2f} ms\n"
+        f"Award latency: p50 {stats.latency(0.5):.2f} ms, p95 {stats.latency(0.95):.2f} ms,"
+        f" p99 {stats.latency(0.99):.2f} ms\n"
         f"Writer: queue {store.queue_depth}, {store.stats.batches} batches,"
         f" largest {store.stats.largest_batch}" + _bus_line(services)
     )
