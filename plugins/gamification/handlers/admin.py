@@ -280,8 +280,16 @@ async def _gstats(message: Message, tokens: list[str], services: GamificationSer
         f"Award latency: p50 {stats.latency(0.5):.2f} ms, p95 {stats.latency(0.95):.2f} ms,"
         f" p99 {stats.latency(0.99):.2f} ms\n"
         f"Writer: queue {store.queue_depth}, {store.stats.batches} batches,"
-        f" largest {store.stats.largest_batch}" + _bus_line(services)
+        f" largest {store.stats.largest_batch}" + _bus_line(services) + _integrity_line(services)
     )
+
+
+def _integrity_line(services: GamificationServices) -> str:
+    report = services.last_report
+    if report is None:
+        return ""
+    verdict = "clean" if report.ok else f"{report.violation_count} VIOLATIONS"
+    return f"\nLast integrity check: {verdict}, {report.transactions:,} transactions"
 
 
 def _bus_line(services: GamificationServices) -> str:
