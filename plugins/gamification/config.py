@@ -242,6 +242,26 @@ class EventsSection(Section):
         return EventRule(points=rule) if isinstance(rule, int) else rule
 
 
+class WeeklySection(Section):
+    """A weekly leaderboard post: a view over the ledger, nothing is ever reset."""
+
+    enabled: bool = False
+    chats: tuple[int, ...] = ()
+    # Crontab in the [scheduler] timezone; by default Sunday 18:00.
+    cron: str = "0 18 * * sun"
+
+    @field_validator("cron")
+    @classmethod
+    def _cron(cls, value: str) -> str:
+        from apscheduler.triggers.cron import CronTrigger
+
+        try:
+            CronTrigger.from_crontab(value)
+        except ValueError as exc:
+            raise ValueError(f"not a crontab expression ({exc})") from None
+        return value
+
+
 class GamificationConfig(Section):
     ledger: LedgerSection = LedgerSection()
     activity: ActivitySection = ActivitySection()
@@ -251,6 +271,7 @@ class GamificationConfig(Section):
     progress: ProgressSection = ProgressSection()
     multipliers: MultipliersSection = MultipliersSection()
     events: EventsSection = EventsSection()
+    weekly: WeeklySection = WeeklySection()
 
     @model_validator(mode="after")
     def _grant_within_ledger(self) -> GamificationConfig:

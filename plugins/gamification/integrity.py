@@ -15,6 +15,22 @@ from plugins.gamification.ledger.schema import GENESIS_HASH, SCHEMA_VERSION
 from plugins.gamification.ledger.store import storage_error
 
 MAX_LISTED = 1000
+SELECT_LATEST_CHECKPOINT = (
+    "SELECT id, created_at, high_water, tx_count, digest FROM checkpoints ORDER BY id DESC LIMIT 1"
+)
+SELECT_CHECKPOINT_HEADS = (
+    "SELECT chat_id, user_id, seq, hash FROM checkpoint_heads WHERE checkpoint_id = ?"
+)
+INSERT_CHECKPOINT = (
+    "INSERT INTO checkpoints (created_at, high_water, tx_count, accounts, digest, violations,"
+    " report) VALUES (?, ?, ?, ?, ?, ?, ?)"
+)
+INSERT_CHECKPOINT_HEAD = (
+    "INSERT INTO checkpoint_heads (checkpoint_id, chat_id, user_id, seq, hash)"
+    " VALUES (?, ?, ?, ?, ?)"
+)
+DELETE_OLDER_HEADS = "DELETE FROM checkpoint_heads WHERE checkpoint_id < ?"
+OUTBOX_LAG = "SELECT COUNT(*), MIN(occurred_at) FROM outbox WHERE delivered_at IS NULL"
 FETCH_CHUNK = 5000
 
 
@@ -42,6 +58,8 @@ class Checkpoint:
     high_water: int
     tx_count: int
     digest: str
+    # (chat_id, user_id) -> (seq, hash) of every chain head then; empty if not kept.
+    heads: dict[tuple[int, int], tuple[int, str]] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -55,7 +73,10 @@ class IntegrityReport:
     violations: list[Violation] = field(default_factory=list)
     anchor: Checkpoint | None = None
     quick_check: str = "not run"
+    outbox_pending: int = 0
+    outbox_oldest: str | None = None
     duration_s: float = 0.0
+    heads: list[tuple[int, int, int, str]] = field(default_factory=list, repr=False)
 
     @property
     def ok(self) -> bool:
@@ -68,6 +89,9 @@ class IntegrityReport:
 
     def to_json(self) -> str:
         data = asdict(self)
+        data.pop("heads")
+        if data["anchor"] is not None:
+            data["anchor"].pop("heads")
         data["ok"] = self.ok
         return json.dumps(data, indent=2, ensure_ascii=False)
 
@@ -79,6 +103,8 @@ class IntegrityReport:
             f" in {self.duration_s:.2f} s (up to transaction #{self.high_water}).",
             f"Digest: {self.digest}",
             f"SQLite quick_check: {self.quick_check}",
+            f"Outbox: {self.outbox_pending:,} events waiting"
+            + (f", the oldest since {self.outbox_oldest}." if self.outbox_oldest else "."),
         ]
         if self.anchor is not None:
             lines.append(
@@ -101,6 +127,8 @@ class _Chain:
     anchored_seq: int = 0
     anchored_head: str = GENESIS_HASH
     broken: bool = False
+    # Whether the row at the checkpoint's head seq has the checkpoint's hash (None: unseen).
+    anchor_match: bool | None = None
 
 
 def open_for_check(path: str | Path) -> sqlite3.Connection:
@@ -124,11 +152,14 @@ def open_for_check(path: str | Path) -> sqlite3.Connection:
 
 
 def latest_checkpoint(conn: sqlite3.Connection) -> Checkpoint | None:
-    row = conn.execute(
-        "SELECT id, created_at, high_water, tx_count, digest FROM checkpoints"
-        " ORDER BY id DESC LIMIT 1"
-    ).fetchone()
-    return Checkpoint(*row) if row else None
+    row = conn.execute(SELECT_LATEST_CHECKPOINT).fetchone()
+    if row is None:
+        return None
+    heads = {
+        (chat, user): (seq, head)
+        for chat, user, seq, head in conn.execute(SELECT_CHECKPOINT_HEADS, (row[0],))
+    }
+    return Checkpoint(row[0], row[1], row[2], row[3], row[4], heads=heads)
 
 
 def check_ledger(
@@ -157,6 +188,7 @@ def check_ledger(
             chains = _scan_transactions(conn, report, anchor)
             _check_accounts(conn, report, chains)
             _check_reverts(conn, report)
+            report.outbox_pending, report.outbox_oldest = conn.execute(OUTBOX_LAG).fetchone()
         finally:
             conn.execute("ROLLBACK")
     except sqlite3.Error as exc:
@@ -164,6 +196,9 @@ def check_ledger(
     heads = sorted((c, u, chain.seq, chain.head) for (c, u), chain in chains.items())
     report.accounts = len(chains)
     report.digest = heads_digest(heads)
+    report.heads = heads
+    if anchor is not None and anchor.heads:
+        _check_anchored_heads(report, anchor, chains)
     if anchor is not None:
         anchored = sorted(
             (c, u, chain.anchored_seq, chain.anchored_head)
@@ -185,11 +220,34 @@ def check_ledger(
     return report
 
 
+def _check_anchored_heads(
+    report: IntegrityReport, anchor: Checkpoint, chains: dict[tuple[int, int], _Chain]
+) -> None:
+    """Every chain head of the checkpoint must still be in its chain, unchanged."""
+    stored = sorted((c, u, seq, head) for (c, u), (seq, head) in anchor.heads.items())
+    if heads_digest(stored) != anchor.digest:
+        report.add(
+            Violation(None, None, None, f"the chain heads kept with the checkpoint of "
+                      f"{anchor.created_at} do not match its digest: they were altered")
+        )  # fmt: skip
+        return
+    for (chat_id, user_id), (seq, _head) in anchor.heads.items():
+        chain = chains.get((chat_id, user_id))
+        if chain is None or chain.anchor_match is None:
+            problem = f"its chain head #{seq} of the checkpoint of {anchor.created_at} is gone"
+        elif not chain.anchor_match:
+            problem = f"its chain head #{seq} of the checkpoint of {anchor.created_at} changed"
+        else:
+            continue
+        report.add(Violation(chat_id, user_id, None, f"{problem}: history was cut or rewritten"))
+
+
 def _scan_transactions(
     conn: sqlite3.Connection, report: IntegrityReport, anchor: Checkpoint | None
 ) -> dict[tuple[int, int], _Chain]:
     chains: dict[tuple[int, int], _Chain] = {}
     high_water = anchor.high_water if anchor else 0
+    anchor_heads = anchor.heads if anchor else {}
     anchored_rows = 0
     cursor = conn.execute(
         "SELECT id, chat_id, user_id, seq, amount, balance_after, kind, idem_key, actor_id,"
@@ -233,6 +291,10 @@ def _scan_transactions(
             if tx_id <= high_water:
                 anchored_rows += 1
                 chain.anchored_seq, chain.anchored_head = seq, stored_hash
+            if anchor_heads:
+                expected_head = anchor_heads.get((chat_id, user_id))
+                if expected_head is not None and expected_head[0] == seq:
+                    chain.anchor_match = expected_head[1] == stored_hash
     if anchor is not None and anchored_rows != anchor.tx_count:
         report.add(
             Violation(
@@ -296,20 +358,36 @@ def _check_reverts(conn: sqlite3.Connection, report: IntegrityReport) -> None:
 
 
 def record_checkpoint(conn: sqlite3.Connection, report: IntegrityReport) -> None:
-    """Store the report's anchor so the next check can prove history was not cut."""
+    """Store the report and its chain heads, the anchor the next check is held to.
+
+    Only the latest checkpoint keeps its heads (one row per account), so the table stays
+    as large as the number of accounts; older checkpoints keep their digest and report.
+    """
     try:
-        conn.execute(
-            "INSERT INTO checkpoints (created_at, high_water, tx_count, accounts, digest,"
-            " violations) VALUES (?, ?, ?, ?, ?, ?)",
-            (
-                report.checked_at,
-                report.high_water,
-                report.transactions,
-                report.accounts,
-                report.digest,
-                report.violation_count,
-            ),
-        )
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            cursor = conn.execute(
+                INSERT_CHECKPOINT,
+                (
+                    report.checked_at,
+                    report.high_water,
+                    report.transactions,
+                    report.accounts,
+                    report.digest,
+                    report.violation_count,
+                    report.to_json(),
+                ),
+            )
+            checkpoint_id = cursor.lastrowid
+            conn.executemany(
+                INSERT_CHECKPOINT_HEAD,
+                ((checkpoint_id, c, u, seq, head) for c, u, seq, head in report.heads),
+            )
+            conn.execute(DELETE_OLDER_HEADS, (checkpoint_id,))
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
     except sqlite3.Error as exc:
         raise storage_error(exc, "the ledger") from exc
 

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import html
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 
 from plugins.gamification.errors import GamificationError
 from plugins.gamification.integrity import IntegrityReport
+from plugins.gamification.models import Period
 from plugins.gamification.services import GamificationServices
 
 log = logging.getLogger(__name__)
@@ -62,3 +63,26 @@ async def integrity_job(
             # The report is stored; a failed post must not hide it from the logs.
             log.exception("could not post the integrity report to chat %s", admin_chat_id)
     return report
+
+
+async def weekly_job(services: GamificationServices, notify: Notify, chats: Sequence[int]) -> int:
+    """Post this week's top 10 to each chat; returns how many posts went out.
+
+    The board is computed from the ledger for the current week, so nothing is reset and a
+    missed post can be made up at any time.
+    """
+    posted = 0
+    for chat_id in chats:
+        board = await services.engine.leaderboard(chat_id, Period.WEEK, 10)
+        if not board.lines:
+            continue
+        lines = ["<b>🏆 Top of the week</b>"]
+        for line in board.lines:
+            name = html.escape(await services.name_of(line.user_id), quote=False)
+            lines.append(f"{line.rank}. {name}: {line.points}")
+        try:
+            await notify(chat_id, "\n".join(lines))
+            posted += 1
+        except Exception:
+            log.exception("could not post the weekly leaderboard to chat %s", chat_id)
+    return posted

@@ -14,7 +14,7 @@ from plugins.gamification.cli import cli_commands
 from plugins.gamification.config import GamificationConfig
 from plugins.gamification.events import EventBus, InProcessBus
 from plugins.gamification.inbound import InboundEvents
-from plugins.gamification.jobs import integrity_job
+from plugins.gamification.jobs import integrity_job, weekly_job
 from plugins.gamification.metrics import PointsCollector
 from plugins.gamification.relay import OutboxRelay
 from plugins.gamification.services import GamificationServices, open_services
@@ -71,6 +71,16 @@ def schedule_integrity(ctx: PluginContext, services: GamificationServices) -> No
         name="ledger integrity check",
         replace_existing=True,
     )
+    weekly = services.config.weekly
+    if weekly.enabled and weekly.chats:
+        ctx.scheduler.add_job(
+            weekly_job,
+            CronTrigger.from_crontab(weekly.cron, timezone=settings.timezone),
+            args=(services, notify, weekly.chats),
+            id="gamification.weekly",
+            name="weekly leaderboard post",
+            replace_existing=True,
+        )
 
 
 class GamificationPlugin:

@@ -14,7 +14,7 @@ from bot.offline import RecordingSession
 from bot.plugins import default_registry
 from plugins.gamification import PointsEngine
 from plugins.gamification.config import GamificationConfig
-from plugins.gamification.jobs import integrity_job
+from plugins.gamification.jobs import integrity_job, weekly_job
 from plugins.gamification.services import GamificationServices
 
 
@@ -112,3 +112,38 @@ async def test_job_that_cannot_run_tells_the_admins(db_path: Path) -> None:
     notes = Notes()
     assert await integrity_job(services, notes, -99) is None
     assert "could not run" in notes.sent[0][1]
+
+
+async def test_weekly_post_is_a_view_over_the_ledger(db_path: Path) -> None:
+    services = await make_services(db_path)
+    try:
+        await services.engine.award(-5, 1, 30, key="a")
+        await services.engine.award(-5, 2, 20, key="b")
+        notes = Notes()
+        assert await weekly_job(services, notes, [-5, -6]) == 1
+        chat_id, text = notes.sent[0]
+        assert chat_id == -5
+        assert "Top of the week" in text
+        assert "1. user 1: 30" in text
+        assert "2. user 2: 20" in text
+        # Posting changed nothing: the balances and the ledger are as they were.
+        assert (await services.engine.balance(-5, 1)).balance == 30
+        assert await weekly_job(services, notes, [-5]) == 1
+        assert notes.sent[1] == notes.sent[0]
+    finally:
+        await services.close()
+
+
+async def test_weekly_job_is_scheduled_only_when_enabled(tmp_path: Path) -> None:
+    config_file = tmp_path / "config.toml"
+    config_file.write_text(
+        f'[storage]\ndatabase = "{tmp_path / "db.sqlite3"}"\n'
+        "[gamification.weekly]\nenabled = true\nchats = [-5]\n"
+    )
+    registry = default_registry()
+    config = load_config(config_file, plugin_models=registry.config_models(), environ={})
+    app = await build_app(config, registry, session=RecordingSession())
+    try:
+        assert app.scheduler.get_job("gamification.weekly") is not None
+    finally:
+        await app.close()

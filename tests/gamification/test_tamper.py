@@ -394,9 +394,14 @@ async def test_a_truncated_tail_is_found_against_a_checkpoint(ledger: Path) -> N
     assert report.digest != recorded.digest
     assert report.violations
     for violation in report.violations:
-        assert (violation.chat_id, violation.user_id) == (None, None)
-        assert violation.tx_id == TOTAL
         assert "checkpoint" in violation.problem
+    # The heads kept with the checkpoint name the account whose chain was cut.
+    named = [v for v in report.violations if v.chat_id is not None]
+    assert [(v.chat_id, v.user_id) for v in named] == [A]
+    assert "is gone: history was cut or rewritten" in named[0].problem
+    ledger_wide = [v for v in report.violations if v.chat_id is None]
+    assert ledger_wide
+    assert all(v.tx_id == TOTAL for v in ledger_wide)
     assert "Compared with the checkpoint of" in report.to_text()
 
 
@@ -416,8 +421,13 @@ async def test_a_rewritten_history_is_found_against_a_checkpoint(ledger: Path) -
     assert not report.ok
     assert report.anchor is not None
     assert report.anchor.digest == recorded.digest
-    assert [(v.chat_id, v.tx_id) for v in report.violations] == [(None, TOTAL)]
-    assert "rewritten" in report.violations[0].problem
+    assert sorted(((v.chat_id, v.tx_id) for v in report.violations), key=str) == sorted(
+        [(A[0], None), (None, TOTAL)], key=str
+    )
+    assert all("rewritten" in v.problem for v in report.violations)
+    assert any(
+        (v.chat_id, v.user_id) == A and "changed" in v.problem for v in report.violations
+    )
 
 
 async def test_a_rechained_insertion_is_found_against_a_checkpoint(ledger: Path) -> None:
@@ -433,10 +443,11 @@ async def test_a_rechained_insertion_is_found_against_a_checkpoint(ledger: Path)
     report = run_check(ledger)
 
     assert not report.ok
-    assert {v.tx_id for v in report.violations} == {TOTAL}
+    assert {v.tx_id for v in report.violations if v.chat_id is None} == {TOTAL}
     assert any(
         "18 transactions" in v.problem and "counted 17" in v.problem for v in report.violations
     )
+    assert any((v.chat_id, v.user_id) == A for v in report.violations)
 
 
 # -- The report as text and JSON -------------------------------------------------------------
@@ -451,7 +462,8 @@ async def test_report_text_and_json_of_a_clean_ledger(ledger: Path) -> None:
     assert lines[1].endswith(f"(up to transaction #{TOTAL}).")
     assert lines[2] == f"Digest: {report.digest}"
     assert lines[3] == "SQLite quick_check: ok"
-    assert len(lines) == 4
+    assert lines[4].startswith(f"Outbox: {TOTAL} events waiting, the oldest since ")
+    assert len(lines) == 5
 
     data = json.loads(report.to_json())
     assert data["ok"] is True

@@ -147,6 +147,20 @@ MIGRATIONS: tuple[str, ...] = (
     ) WITHOUT ROWID;
     CREATE INDEX unlocks_cause ON unlocks (cause_tx_id);
     """,
+    # 4: the full report with each checkpoint, and the chain heads of the latest one, so a
+    # later check can name every account whose history was cut or rewritten since.
+    """
+    ALTER TABLE checkpoints ADD COLUMN report TEXT;
+
+    CREATE TABLE checkpoint_heads (
+        checkpoint_id INTEGER NOT NULL REFERENCES checkpoints (id),
+        chat_id       INTEGER NOT NULL,
+        user_id       INTEGER NOT NULL,
+        seq           INTEGER NOT NULL,
+        hash          TEXT    NOT NULL,
+        PRIMARY KEY (checkpoint_id, chat_id, user_id)
+    ) WITHOUT ROWID;
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)
