@@ -31,7 +31,10 @@ from plugins.gamification.rules import apply_multipliers
 
 MAX_KEY_LENGTH = 200
 SELECT_PROGRESS = "SELECT name, value FROM progress WHERE chat_id = ? AND user_id = ?"
-SELECT_STREAK = "SELECT last_day, length, best FROM streaks WHERE chat_id = ? AND user_id = ?"
+SELECT_STREAK = (
+    "SELECT streak_day, streak_length, streak_best FROM accounts"
+    " WHERE chat_id = ? AND user_id = ? AND streak_day IS NOT NULL"
+)
 SELECT_UNLOCKS = (
     "SELECT achievement, unlocked_at FROM unlocks"
     " WHERE chat_id = ? AND user_id = ? AND revoked_tx_id IS NULL"

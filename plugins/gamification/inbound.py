@@ -99,6 +99,8 @@ class InboundEvents:
         elif event.type in ("admin.award", "admin.deduct"):
             chat_id, user_id = self._account(event)
             amount = _int(payload, "amount")
+            if amount <= 0:
+                raise MalformedEventError("payload.amount must be above zero")
             if amount > self.services.config.admin.max_grant:
                 raise MalformedEventError(
                     f"payload.amount is over the cap of {self.services.config.admin.max_grant}"

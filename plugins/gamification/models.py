@@ -9,6 +9,8 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
+_compact = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+
 
 class TxKind(enum.StrEnum):
     """Why a transaction exists; stored as text in the ledger."""
@@ -56,7 +58,7 @@ class Breakdown:
         }
         if self.tag:
             data["tag"] = self.tag
-        return json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+        return _compact(data)
 
     @classmethod
     def from_json(cls, text: str) -> Breakdown:

@@ -8,16 +8,17 @@ together with it. Runs on the write connection's thread; no awaits, no aiogram.
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from bisect import bisect_right
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 from zoneinfo import ZoneInfo
 
 from plugins.gamification.clock import format_utc
 from plugins.gamification.config import Achievement, Condition
+from plugins.gamification.ledger.hashing import compact_json
+from plugins.gamification.ledger.rows import AccountRow
 from plugins.gamification.models import Transaction, TxKind
 
 INSERT_OUTBOX = (
@@ -27,16 +28,7 @@ INSERT_OUTBOX = (
 BUMP_COUNTER = (
     "INSERT INTO progress (chat_id, user_id, name, value) VALUES (?, ?, ?, ?)"
     " ON CONFLICT (chat_id, user_id, name) DO UPDATE SET value = value + excluded.value"
-)
-SELECT_COUNTER = "SELECT value FROM progress WHERE chat_id = ? AND user_id = ? AND name = ?"
-SELECT_STREAK = "SELECT last_day, length, best FROM streaks WHERE chat_id = ? AND user_id = ?"
-UPSERT_STREAK = (
-    "INSERT INTO streaks (chat_id, user_id, last_day, length, best) VALUES (?, ?, ?, ?, ?)"
-    " ON CONFLICT (chat_id, user_id) DO UPDATE SET last_day = excluded.last_day,"
-    " length = excluded.length, best = excluded.best"
-)
-SELECT_UNLOCKED = (
-    "SELECT achievement FROM unlocks WHERE chat_id = ? AND user_id = ? AND revoked_tx_id IS NULL"
+    " RETURNING value"
 )
 UPSERT_UNLOCK = (
     "INSERT INTO unlocks (chat_id, user_id, achievement, unlocked_at, cause_tx_id)"
@@ -53,6 +45,8 @@ SELECT_CAUSED = (
 REVOKE_UNLOCK = (
     "UPDATE unlocks SET revoked_tx_id = ? WHERE chat_id = ? AND user_id = ? AND achievement = ?"
 )
+SELECT_ACHIEVEMENTS = "SELECT achievements FROM accounts WHERE chat_id = ? AND user_id = ?"
+SET_ACHIEVEMENTS = "UPDATE accounts SET achievements = ? WHERE chat_id = ? AND user_id = ?"
 
 MAX_LEVEL = 10_000
 
@@ -91,13 +85,19 @@ Revert = Callable[[int, str, str], Transaction | None]
 
 
 class Effects:
-    """Called by the batch writer after every appended transaction, in its savepoint."""
+    """Called by the batch writer around every appended transaction, in its savepoint."""
 
     def __init__(self, rules: ProgressRules) -> None:
         self.rules = rules
         self._zone = ZoneInfo(rules.timezone)
         self._thresholds = level_thresholds(rules.level_curve)
-        self._by_id = {a.id: a for a in rules.achievements}
+        # Counters exist to measure achievements: only the ones some condition reads are
+        # kept, so a deployment without such achievements pays nothing for them.
+        self._tracked = frozenset(
+            counter_of(a.condition)
+            for a in rules.achievements
+            if a.condition.type in ("activity", "event", "thanks_received")
+        )
 
     def level_of(self, earned: int) -> int:
         return bisect_right(self._thresholds, earned)
@@ -106,36 +106,54 @@ class Effects:
         """Lifetime points at which `level` is reached (0 for level 0)."""
         return 0 if level <= 0 else self._thresholds[min(level, len(self._thresholds)) - 1]
 
+    def local_day(self, moment: datetime) -> date:
+        return moment.astimezone(self._zone).date()
+
+    def streak(self, tx: Transaction, account: AccountRow) -> AccountRow:
+        """The account's streak after `tx`: activity and events on a new local day count."""
+        if tx.kind not in (TxKind.ACTIVITY, TxKind.EVENT) or tx.amount <= 0:
+            return account
+        today = self.local_day(tx.created_at)
+        if account.streak_day is None:
+            length = 1
+        else:
+            gap = (today - date.fromisoformat(account.streak_day)).days
+            if gap <= 0:
+                return account
+            limit = 2 if self.rules.grace_day else 1
+            length = account.streak_length + 1 if gap <= limit else 1
+        return AccountRow(
+            account.balance, account.earned, account.seq, account.head, today.isoformat(),
+            length, max(account.streak_best, length), account.achievements,
+        )  # fmt: skip
+
     def after_append(
         self,
         conn: sqlite3.Connection,
         tx: Transaction,
-        old_balance: int,
-        old_earned: int,
-        new_earned: int,
+        before: AccountRow,
+        after: AccountRow,
         original: Transaction | None,
         append: Append,
         revert: Revert,
     ) -> None:
-        self._outbox_points(conn, tx, old_balance)
+        self._outbox_points(conn, tx, before.balance)
         if tx.kind is TxKind.REVERT and original is not None:
             self._count(conn, original, -1)
             self._revoke(conn, tx, original, revert)
             return
-        self._count(conn, tx, +1)
-        if tx.kind in (TxKind.ACTIVITY, TxKind.EVENT) and tx.amount > 0:
-            self._streak(conn, tx)
-        old_level, new_level = self.level_of(old_earned), self.level_of(new_earned)
+        counters = self._count(conn, tx, +1)
+        old_level, new_level = self.level_of(before.earned), self.level_of(after.earned)
         if new_level > old_level:
             self._emit(
                 conn, f"lvl:{tx.chat_id}:{tx.user_id}:{new_level}:{tx.id}", "level.reached", tx,
-                {"level": new_level, "previous_level": old_level, "earned": new_earned,
+                {"level": new_level, "previous_level": old_level, "earned": after.earned,
                  "tx_id": tx.id},
             )  # fmt: skip
         if self.rules.achievements and tx.amount > 0:
-            self._unlock(conn, tx, new_earned, append)
+            self._unlock(conn, tx, after, counters, append)
 
-    # -- counters and streaks -----------------------------------------------------------
+    # -- counters -----------------------------------------------------------------------
 
     @staticmethod
     def counter_names(tx: Transaction) -> tuple[str, ...]:
@@ -148,60 +166,62 @@ class Effects:
             return ("thanks_received",)
         return ()
 
-    def _count(self, conn: sqlite3.Connection, tx: Transaction, step: int) -> None:
+    def _count(self, conn: sqlite3.Connection, tx: Transaction, step: int) -> dict[str, int]:
+        """Move the counters `tx` feeds by `step`; their new values."""
         if tx.amount <= 0:
-            return
+            return {}
+        values = {}
         for name in self.counter_names(tx):
-            conn.execute(BUMP_COUNTER, (tx.chat_id, tx.user_id, name, step))
-
-    def local_day(self, tx: Transaction) -> date:
-        return tx.created_at.astimezone(self._zone).date()
-
-    def _streak(self, conn: sqlite3.Connection, tx: Transaction) -> None:
-        today = self.local_day(tx)
-        row = conn.execute(SELECT_STREAK, (tx.chat_id, tx.user_id)).fetchone()
-        if row is None:
-            length, best = 1, 1
-        else:
-            gap = (today - date.fromisoformat(row[0])).days
-            if gap <= 0:
-                return
-            limit = 2 if self.rules.grace_day else 1
-            length = row[1] + 1 if gap <= limit else 1
-            best = max(row[2], length)
-        conn.execute(UPSERT_STREAK, (tx.chat_id, tx.user_id, today.isoformat(), length, best))
-
-    def _value(
-        self, conn: sqlite3.Connection, tx: Transaction, spec: Achievement, earned: int
-    ) -> int:
-        condition = spec.condition
-        if condition.type == "earned":
-            return earned
-        if condition.type == "streak":
-            row = conn.execute(SELECT_STREAK, (tx.chat_id, tx.user_id)).fetchone()
-            return int(row[1]) if row else 0
-        name = counter_of(condition)
-        row = conn.execute(SELECT_COUNTER, (tx.chat_id, tx.user_id, name)).fetchone()
-        return int(row[0]) if row else 0
+            if name not in self._tracked:
+                continue
+            (value,) = conn.execute(BUMP_COUNTER, (tx.chat_id, tx.user_id, name, step)).fetchone()
+            values[name] = int(value)
+        return values
 
     # -- achievements -------------------------------------------------------------------
 
+    def _reached(self, spec: Achievement, after: AccountRow, counters: dict[str, int]) -> bool:
+        """Whether this transaction may have completed `spec`, from values already at hand.
+
+        A counter this transaction did not move cannot have just crossed its threshold, so
+        only the moved ones, lifetime points and the streak are looked at.
+        """
+        condition = spec.condition
+        if condition.type == "earned":
+            value = after.earned
+        elif condition.type == "streak":
+            value = after.streak_length
+        else:
+            value = counters.get(counter_of(condition), 0)
+        return value >= condition.at_least
+
     def _unlock(
-        self, conn: sqlite3.Connection, tx: Transaction, earned: int, append: Append
+        self,
+        conn: sqlite3.Connection,
+        tx: Transaction,
+        after: AccountRow,
+        counters: dict[str, int],
+        append: Append,
     ) -> None:
-        unlocked = {
-            row[0] for row in conn.execute(SELECT_UNLOCKED, (tx.chat_id, tx.user_id)).fetchall()
-        }
-        for spec in self.rules.achievements:
-            if (
-                spec.id in unlocked
-                or self._value(conn, tx, spec, earned) < spec.condition.at_least
-            ):
+        unlocked = after.unlocked()
+        due = [
+            spec
+            for spec in self.rules.achievements
+            if spec.id not in unlocked and self._reached(spec, after, counters)
+        ]
+        if not due:
+            return
+        # Rewards run these effects again and may unlock more; the account row is the one
+        # place that knows what is unlocked now, so it is re-read before each unlock.
+        for spec in due:
+            (current,) = conn.execute(SELECT_ACHIEVEMENTS, (tx.chat_id, tx.user_id)).fetchone()
+            taken = frozenset(current.split(",")) - {""}
+            if spec.id in taken:
                 continue
-            # The unlock row goes in first: the reward below runs these effects again and
-            # must see this achievement as taken.
             at = format_utc(tx.created_at)
             conn.execute(UPSERT_UNLOCK, (tx.chat_id, tx.user_id, spec.id, at, tx.id))
+            ids = ",".join(sorted(taken | {spec.id}))
+            conn.execute(SET_ACHIEVEMENTS, (ids, tx.chat_id, tx.user_id))
             reward_tx_id = None
             if spec.reward:
                 key = f"ach:{tx.chat_id}:{tx.user_id}:{spec.id}:{tx.id}"
@@ -221,6 +241,9 @@ class Effects:
     ) -> None:
         for achievement, reward_tx_id in conn.execute(SELECT_CAUSED, (original.id,)).fetchall():
             conn.execute(REVOKE_UNLOCK, (tx.id, tx.chat_id, tx.user_id, achievement))
+            (current,) = conn.execute(SELECT_ACHIEVEMENTS, (tx.chat_id, tx.user_id)).fetchone()
+            ids = ",".join(sorted(frozenset(current.split(",")) - {"", achievement}))
+            conn.execute(SET_ACHIEVEMENTS, (ids, tx.chat_id, tx.user_id))
             if reward_tx_id is not None:
                 revert(reward_tx_id, f"revoke:{reward_tx_id}", f"{achievement} revoked")
             self._emit(
@@ -249,12 +272,6 @@ class Effects:
     ) -> None:
         conn.execute(
             INSERT_OUTBOX,
-            (
-                event_id,
-                kind,
-                tx.chat_id,
-                tx.user_id,
-                json.dumps(payload, separators=(",", ":"), ensure_ascii=False),
-                format_utc(tx.created_at),
-            ),
-        )
+            (event_id, kind, tx.chat_id, tx.user_id, compact_json(payload),
+             format_utc(tx.created_at)),
+        )  # fmt: skip

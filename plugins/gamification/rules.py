@@ -20,6 +20,8 @@ def apply_multipliers(
     ROUND_HALF_UP in `decimal` rounds 2.5 to 3 and -2.5 to -3: away from zero.
     """
     factors = tuple(multipliers)
+    if not factors:
+        return Breakdown(base=base, result=base, tag=tag)
     digits = len(str(abs(base)))
     for multiplier in factors:
         factor = multiplier.factor

@@ -77,10 +77,12 @@ async def test_run_polls_a_local_server_answers_and_stops_cleanly(tmp_path: Path
     assert len(commands) == 2
     assert any("award" in c["commands"] for c in commands)
     replies = [m["text"] for m in api.sent()]
-    assert "Alice: <b>" in replies[0]
-    assert "+40" in replies[1]
+    assert any("Alice: <b>" in reply for reply in replies), replies
+    assert any("+40" in reply for reply in replies), replies
     conn = sqlite3.connect(db)
     rows = conn.execute("SELECT kind, amount FROM transactions ORDER BY id").fetchall()
     conn.close()
-    assert rows[0][0] == "activity"
-    assert rows[1] == ("admin", 40)
+    # Polling handles updates as concurrent tasks, so commit order may differ from chat order.
+    # The default achievements reward the 50 points Alice passes with the admin's 40.
+    assert sorted(kind for kind, _ in rows) == ["achievement", "activity", "admin"], rows
+    assert ("admin", 40) in rows

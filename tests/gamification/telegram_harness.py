@@ -91,10 +91,10 @@ def make_config(
     """
     registry = default_registry()
     config = load_config(None, plugin_models=registry.config_models(), environ={})
-    quiet = {"progress": {"achievements": ()}, "multipliers": {"streak": {}}}
-    section = GamificationConfig.model_validate(
-        _merge(_merge(GamificationConfig().model_dump(), quiet), gamification or {})
-    )
+    quiet = GamificationConfig().model_dump()
+    quiet["progress"]["achievements"] = ()
+    quiet["multipliers"]["streak"] = {}
+    section = GamificationConfig.model_validate(_merge(quiet, gamification or {}))
     return config.model_copy(
         update={
             "storage": config.storage.model_copy(update={"database": database}),

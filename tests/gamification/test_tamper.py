@@ -425,9 +425,7 @@ async def test_a_rewritten_history_is_found_against_a_checkpoint(ledger: Path) -
         [(A[0], None), (None, TOTAL)], key=str
     )
     assert all("rewritten" in v.problem for v in report.violations)
-    assert any(
-        (v.chat_id, v.user_id) == A and "changed" in v.problem for v in report.violations
-    )
+    assert any((v.chat_id, v.user_id) == A and "changed" in v.problem for v in report.violations)
 
 
 async def test_a_rechained_insertion_is_found_against_a_checkpoint(ledger: Path) -> None:

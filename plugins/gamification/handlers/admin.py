@@ -178,10 +178,13 @@ async def _change(
             reason=reason, force=True,
         )  # fmt: skip
     tx = receipt.transaction
+    # Read back rather than receipt.balance: an achievement this change unlocked (or
+    # revoked) moved the balance again in the same commit.
+    balance = (await engine.balance(message.chat.id, person.user_id)).balance
     summary = (
         f"{esc(person.full_name)} {signed(tx.amount)} (#{tx.id})"
         + (f": {esc(reason)}" if reason else "")
-        + f". Balance {receipt.balance}."
+        + f". Balance {balance}."
     )
     if not receipt.duplicate:
         await services.audit(
@@ -213,9 +216,8 @@ async def _revert(message: Message, tokens: list[str], services: GamificationSer
     )
     tx = receipt.transaction
     who = esc(await services.name_of(tx.user_id))
-    summary = (
-        f"Reverted #{tx_id} with #{tx.id}: {who} {signed(tx.amount)}. Balance {receipt.balance}."
-    )
+    balance = (await services.engine.balance(tx.chat_id, tx.user_id)).balance
+    summary = f"Reverted #{tx_id} with #{tx.id}: {who} {signed(tx.amount)}. Balance {balance}."
     if not receipt.duplicate:
         detail = f"#{tx_id} {reason}"
         await services.audit(message.chat.id, admin.id, "revert", tx.user_id, detail)

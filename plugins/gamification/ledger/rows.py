@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from plugins.gamification.clock import parse_utc
+from plugins.gamification.ledger.schema import GENESIS_HASH
 from plugins.gamification.models import Breakdown, Transaction, TxKind
 
 # Every statement is a complete literal with ? parameters: SQL is never assembled at run
@@ -29,6 +31,47 @@ INSERT_TX = (
     " actor_id, reason, breakdown, created_at, reverts_id, prev_hash, hash, request_hash)"
     " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
+
+
+SELECT_REVERT_OF = "SELECT id FROM transactions WHERE reverts_id = ?"
+SELECT_ACCOUNT = (
+    "SELECT balance, earned, seq, head_hash, streak_day, streak_length, streak_best,"
+    " achievements FROM accounts WHERE chat_id = ? AND user_id = ?"
+)
+UPSERT_ACCOUNT = (
+    "INSERT INTO accounts (chat_id, user_id, balance, earned, seq, head_hash, updated_at,"
+    " streak_day, streak_length, streak_best, achievements)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (chat_id, user_id) DO UPDATE SET"
+    " balance = excluded.balance, earned = excluded.earned, seq = excluded.seq,"
+    " head_hash = excluded.head_hash, updated_at = excluded.updated_at,"
+    " streak_day = excluded.streak_day, streak_length = excluded.streak_length,"
+    " streak_best = excluded.streak_best, achievements = excluded.achievements"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class AccountRow:
+    """An account's cached state as the writer reads and writes it, in SELECT_ACCOUNT order."""
+
+    balance: int = 0
+    earned: int = 0
+    seq: int = 0
+    head: str = GENESIS_HASH
+    streak_day: str | None = None
+    streak_length: int = 0
+    streak_best: int = 0
+    # Comma-separated ids of the achievements unlocked and not revoked.
+    achievements: str = ""
+
+    def moved(self, balance: int, earned: int, seq: int, head: str) -> AccountRow:
+        # Spelled out rather than dataclasses.replace: this runs for every transaction.
+        return AccountRow(
+            balance, earned, seq, head, self.streak_day, self.streak_length, self.streak_best,
+            self.achievements,
+        )  # fmt: skip
+
+    def unlocked(self) -> frozenset[str]:
+        return frozenset(self.achievements.split(",")) - {""}
 
 
 def row_to_transaction(row: Sequence[Any]) -> Transaction:

@@ -161,6 +161,30 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (checkpoint_id, chat_id, user_id)
     ) WITHOUT ROWID;
     """,
+    # 5: streaks and the set of unlocked achievements live on the account row, which the
+    # writer reads for every transaction anyway: no extra lookups on the hot path.
+    """
+    ALTER TABLE accounts ADD COLUMN streak_day TEXT;
+    ALTER TABLE accounts ADD COLUMN streak_length INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE accounts ADD COLUMN streak_best INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE accounts ADD COLUMN achievements TEXT NOT NULL DEFAULT '';
+    UPDATE accounts SET
+        streak_day = (SELECT s.last_day FROM streaks AS s
+                      WHERE s.chat_id = accounts.chat_id AND s.user_id = accounts.user_id),
+        streak_length = COALESCE((SELECT s.length FROM streaks AS s
+                      WHERE s.chat_id = accounts.chat_id AND s.user_id = accounts.user_id), 0),
+        streak_best = COALESCE((SELECT s.best FROM streaks AS s
+                      WHERE s.chat_id = accounts.chat_id AND s.user_id = accounts.user_id), 0),
+        achievements = COALESCE((SELECT group_concat(u.achievement, ',') FROM unlocks AS u
+                      WHERE u.chat_id = accounts.chat_id AND u.user_id = accounts.user_id
+                      AND u.revoked_tx_id IS NULL), '');
+    DROP TABLE streaks;
+
+    -- Only thanks and admin changes have an actor: leave activity out of this index.
+    DROP INDEX transactions_actor;
+    CREATE INDEX transactions_actor ON transactions (chat_id, actor_id, created_at)
+        WHERE actor_id IS NOT NULL;
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

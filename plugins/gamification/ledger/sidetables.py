@@ -40,4 +40,7 @@ COUNT_THANKS_GIVEN = (
     "SELECT COUNT(*) FROM transactions WHERE chat_id = ? AND actor_id = ?"
     " AND kind = 'thanks' AND created_at >= ?"
 )
-SELECT_STREAK = "SELECT last_day, length FROM streaks WHERE chat_id = ? AND user_id = ?"
+SELECT_STREAK = (
+    "SELECT streak_day, streak_length FROM accounts"
+    " WHERE chat_id = ? AND user_id = ? AND streak_day IS NOT NULL"
+)

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import sqlite3
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,7 +14,7 @@ from typing import Literal, TypeVar
 
 import aiosqlite
 
-from plugins.gamification.clock import Clock, SystemClock, format_utc
+from plugins.gamification.clock import Clock, SystemClock
 from plugins.gamification.errors import (
     DatabaseCorruptError,
     DatabaseLockedError,
@@ -71,6 +72,7 @@ class WriterStats:
 class _Pending:
     op: Operation
     future: asyncio.Future[Receipt | None]
+    deadline: float
 
 
 class LedgerStore:
@@ -101,10 +103,12 @@ class LedgerStore:
         self._write_timeout = write_timeout
         self._max_batch = max_batch
         self._queue: asyncio.Queue[_Pending | None] = asyncio.Queue(max_queue)
-        self._writer = BatchWriter(lambda: format_utc(self._clock.now()), effects)
+        self._writer = BatchWriter(self._clock.now, effects)
         self._write_conn: aiosqlite.Connection | None = None
         self._read_conn: aiosqlite.Connection | None = None
         self._task: asyncio.Task[None] | None = None
+        self._watchdog: asyncio.Task[None] | None = None
+        self._waiting: deque[_Pending] = deque()
         self._closing = False
         # Called after every committed batch (the outbox relay's wake-up); must not block.
         self.on_commit: Callable[[], None] | None = None
@@ -131,6 +135,7 @@ class LedgerStore:
             await self._close_connections()
             raise
         self._task = asyncio.create_task(self._run(), name="ledger-writer")
+        self._watchdog = asyncio.create_task(self._watch(), name="ledger-writer-watchdog")
         return self
 
     def _prepare_writer(self, conn: sqlite3.Connection) -> None:
@@ -170,8 +175,9 @@ class LedgerStore:
     async def _enqueue(self, op: Operation) -> Receipt | None:
         if self._closing or self._task is None:
             raise EngineClosedError("The points ledger is closed and accepts no more changes.")
-        future: asyncio.Future[Receipt | None] = asyncio.get_running_loop().create_future()
-        pending = _Pending(op, future)
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Receipt | None] = loop.create_future()
+        pending = _Pending(op, future, loop.time() + self._write_timeout)
         try:
             self._queue.put_nowait(pending)
         except asyncio.QueueFull:
@@ -188,16 +194,28 @@ class LedgerStore:
                 self._entering -= 1
                 if self._entering == 0:
                     self._entered.set()
-        try:
-            # shield: a caller that gives up must not cancel the batch's shared future.
-            # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation
-            # that races with the result, and a cancelled caller must stay cancelled.
-            async with asyncio.timeout(self._write_timeout):
-                return await asyncio.shield(future)
-        except TimeoutError:
-            raise WriteTimeoutError(
-                "The points ledger did not confirm the change in time; it may still be recorded."
-            ) from None
+        self._waiting.append(pending)
+        # No per-call timer or shield on this hot path: the watchdog fails a future that
+        # waits longer than write_timeout, and a caller cancelled here only cancels its own
+        # future, which the writer then skips; its operation still commits with the batch.
+        return await future
+
+    async def _watch(self) -> None:
+        """Fail every submit not confirmed within write_timeout (rule 6: every wait ends)."""
+        loop = asyncio.get_running_loop()
+        waiting = self._waiting
+        while True:
+            await asyncio.sleep(min(1.0, self._write_timeout / 4))
+            now = loop.time()
+            while waiting and (waiting[0].future.done() or waiting[0].deadline <= now):
+                pending = waiting.popleft()
+                if not pending.future.done():
+                    pending.future.set_exception(
+                        WriteTimeoutError(
+                            "The points ledger did not confirm the change in time;"
+                            " it may still be recorded."
+                        )
+                    )
 
     @property
     def queue_depth(self) -> int:
@@ -268,6 +286,11 @@ class LedgerStore:
             await self._queue.put(None)
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watchdog
+        self._waiting.clear()
         await self._close_connections()
 
     async def _close_connections(self) -> None:

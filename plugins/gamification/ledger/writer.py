@@ -10,7 +10,9 @@ import logging
 import sqlite3
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 
+from plugins.gamification.clock import format_utc
 from plugins.gamification.errors import (
     GamificationError,
     IdempotencyConflictError,
@@ -23,15 +25,20 @@ from plugins.gamification.errors import (
 from plugins.gamification.ledger.hashing import chain_hash, request_hash
 from plugins.gamification.ledger.rows import (
     INSERT_TX,
+    SELECT_ACCOUNT,
+    SELECT_REVERT_OF,
     SELECT_TX_BY_ID,
     SELECT_TX_BY_KEY,
+    UPSERT_ACCOUNT,
+    AccountRow,
     row_to_transaction,
 )
-from plugins.gamification.ledger.schema import GENESIS_HASH
 from plugins.gamification.models import Breakdown, Receipt, Transaction, TxKind
 from plugins.gamification.progress import Effects
 
 log = logging.getLogger(__name__)
+
+SELECT_LAST_ID = "SELECT COALESCE(MAX(id), 0) FROM transactions"
 
 # SQLite stores 64-bit integers; staying far below keeps every sum exact.
 MAX_BALANCE = 2**53
@@ -51,17 +58,12 @@ class Posting:
     breakdown: Breakdown
     allow_negative: bool = False
 
-    def fingerprint(self) -> str:
+    def fingerprint(self, breakdown: str) -> str:
+        """What makes a repeat of this key the same request; `breakdown` is its JSON."""
         return request_hash(
-            "post",
-            self.chat_id,
-            self.user_id,
-            self.amount,
-            self.kind,
-            self.actor_id,
-            self.reason,
-            self.breakdown.to_json(),
-        )
+            "post", self.chat_id, self.user_id, self.amount, self.kind, self.actor_id,
+            self.reason, breakdown,
+        )  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,39 +98,57 @@ Outcome = Receipt | None | GamificationError
 class BatchWriter:
     """Applies batches on one sqlite3 connection that is in autocommit mode."""
 
-    def __init__(self, now: Callable[[], str], effects: Effects | None = None) -> None:
+    def __init__(self, now: Callable[[], datetime], effects: Effects | None = None) -> None:
         self._now = now
         self._effects = effects
 
     def apply(self, conn: sqlite3.Connection, ops: Sequence[Operation]) -> list[Outcome]:
-        """BEGIN IMMEDIATE, each op inside its own savepoint, one COMMIT.
+        """BEGIN IMMEDIATE, every op, one COMMIT; each op succeeds or fails on its own.
 
-        A refused or failing op rolls back to its savepoint and becomes that caller's
-        error; the rest of the batch still commits. If BEGIN or COMMIT fails, the
-        exception propagates and nothing of the batch is written.
+        A refused op almost always fails before it writes anything, so the fast path runs
+        without savepoints and checks that with `total_changes`. An op that fails after
+        writing sends the batch, rolled back, through the careful path: each op inside
+        its own savepoint. Either way a refused or failing op becomes that caller's error
+        and the rest of the batch commits. If BEGIN or COMMIT fails, the exception
+        propagates and nothing of the batch is written.
         """
+        try:
+            return self._run(conn, ops, careful=False)
+        except _HalfWritten:
+            return self._run(conn, ops, careful=True)
+
+    def _run(
+        self, conn: sqlite3.Connection, ops: Sequence[Operation], *, careful: bool
+    ) -> list[Outcome]:
         conn.execute("BEGIN IMMEDIATE")
         try:
-            (last_id,) = conn.execute("SELECT COALESCE(MAX(id), 0) FROM transactions").fetchone()
+            (last_id,) = conn.execute(SELECT_LAST_ID).fetchone()
             state = _BatchState(next_id=last_id + 1)
             outcomes: list[Outcome] = []
             for op in ops:
-                conn.execute("SAVEPOINT op")
+                if careful:
+                    conn.execute("SAVEPOINT op")
+                changes = conn.total_changes
                 try:
                     outcome: Outcome = self._apply_one(conn, op, state)
-                except GamificationError as refused:
-                    conn.execute("ROLLBACK TO op")
-                    outcome = refused
                 except sqlite3.OperationalError:
                     # Disk, I/O or lock trouble: the database cannot take this batch, so it
-                    # fails as a whole (the caller rolls back) and every caller hears of it.
+                    # fails as a whole (rolled back below) and every caller hears of it.
                     raise
                 except Exception as exc:
-                    # A bug or a damaged row hit one op: undo its writes, keep the others.
-                    log.exception("ledger operation %r failed", op)
-                    conn.execute("ROLLBACK TO op")
-                    outcome = StorageError(f"The operation could not be recorded ({exc}).")
-                conn.execute("RELEASE op")
+                    if not careful and conn.total_changes != changes:
+                        raise _HalfWritten from exc
+                    if careful:
+                        conn.execute("ROLLBACK TO op")
+                    if isinstance(exc, GamificationError):
+                        outcome = exc
+                    else:
+                        # A bug or a damaged row hit one op: its writes are undone, the
+                        # others go on.
+                        log.exception("ledger operation %r failed", op)
+                        outcome = StorageError(f"The operation could not be recorded ({exc}).")
+                if careful:
+                    conn.execute("RELEASE op")
                 outcomes.append(outcome)
             conn.execute("COMMIT")
         except BaseException:
@@ -144,18 +164,45 @@ class BatchWriter:
             for sql, params in op.statements:
                 conn.execute(sql, params)
             return None
-        fingerprint = op.fingerprint()
-        existing = conn.execute(SELECT_TX_BY_KEY, (op.key,)).fetchone()
-        if existing is not None:
-            if existing[-1] != fingerprint:
-                raise IdempotencyConflictError(
-                    f"The key {op.key!r} was already used for a different operation."
-                )
-            return Receipt(row_to_transaction(existing[:-1]), duplicate=True)
-        if isinstance(op, Posting):
-            return Receipt(self._append(conn, op, fingerprint, None, state))
-        posting, original = self._reversal_posting(conn, op)
-        return Receipt(self._append(conn, posting, fingerprint, original, state))
+        if isinstance(op, Reversal):
+            # A revert's checks (already reverted?) would refuse its own retry, so the key
+            # is looked up first; reverts are rare.
+            fingerprint = op.fingerprint()
+            repeated = self._repeat(conn, op.key, fingerprint)
+            if repeated is not None:
+                return repeated
+            posting, original = self._reversal_posting(conn, op)
+            return Receipt(self._append(conn, posting, fingerprint, original, state))
+        breakdown = op.breakdown.to_json()
+        fingerprint = op.fingerprint(breakdown)
+        # Optimistic: a new key is the common case, so the insert itself detects a repeat
+        # (UNIQUE on idem_key) instead of a lookup before every award.
+        try:
+            return Receipt(self._append(conn, op, fingerprint, None, state, breakdown))
+        except _KeyTaken as taken:
+            if taken.key != op.key:
+                raise
+        except GamificationError:
+            # A refusal (say an overdraft) of a request that was already granted is a retry.
+            repeated = self._repeat(conn, op.key, fingerprint)
+            if repeated is not None:
+                return repeated
+            raise
+        repeated = self._repeat(conn, op.key, fingerprint)
+        assert repeated is not None
+        return repeated
+
+    @staticmethod
+    def _repeat(conn: sqlite3.Connection, key: str, fingerprint: str) -> Receipt | None:
+        """The first receipt of `key`, a conflict if it was for something else, or None."""
+        existing = conn.execute(SELECT_TX_BY_KEY, (key,)).fetchone()
+        if existing is None:
+            return None
+        if existing[-1] != fingerprint:
+            raise IdempotencyConflictError(
+                f"The key {key!r} was already used for a different operation."
+            )
+        return Receipt(row_to_transaction(existing[:-1]), duplicate=True)
 
     def _reversal_posting(
         self, conn: sqlite3.Connection, op: Reversal
@@ -168,9 +215,7 @@ class BatchWriter:
             raise RevertError(
                 f"Transaction #{op.tx_id} is itself a revert and cannot be reverted."
             )
-        earlier = conn.execute(
-            "SELECT id FROM transactions WHERE reverts_id = ?", (op.tx_id,)
-        ).fetchone()
+        earlier = conn.execute(SELECT_REVERT_OF, (op.tx_id,)).fetchone()
         if earlier is not None:
             raise RevertError(f"Transaction #{op.tx_id} was already reverted by #{earlier[0]}.")
         amount = -original.amount
@@ -195,31 +240,31 @@ class BatchWriter:
         fingerprint: str,
         original: Transaction | None,
         state: _BatchState,
+        breakdown: str | None = None,
     ) -> Transaction:
-        reverts_id = original.id if original is not None else None
         if p.amount == 0:
             raise InvalidAmountError("The amount must not be zero.")
-        account = conn.execute(
-            "SELECT balance, earned, seq, head_hash FROM accounts"
-            " WHERE chat_id = ? AND user_id = ?",
-            (p.chat_id, p.user_id),
-        ).fetchone()
-        balance, old_earned, seq, prev_hash = account or (0, 0, 0, GENESIS_HASH)
-        earned = old_earned
-        new_balance = balance + p.amount
+        found = conn.execute(SELECT_ACCOUNT, (p.chat_id, p.user_id)).fetchone()
+        before = AccountRow(*found) if found else AccountRow()
+        new_balance = before.balance + p.amount
         if p.amount < 0 and new_balance < 0 and not p.allow_negative:
             raise InsufficientBalanceError(
-                f"The balance is {balance}; taking {-p.amount} would put it below zero."
+                f"The balance is {before.balance}; taking {-p.amount} would put it below zero."
             )
         if abs(new_balance) > MAX_BALANCE:
             raise InvalidAmountError("The balance would leave the supported range.")
+        earned = before.earned
         if p.kind is TxKind.REVERT:
             earned -= max(-p.amount, 0)
         elif p.amount > 0:
             earned += p.amount
-        tx_id, seq, now, breakdown = state.next_id, seq + 1, self._now(), p.breakdown.to_json()
+        moment = self._now()
+        now = format_utc(moment)
+        tx_id, seq = state.next_id, before.seq + 1
+        reverts_id = original.id if original is not None else None
+        breakdown = breakdown if breakdown is not None else p.breakdown.to_json()
         digest = chain_hash(
-            prev_hash,
+            before.head,
             tx_id=tx_id,
             chat_id=p.chat_id,
             user_id=p.user_id,
@@ -234,32 +279,56 @@ class BatchWriter:
             created_at=now,
             reverts_id=reverts_id,
         )
-        row = (
-            tx_id, p.chat_id, p.user_id, seq, p.amount, new_balance, p.kind.value, p.key,
-            p.actor_id, p.reason, breakdown, now, reverts_id, prev_hash, digest,
-        )  # fmt: skip
-        conn.execute(INSERT_TX, (*row, fingerprint))
-        conn.execute(
-            "INSERT INTO accounts (chat_id, user_id, balance, earned, seq, head_hash, updated_at)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (chat_id, user_id) DO UPDATE SET"
-            " balance = excluded.balance, earned = excluded.earned, seq = excluded.seq,"
-            " head_hash = excluded.head_hash, updated_at = excluded.updated_at",
-            (p.chat_id, p.user_id, new_balance, earned, seq, digest, now),
+        try:
+            conn.execute(
+                INSERT_TX,
+                (
+                    tx_id, p.chat_id, p.user_id, seq, p.amount, new_balance, p.kind.value,
+                    p.key, p.actor_id, p.reason, breakdown, now, reverts_id, before.head,
+                    digest, fingerprint,
+                ),
+            )  # fmt: skip
+        except sqlite3.IntegrityError as exc:
+            if "idem_key" in str(exc):
+                raise _KeyTaken(p.key) from None
+            raise
+        tx = Transaction(
+            id=tx_id,
+            chat_id=p.chat_id,
+            user_id=p.user_id,
+            seq=seq,
+            amount=p.amount,
+            balance_after=new_balance,
+            kind=p.kind,
+            key=p.key,
+            actor_id=p.actor_id,
+            reason=p.reason,
+            breakdown=p.breakdown,
+            created_at=moment,
+            reverts_id=reverts_id,
+            prev_hash=before.head,
+            hash=digest,
         )
+        after = before.moved(new_balance, earned, seq, digest)
+        if self._effects is not None:
+            after = self._effects.streak(tx, after)
+        conn.execute(
+            UPSERT_ACCOUNT,
+            (
+                p.chat_id, p.user_id, new_balance, earned, seq, digest, now, after.streak_day,
+                after.streak_length, after.streak_best, after.achievements,
+            ),
+        )  # fmt: skip
         state.next_id = tx_id + 1
-        tx = row_to_transaction(row)
         if self._effects is not None:
             self._effects.after_append(
                 conn,
                 tx,
-                balance,
-                old_earned,
-                earned,
+                before,
+                after,
                 original,
                 append=lambda *reward: self._reward(conn, state, *reward),
-                revert=lambda tx_id, key, reason: self._compensate(
-                    conn, state, tx_id, key, reason
-                ),
+                revert=lambda *revoked: self._compensate(conn, state, *revoked),
             )
         return tx
 
@@ -285,7 +354,8 @@ class BatchWriter:
             reason=reason,
             breakdown=Breakdown(base=amount, result=amount, tag=tag),
         )
-        return self._append(conn, posting, posting.fingerprint(), None, state)
+        breakdown = posting.breakdown.to_json()
+        return self._append(conn, posting, posting.fingerprint(breakdown), None, state, breakdown)
 
     def _compensate(
         self, conn: sqlite3.Connection, state: _BatchState, tx_id: int, key: str, reason: str
@@ -297,6 +367,18 @@ class BatchWriter:
         except RevertError:
             return None
         return self._append(conn, posting, reversal.fingerprint(), original, state)
+
+
+class _HalfWritten(Exception):
+    """An op failed after writing: the batch must be redone with a savepoint per op."""
+
+
+class _KeyTaken(Exception):
+    """The idempotency key of the transaction being inserted is already in the ledger."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__(key)
+        self.key = key
 
 
 @dataclass(slots=True)
