@@ -110,21 +110,31 @@ class Effects:
         return moment.astimezone(self._zone).date()
 
     def streak(self, tx: Transaction, account: AccountRow) -> AccountRow:
-        """The account's streak after `tx`: activity and events on a new local day count."""
+        """The account after `tx`: its streak and today's activity points.
+
+        Activity and events on a new local day extend the streak; activity points add to
+        the day's total that the daily cap is measured against.
+        """
         if tx.kind not in (TxKind.ACTIVITY, TxKind.EVENT) or tx.amount <= 0:
             return account
         today = self.local_day(tx.created_at)
+        day = today.isoformat()
+        activity_day, activity_today = account.activity_day, account.activity_today
+        if tx.kind is TxKind.ACTIVITY:
+            activity_today = (activity_today if activity_day == day else 0) + tx.amount
+            activity_day = day
+        length, best = account.streak_length, account.streak_best
         if account.streak_day is None:
             length = 1
         else:
             gap = (today - date.fromisoformat(account.streak_day)).days
-            if gap <= 0:
-                return account
-            limit = 2 if self.rules.grace_day else 1
-            length = account.streak_length + 1 if gap <= limit else 1
+            if gap > 0:
+                limit = 2 if self.rules.grace_day else 1
+                length = length + 1 if gap <= limit else 1
         return AccountRow(
-            account.balance, account.earned, account.seq, account.head, today.isoformat(),
-            length, max(account.streak_best, length), account.achievements,
+            account.balance, account.earned, account.seq, account.head,
+            day if account.streak_day is None or day > account.streak_day else account.streak_day,
+            length, max(best, length), account.achievements, activity_day, activity_today,
         )  # fmt: skip
 
     def after_append(

@@ -75,9 +75,10 @@ class GamificationServices:
         self.gate = AntiAbuseGate(config.anti_abuse)
         self.stats = Stats()
         self._people: OrderedDict[int, Person] = OrderedDict()
+        self._usernames: dict[str, int] = {}
         self.multipliers = MultiplierRules(config.multipliers, config.ledger.timezone)
         self._zone = ZoneInfo(config.ledger.timezone)
-        self._streaks: OrderedDict[tuple[int, int], tuple[date, int]] = OrderedDict()
+        self._days: OrderedDict[tuple[int, int], tuple[date, int, int]] = OrderedDict()
         self._triggers = frozenset(
             t.strip().lower() for group in config.thanks.triggers.values() for t in group
         )
@@ -113,10 +114,9 @@ class GamificationServices:
         if amount <= 0:
             return None
         day = self.today()
+        streak, earned_today = await self._today(fact.chat_id, fact.user_id)
         if self.gate.needs_daily_total(fact, day):
-            total = await self._earned_since(fact.chat_id, fact.user_id, day, TxKind.ACTIVITY)
-            self.gate.set_daily_total(fact, day, total)
-        streak = await self._streak_days(fact.chat_id, fact.user_id)
+            self.gate.set_daily_total(fact, day, earned_today)
         multipliers = self.multipliers.for_activity(fact.chat_id, fact.sent_at, streak)
         worth = apply_multipliers(amount, multipliers).result
         verdict = self.gate.judge(fact, worth, self.clock.now(), day)
@@ -154,29 +154,30 @@ class GamificationServices:
         )
         return receipt
 
-    async def _streak_days(self, chat_id: int, user_id: int) -> int:
-        """Streak length counting today, as it will be once this activity commits.
+    async def _today(self, chat_id: int, user_id: int) -> tuple[int, int]:
+        """(streak length counting today, activity points already earned today).
 
-        Cached per person per day: it changes only when the day does.
+        One read of the account row per person per day; after that the streak cannot
+        change until the day does, and the gate keeps today's total itself.
         """
         today = self.clock.now().astimezone(self._zone).date()
-        cached = self._streaks.get((chat_id, user_id))
+        cached = self._days.get((chat_id, user_id))
         if cached is not None and cached[0] == today:
-            return cached[1]
-        rows = await self.store.fetchall(sql.SELECT_STREAK, (chat_id, user_id))
-        days = 1
+            return cached[1], cached[2]
+        rows = await self.store.fetchall(sql.SELECT_TODAY, (chat_id, user_id))
+        days, earned_today = 1, 0
         if rows:
-            gap = (today - date.fromisoformat(rows[0][0])).days
-            limit = 2 if self.config.progress.streak_grace_day else 1
-            days = int(rows[0][1]) + (0 if gap <= 0 else 1) if gap <= limit else 1
-        self._streaks[(chat_id, user_id)] = (today, days)
-        if len(self._streaks) > KNOWN_USERS_CACHE:
-            self._streaks.popitem(last=False)
-        return days
-
-    async def _earned_since(self, chat_id: int, user_id: int, since: str, kind: TxKind) -> int:
-        rows = await self.store.fetchall(sql.SUM_KIND_SINCE, (chat_id, user_id, kind, since))
-        return int(rows[0][0]) if rows else 0
+            streak_day, length, activity_day, activity_today = rows[0]
+            if streak_day is not None:
+                gap = (today - date.fromisoformat(streak_day)).days
+                limit = 2 if self.config.progress.streak_grace_day else 1
+                days = int(length) + (0 if gap <= 0 else 1) if gap <= limit else 1
+            if activity_day == today.isoformat():
+                earned_today = int(activity_today)
+        self._days[(chat_id, user_id)] = (today, days, earned_today)
+        if len(self._days) > KNOWN_USERS_CACHE:
+            self._days.popitem(last=False)
+        return days, earned_today
 
     async def flag(self, chat_id: int, user_id: int, reason: str, detail: str) -> None:
         """Record a suspicion; freeze the account when the config says so."""
@@ -242,16 +243,22 @@ class GamificationServices:
 
     # -- people, freezes, audit ---------------------------------------------------------
 
-    async def remember(self, person: Person) -> None:
+    def remember(self, person: Person) -> None:
         """Keep who we have seen, for @username targets and names; writes only on change."""
         known = self._people.get(person.user_id)
         if known == person:
             self._people.move_to_end(person.user_id)
             return
         self._people[person.user_id] = person
+        if person.username:
+            self._usernames[person.username.casefold()] = person.user_id
         if len(self._people) > KNOWN_USERS_CACHE:
-            self._people.popitem(last=False)
-        await self.store.execute(
+            _, dropped = self._people.popitem(last=False)
+            if dropped.username:
+                self._usernames.pop(dropped.username.casefold(), None)
+        # Not awaited: names are a convenience, and a message must not wait for a commit
+        # to be remembered. The writer logs a failure.
+        self.store.execute_later(
             sql.UPSERT_KNOWN_USER,
             person.user_id,
             person.username,
@@ -268,6 +275,16 @@ class GamificationServices:
         return Person(rows[0][0], rows[0][1], rows[0][2], bool(rows[0][3])) if rows else None
 
     async def find_username(self, username: str) -> Person | None:
+        # Memory first: the person may have been seen a moment ago, before their row is
+        # committed.
+        user_id = self._usernames.get(username.lstrip("@").casefold())
+        known = self._people.get(user_id) if user_id is not None else None
+        if (
+            known is not None
+            and known.username
+            and known.username.casefold() == (username.lstrip("@").casefold())
+        ):
+            return known
         rows = await self.store.fetchall(sql.SELECT_KNOWN_USERNAME, (username.lstrip("@"),))
         return Person(rows[0][0], rows[0][1], rows[0][2], bool(rows[0][3])) if rows else None
 

@@ -5,16 +5,16 @@ from __future__ import annotations
 import html
 import logging
 
-from aiogram import F, Router
+from aiogram import Router
 from aiogram.dispatcher.event.bases import SkipHandler
 from aiogram.types import Message
 
 from plugins.gamification.errors import GamificationError
 from plugins.gamification.handlers.facts import (
-    GROUP_TYPES,
     activity_fact,
     thanks_fact,
 )
+from plugins.gamification.handlers.filters import InGroup
 from plugins.gamification.models import Receipt
 from plugins.gamification.services import GamificationServices
 
@@ -51,5 +51,5 @@ async def _score(message: Message, gamification: GamificationServices) -> None:
 
 def activity_router() -> Router:
     router = Router(name="gamification.activity")
-    router.message.register(on_group_message, F.chat.type.in_(GROUP_TYPES))
+    router.message.register(on_group_message, InGroup())
     return router

@@ -14,6 +14,7 @@ from aiogram.types import BotCommand, Message
 
 from plugins.gamification.errors import GamificationError
 from plugins.gamification.handlers.facts import GROUP_TYPES, replied_message
+from plugins.gamification.handlers.filters import IsCommand
 from plugins.gamification.handlers.parsing import (
     CommandSyntaxError,
     TargetSpec,
@@ -99,7 +100,7 @@ async def _resolve(message: Message, spec: TargetSpec, services: GamificationSer
             target.from_user.full_name,
             target.from_user.is_bot,
         )
-        await services.remember(person)
+        services.remember(person)
     elif spec.username is not None:
         found = await services.find_username(spec.username)
         if found is None:
@@ -312,6 +313,7 @@ def _bus_line(services: GamificationServices) -> str:
 
 def admin_router() -> Router:
     router = Router(name="gamification.admin")
+    router.message.filter(IsCommand())
     actions: dict[str, Action] = {
         "award": _award,
         "deduct": _deduct,

@@ -9,7 +9,6 @@ from typing import Any
 from aiogram import BaseMiddleware
 from aiogram.types import Message, TelegramObject
 
-from plugins.gamification.errors import GamificationError
 from plugins.gamification.handlers.facts import person_of
 from plugins.gamification.services import GamificationServices
 
@@ -30,11 +29,7 @@ class RememberPeople(BaseMiddleware):
             users = [event.from_user]
             if event.reply_to_message is not None:
                 users.append(event.reply_to_message.from_user)
-            try:
-                for user in users:
-                    if user is not None:
-                        await services.remember(person_of(user))
-            except GamificationError as exc:
-                # Names are a convenience: a storage hiccup must not cost the message.
-                log.warning("could not remember the people of chat %s: %s", event.chat.id, exc)
+            for user in users:
+                if user is not None:
+                    services.remember(person_of(user))
         return await handler(event, data)

@@ -36,16 +36,18 @@ INSERT_TX = (
 SELECT_REVERT_OF = "SELECT id FROM transactions WHERE reverts_id = ?"
 SELECT_ACCOUNT = (
     "SELECT balance, earned, seq, head_hash, streak_day, streak_length, streak_best,"
-    " achievements FROM accounts WHERE chat_id = ? AND user_id = ?"
+    " achievements, activity_day, activity_today FROM accounts"
+    " WHERE chat_id = ? AND user_id = ?"
 )
 UPSERT_ACCOUNT = (
     "INSERT INTO accounts (chat_id, user_id, balance, earned, seq, head_hash, updated_at,"
-    " streak_day, streak_length, streak_best, achievements)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (chat_id, user_id) DO UPDATE SET"
-    " balance = excluded.balance, earned = excluded.earned, seq = excluded.seq,"
+    " streak_day, streak_length, streak_best, achievements, activity_day, activity_today)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (chat_id, user_id) DO UPDATE"
+    " SET balance = excluded.balance, earned = excluded.earned, seq = excluded.seq,"
     " head_hash = excluded.head_hash, updated_at = excluded.updated_at,"
     " streak_day = excluded.streak_day, streak_length = excluded.streak_length,"
-    " streak_best = excluded.streak_best, achievements = excluded.achievements"
+    " streak_best = excluded.streak_best, achievements = excluded.achievements,"
+    " activity_day = excluded.activity_day, activity_today = excluded.activity_today"
 )
 
 
@@ -62,12 +64,15 @@ class AccountRow:
     streak_best: int = 0
     # Comma-separated ids of the achievements unlocked and not revoked.
     achievements: str = ""
+    # Local day of the last activity points and how many were earned that day.
+    activity_day: str | None = None
+    activity_today: int = 0
 
     def moved(self, balance: int, earned: int, seq: int, head: str) -> AccountRow:
         # Spelled out rather than dataclasses.replace: this runs for every transaction.
         return AccountRow(
             balance, earned, seq, head, self.streak_day, self.streak_length, self.streak_best,
-            self.achievements,
+            self.achievements, self.activity_day, self.activity_today,
         )  # fmt: skip
 
     def unlocked(self) -> frozenset[str]:

@@ -185,6 +185,12 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX transactions_actor ON transactions (chat_id, actor_id, created_at)
         WHERE actor_id IS NOT NULL;
     """,
+    # 6: activity points earned on the account's last active day, for the daily cap: one
+    # row read tells the Telegram side both the streak and what is left of today's cap.
+    """
+    ALTER TABLE accounts ADD COLUMN activity_day TEXT;
+    ALTER TABLE accounts ADD COLUMN activity_today INTEGER NOT NULL DEFAULT 0;
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

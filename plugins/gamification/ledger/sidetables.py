@@ -28,10 +28,6 @@ INSERT_ADMIN_ACTION = (
     "INSERT INTO admin_actions (chat_id, actor_id, action, target_id, detail, created_at)"
     " VALUES (?, ?, ?, ?, ?, ?)"
 )
-SUM_KIND_SINCE = (
-    "SELECT COALESCE(SUM(amount), 0) FROM transactions"
-    " WHERE chat_id = ? AND user_id = ? AND kind = ? AND created_at >= ?"
-)
 LAST_THANKS_PAIR = (
     "SELECT COUNT(*) FROM transactions WHERE chat_id = ? AND user_id = ? AND actor_id = ?"
     " AND kind = 'thanks' AND created_at >= ?"
@@ -40,7 +36,7 @@ COUNT_THANKS_GIVEN = (
     "SELECT COUNT(*) FROM transactions WHERE chat_id = ? AND actor_id = ?"
     " AND kind = 'thanks' AND created_at >= ?"
 )
-SELECT_STREAK = (
-    "SELECT streak_day, streak_length FROM accounts"
-    " WHERE chat_id = ? AND user_id = ? AND streak_day IS NOT NULL"
+SELECT_TODAY = (
+    "SELECT streak_day, streak_length, activity_day, activity_today FROM accounts"
+    " WHERE chat_id = ? AND user_id = ?"
 )

@@ -68,6 +68,11 @@ class WriterStats:
     failed_batches: int = 0
 
 
+def _log_failure(future: asyncio.Future[Receipt | None]) -> None:
+    if not future.cancelled() and future.exception() is not None:
+        log.warning("a background write failed: %s", future.exception())
+
+
 @dataclass(slots=True)
 class _Pending:
     op: Operation
@@ -167,6 +172,22 @@ class LedgerStore:
     async def execute(self, sql: str, *params: object) -> None:
         """Queue a write beside the ledger (same writer, same batches) and wait for COMMIT."""
         await self._enqueue(SideWrite(((sql, params),)))
+
+    def execute_later(self, sql: str, *params: object) -> None:
+        """Queue a write beside the ledger without waiting for it; a failure is logged.
+
+        For writes nobody waits on (the names of people seen). When the queue is full it
+        is dropped with a log line rather than making the caller wait.
+        """
+        if self._closing or self._task is None:
+            return
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Receipt | None] = loop.create_future()
+        future.add_done_callback(_log_failure)
+        try:
+            self._queue.put_nowait(_Pending(SideWrite(((sql, params),)), future, float("inf")))
+        except asyncio.QueueFull:
+            log.warning("the ledger queue is full; a background write was dropped")
 
     async def execute_all(self, *statements: tuple[str, tuple[object, ...]]) -> None:
         """Like `execute`, for several statements that must commit together."""

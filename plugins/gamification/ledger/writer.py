@@ -316,7 +316,8 @@ class BatchWriter:
             UPSERT_ACCOUNT,
             (
                 p.chat_id, p.user_id, new_balance, earned, seq, digest, now, after.streak_day,
-                after.streak_length, after.streak_best, after.achievements,
+                after.streak_length, after.streak_best, after.achievements, after.activity_day,
+                after.activity_today,
             ),
         )  # fmt: skip
         state.next_id = tx_id + 1
