@@ -7,6 +7,8 @@ from pathlib import Path
 
 PLUGIN = Path(__file__).resolve().parents[1] / "plugins" / "gamification"
 TELEGRAM_SIDE = {"handlers", "plugin.py", "demo.py", "cli.py"}
+# The bench's end-to-end part drives the real Dispatcher beside a bare one.
+TELEGRAM_FILES = {"bench/app.py"}
 
 
 def imported_modules(path: Path) -> set[str]:
@@ -24,7 +26,7 @@ def test_domain_modules_do_not_import_aiogram() -> None:
     checked = 0
     for path in PLUGIN.rglob("*.py"):
         relative = path.relative_to(PLUGIN)
-        if relative.parts[0] in TELEGRAM_SIDE:
+        if relative.parts[0] in TELEGRAM_SIDE or relative.as_posix() in TELEGRAM_FILES:
             continue
         checked += 1
         offenders = {m for m in imported_modules(path) if m.split(".")[0] == "aiogram"}

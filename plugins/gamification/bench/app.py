@@ -1,0 +1,245 @@
+"""End to end through the app build_app makes: group messages through the real Dispatcher
+(beside a bare Dispatcher with a no-op handler fed the same updates) and bus events turned
+into awards. The one bench module that touches aiogram.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import string
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from aiogram import Bot, Dispatcher, Router
+from aiogram.types import Message, Update
+
+from bot.app import App, build_app
+from bot.config import AppConfig, StorageSettings
+from bot.offline import RecordingSession, UpdateFactory
+from bot.plugins import default_registry
+from plugins.gamification.bench.rows import account_of
+from plugins.gamification.clock import FakeClock
+from plugins.gamification.events import Event, InProcessBus
+from plugins.gamification.services import GamificationServices
+
+START = datetime(2026, 3, 11, 9, 0, tzinfo=UTC)
+CHATS = 10
+# aiogram's polling hands each getUpdates batch (up to 100 updates) to as many tasks.
+WIDTH = 100
+# How many published events may wait for the inbound subscriber: its queue holds 1,000
+# and a publisher that outruns it loses events rather than waiting.
+BUS_WINDOW = 500
+EVENT_TYPE = "game.won"
+
+
+def default_config(database: Path) -> AppConfig:
+    """The built-in defaults (no file, no environment) on `database`, synchronous=FULL."""
+    sections = {name: model() for name, model in default_registry().config_models().items()}
+    return AppConfig().model_copy(
+        update={
+            "storage": StorageSettings(database=database, synchronous="FULL"),
+            "plugin_sections": sections,
+            "source": "bench defaults",
+        }
+    )
+
+
+@asynccontextmanager
+async def running_app(database: Path, clock: FakeClock) -> AsyncIterator[App]:
+    session = RecordingSession(now=lambda: clock.now().timestamp())
+    app = await build_app(
+        default_config(database), default_registry(), session=session, extras={"clock": clock}
+    )
+    try:
+        yield app
+    finally:
+        await app.close()
+
+
+def services_of(app: App) -> GamificationServices:
+    services = app.dispatcher.workflow_data["gamification"]
+    assert isinstance(services, GamificationServices)
+    return services
+
+
+# -- messages -----------------------------------------------------------------------------
+
+
+def _words(rng: random.Random, count: int) -> str:
+    return " ".join(
+        "".join(rng.choices(string.ascii_lowercase, k=rng.randint(3, 9))) for _ in range(count)
+    )
+
+
+def message_rounds(bot: Bot, users: int, rounds: int, step: float) -> list[list[Update]]:
+    """`rounds` lists of updates, each with one text message from every user, dated `step`
+    seconds apart and mounted on `bot` as polling would deliver them."""
+    rng = random.Random(20260311)
+    stamp = START.timestamp()
+    factory = UpdateFactory(now=lambda: stamp)
+    chats = [UpdateFactory.group(-1_002_000_000_000 - n, f"bench chat {n}") for n in range(CHATS)]
+    people = [UpdateFactory.user(200_000 + n, f"user{n}", f"user{n}") for n in range(users)]
+    result = []
+    for round_number in range(rounds):
+        stamp = START.timestamp() + round_number * step
+        updates = [
+            factory.message(chats[n % CHATS], person, _words(rng, 8))
+            for n, person in enumerate(people)
+        ]
+        # A polled update arrives bound to its bot; an unbound one costs feed_update a JSON
+        # round trip, which polling never pays.
+        result.append(
+            [Update.model_validate(u.model_dump(), context={"bot": bot}) for u in updates]
+        )
+    return result
+
+
+async def feed(dispatcher: Dispatcher, bot: Bot, updates: Sequence[Update]) -> float:
+    """Seconds to handle every update with WIDTH of them in flight."""
+    pending = iter(updates)
+
+    async def worker() -> None:
+        for update in pending:
+            await dispatcher.feed_update(bot, update)
+
+    started = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(WIDTH)))
+    return time.perf_counter() - started
+
+
+def noop_dispatcher() -> Dispatcher:
+    """aiogram's own ceiling: a bare Dispatcher whose one message handler does nothing."""
+
+    async def on_message(message: Message) -> None:
+        return None
+
+    router = Router(name="bench.noop")
+    router.message.register(on_message)
+    dispatcher = Dispatcher(name="bench.noop")
+    dispatcher.include_router(router)
+    return dispatcher
+
+
+@dataclass(frozen=True, slots=True)
+class EndToEnd:
+    messages: int
+    users: int
+    seconds: float
+    noop_seconds: float
+    scored: int
+    refused: dict[str, int]
+    first_sight_rate: float
+
+    @property
+    def rate(self) -> float:
+        return self.messages / self.seconds
+
+    @property
+    def noop_rate(self) -> float:
+        return self.messages / self.noop_seconds
+
+
+async def end_to_end(database: Path, messages: int, users: int) -> EndToEnd:
+    """Messages from `users` people, every one scoring: each round has one message per person,
+    and the clock moves past the cooldown between rounds. Round 0, in which each person is
+    first seen (remembered, their daily total and streak read), is a warm-up, timed apart."""
+    rounds = max(1, -(-messages // users))
+    step = 61.0  # past the default 60 s cooldown
+    quiet = logging.getLogger("aiogram.event")
+    level = quiet.level
+    # aiogram logs one INFO line per update; that would time the terminal, not the bot.
+    quiet.setLevel(logging.WARNING)
+    clock = FakeClock(START)
+    try:
+        async with running_app(database, clock) as app:
+            services = services_of(app)
+            plan = message_rounds(app.bot, users, rounds + 1, step)
+            first_sight = await feed(app.dispatcher, app.bot, plan[0])
+            awards, refusals = services.stats.awards, services.stats.refusals.copy()
+            seconds = 0.0
+            for number, updates in enumerate(plan[1:], 1):
+                clock.set(START + timedelta(seconds=number * step))
+                seconds += await feed(app.dispatcher, app.bot, updates)
+            scored = services.stats.awards - awards
+            refused = dict(services.stats.refusals - refusals)
+            timed = [u for updates in plan[1:] for u in updates]
+            noop = noop_dispatcher()
+            await feed(noop, app.bot, plan[0])
+            noop_seconds = await feed(noop, app.bot, timed)
+    finally:
+        quiet.setLevel(level)
+    return EndToEnd(len(timed), users, seconds, noop_seconds, scored, refused, users / first_sight)
+
+
+# -- bus events ---------------------------------------------------------------------------
+
+
+async def poll_until(condition: Callable[[], bool]) -> None:
+    """Wait for `condition`, checking every millisecond.
+
+    The inbound counts have no notification to wait on; a 1 ms poll is far below the length
+    of a run and costs the loop next to nothing.
+    """
+    while not condition():  # noqa: ASYNC110
+        await asyncio.sleep(0.001)
+
+
+@dataclass(frozen=True, slots=True)
+class Inbound:
+    events: int
+    seconds: float
+    outcomes: dict[str, int]
+    dropped: int
+
+    @property
+    def rate(self) -> float:
+        return self.outcomes.get("awarded", 0) / self.seconds
+
+
+async def inbound(database: Path, count: int, accounts: int) -> Inbound:
+    """Publish `count` EVENT_TYPE events with distinct ids on the plugin's own bus; seconds
+    from the first publish until the last one is awarded (committed)."""
+    clock = FakeClock(START)
+    async with running_app(database, clock) as app:
+        services = services_of(app)
+        bus, handler = services.bus, services.inbound
+        assert bus is not None, "the plugin wires its bus"
+        assert handler is not None, "the plugin subscribes its inbound handler"
+        warm = min(200, count)
+        events = [
+            Event(id=f"bench-{n}", type=EVENT_TYPE, occurred_at=START, chat_id=chat, user_id=user)
+            for n in range(count + warm)
+            for chat, user in (account_of(n, accounts),)
+        ]
+
+        def done() -> int:
+            return sum(handler.counts.values())
+
+        async def publish(batch: Sequence[Event]) -> float:
+            base = done()
+            started = time.perf_counter()
+            published = 0
+
+            def room() -> bool:
+                return published - (done() - base) < BUS_WINDOW
+
+            for event in batch:
+                await poll_until(room)
+                await bus.publish(event)
+                published += 1
+            await poll_until(lambda: done() - base >= len(batch))
+            return time.perf_counter() - started
+
+        await publish(events[:warm])
+        before = handler.counts.copy()
+        seconds = await publish(events[warm:])
+        outcomes = dict(handler.counts - before)
+        subscriptions = bus.subscriptions if isinstance(bus, InProcessBus) else ()
+        dropped = sum(s.dropped for s in subscriptions)
+    return Inbound(count, seconds, outcomes, dropped)

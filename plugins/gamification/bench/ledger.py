@@ -1,0 +1,169 @@
+"""Our engine under load: sequential latency, awards in flight, bursts, memory over many awards.
+
+Each run opens a fresh ledger with PointsEngine.open (synchronous=FULL), warms it up with a
+few awards, then times awards of AMOUNT spread over many accounts, each one awaited until
+its batch is committed: an award's latency is the time until it is durable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from plugins.gamification.bench.baselines import NaiveEngine
+from plugins.gamification.bench.report import percentile, rss_bytes
+from plugins.gamification.bench.rows import AMOUNT, REASON, TAG, account_of
+from plugins.gamification.engine import PointsEngine
+
+Award = Callable[[int], Awaitable[None]]
+# (accounts, key prefix) -> an award of the index-th award
+AwardFactory = Callable[[int, str], Award]
+Opener = Callable[[Path], AbstractAsyncContextManager[AwardFactory]]
+
+BURST = 50
+
+
+@asynccontextmanager
+async def ours(path: Path) -> AsyncIterator[AwardFactory]:
+    """The real engine, opened the way the plugin opens it, with its own defaults."""
+    engine = await PointsEngine.open(path, synchronous="FULL")
+
+    def factory(accounts: int, prefix: str) -> Award:
+        async def award(index: int) -> None:
+            chat_id, user_id = account_of(index, accounts)
+            await engine.award(
+                chat_id, user_id, AMOUNT, key=f"{prefix}:{index}", reason=REASON, tag=TAG
+            )
+
+        return award
+
+    try:
+        yield factory
+    finally:
+        await engine.close()
+
+
+@asynccontextmanager
+async def naive(path: Path) -> AsyncIterator[AwardFactory]:
+    engine = await NaiveEngine.open(path)
+
+    def factory(accounts: int, prefix: str) -> Award:
+        async def award(index: int) -> None:
+            chat_id, user_id = account_of(index, accounts)
+            await engine.award(chat_id, user_id, f"{prefix}:{index}")
+
+        return award
+
+    try:
+        yield factory
+    finally:
+        await engine.close()
+
+
+@dataclass(frozen=True, slots=True)
+class Flight:
+    """`count` awards with `width` of them in flight: wall time and per-award latency."""
+
+    width: int
+    count: int
+    seconds: float
+    p50_ms: float
+    p99_ms: float
+
+    @property
+    def rate(self) -> float:
+        return self.count / self.seconds
+
+    @property
+    def average_ms(self) -> float:
+        return self.seconds * 1000 / self.count
+
+
+async def drive(award: Award, count: int, width: int, *, timed: bool = True) -> Flight:
+    """Run awards 0..count-1 from `width` workers; each worker starts the next when its last
+    one is durable, so exactly `width` are in flight until the tail."""
+    latencies = [0.0] * count if timed else []
+    indexes = iter(range(count))
+    clock = time.perf_counter
+
+    async def worker() -> None:
+        for index in indexes:
+            if timed:
+                started = clock()
+                await award(index)
+                latencies[index] = clock() - started
+            else:
+                await award(index)
+
+    started = clock()
+    await asyncio.gather(*(worker() for _ in range(min(width, count))))
+    seconds = clock() - started
+    p50 = percentile(latencies, 50) * 1000 if timed else 0.0
+    p99 = percentile(latencies, 99) * 1000 if timed else 0.0
+    return Flight(width, count, seconds, p50, p99)
+
+
+def _warmup(count: int) -> int:
+    return min(1_000, max(count // 10, 10))
+
+
+async def in_flight(opener: Opener, path: Path, count: int, width: int, accounts: int) -> Flight:
+    """`count` awards, `width` in flight (width 1: one after the other), on a fresh ledger."""
+    async with opener(path) as factory:
+        await drive(factory(accounts, "warm"), _warmup(count), width, timed=False)
+        return await drive(factory(accounts, "award"), count, width)
+
+
+async def bursts(path: Path, repeats: int, accounts: int) -> list[float]:
+    """Seconds from submitting BURST awards at once on an idle engine until all are durable."""
+    times: list[float] = []
+    async with ours(path) as factory:
+        await drive(factory(accounts, "warm"), _warmup(repeats * BURST), BURST, timed=False)
+        award = factory(accounts, "burst")
+        for repeat in range(repeats):
+            first = repeat * BURST
+            started = time.perf_counter()
+            await asyncio.gather(*(award(first + i) for i in range(BURST)))
+            times.append(time.perf_counter() - started)
+            # Idle again before the next burst: the writer has nothing queued.
+            await asyncio.sleep(0.002)
+    return times
+
+
+@dataclass(frozen=True, slots=True)
+class Memory:
+    awards: int
+    accounts: int
+    before: int | None
+    after: int | None
+    seconds: float
+
+    @property
+    def growth_mb(self) -> float | None:
+        if self.before is None or self.after is None:
+            return None
+        return (self.after - self.before) / 2**20
+
+
+async def rss_growth(path: Path, count: int, accounts: int, width: int = 1_000) -> Memory:
+    """Resident memory before and after `count` awards over `accounts` accounts.
+
+    Measured after a warm-up on the same engine, with garbage collected at both ends; the
+    run keeps no per-award data of its own, so the growth is the engine's.
+    """
+    async with ours(path) as factory:
+        await drive(factory(accounts, "warm"), 10_000 if count >= 100_000 else 1_000, width,
+                    timed=False)  # fmt: skip
+        gc.collect()
+        before = rss_bytes()
+        started = time.perf_counter()
+        await drive(factory(accounts, "mem"), count, width, timed=False)
+        seconds = time.perf_counter() - started
+        gc.collect()
+        after = rss_bytes()
+    return Memory(count, accounts, before, after, seconds)
