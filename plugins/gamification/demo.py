@@ -163,6 +163,8 @@ async def _settle(services: GamificationServices) -> None:
 async def _drain(services: GamificationServices) -> None:
     if isinstance(services.bus, InProcessBus):
         await services.bus.drain()
+    if services.inbound is not None:
+        await services.inbound.drain()
 
 
 async def _last_tx_id(services: GamificationServices) -> int:

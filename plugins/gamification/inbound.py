@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections import Counter
 from typing import Any
@@ -40,11 +41,33 @@ class InboundEvents:
     are counted and logged in one line; nothing here ever raises into the bus.
     """
 
-    def __init__(self, services: GamificationServices) -> None:
+    def __init__(self, services: GamificationServices, *, in_flight: int = 1000) -> None:
         self.services = services
         self.counts: Counter[str] = Counter()
+        # Awards are committed in batches only if many wait at once: the bus hands this
+        # subscriber one event at a time, so each is processed in a task of its own, up to
+        # `in_flight` at once (beyond that the bus worker waits, and the bus's bounded
+        # queue takes over).
+        self._slots = asyncio.Semaphore(in_flight)
+        self._tasks: set[asyncio.Task[None]] = set()
 
     async def handle(self, event: Event) -> None:
+        """Start processing `event` and return; the bus's order is the order of starting."""
+        await self._slots.acquire()
+        task = asyncio.create_task(self._process(event), name=f"inbound {event.id}")
+        self._tasks.add(task)
+        task.add_done_callback(self._finished)
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        self._slots.release()
+
+    async def drain(self) -> None:
+        """Wait for every event already started (on shutdown, in tests and the demo)."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+    async def _process(self, event: Event) -> None:
         try:
             outcome = await self._handle(event)
         except (MalformedEventError, GamificationError) as exc:

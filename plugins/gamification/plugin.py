@@ -26,6 +26,9 @@ def wire_events(ctx: PluginContext, services: GamificationServices) -> None:
     Closed in reverse order: announcements flushed, relay stopped, bus closed, then the
     engine drains its writer (the exit stack runs these before `services.close`).
     """
+    inbound = InboundEvents(services)
+    # Runs after the bus is closed (no more events come in) and before the engine closes.
+    ctx.exit_stack.push_async_callback(inbound.drain)
     bus: EventBus | None = ctx.extras.get("event_bus")
     if bus is None:
         own = InProcessBus()
@@ -36,7 +39,6 @@ def wire_events(ctx: PluginContext, services: GamificationServices) -> None:
     services.store.on_commit = relay.notify
     relay.start()
     ctx.exit_stack.push_async_callback(relay.stop)
-    inbound = InboundEvents(services)
     config = services.config
     if config.events.enabled:
         for pattern in config.events.subscribe:

@@ -70,12 +70,17 @@ async def publish(h: TelegramHarness, *events: Event) -> None:
     for item in events:
         await bus.publish(item)
     await bus.drain()
+    assert h.services.inbound is not None
+    # The inbound subscriber processes each event in a task of its own: wait for those too.
+    await h.services.inbound.drain()
 
 
 async def settle(h: TelegramHarness) -> None:
     """Relay what is committed, let the bus deliver it, post what the announcer holds."""
     await relay_of(h).run_once()
     await bus_of(h).drain()
+    assert h.services.inbound is not None
+    await h.services.inbound.drain()
     assert h.services.announcer is not None
     await h.services.announcer.flush()
 
@@ -182,6 +187,7 @@ async def test_an_event_from_another_plugin_awards_once_however_often_published(
     await publish(h, *[chapter] * 5)
     await asyncio.gather(*(bus_of(h).publish(chapter) for _ in range(5)))
     await bus_of(h).drain()
+    await inbound_of(h).drain()
 
     ((amount, kind, key, breakdown),) = event_rows(h)
     assert (amount, kind, key) == (50, "event", "evt:story-1")
@@ -195,6 +201,7 @@ async def test_concurrent_handling_of_one_event_awards_once(harness: TelegramHar
     h = harness
     won = event("game.won", "match-9")
     await asyncio.gather(*(inbound_of(h).handle(won) for _ in range(5)))
+    await inbound_of(h).drain()
     assert [(amount, key) for amount, _, key, _ in event_rows(h)] == [(20, "evt:match-9")]
     assert inbound_of(h).counts == {"awarded": 1, "duplicate": 4}
 
