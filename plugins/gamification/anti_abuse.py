@@ -69,9 +69,14 @@ class _Track:
 
 def fingerprint(text: str) -> frozenset[str]:
     """Character trigrams of the text with case, accents, punctuation and spacing removed."""
-    folded = unicodedata.normalize("NFKD", text.casefold())
-    plain = _NOT_WORD.sub("", "".join(ch for ch in folded if not unicodedata.combining(ch)))
-    plain = plain[:600]
+    text = text[:2000]
+    if text.isascii():
+        # Nothing to decompose: skip the Unicode normalisation, the costly part.
+        plain = _NOT_WORD.sub("", text.lower())[:600]
+    else:
+        folded = unicodedata.normalize("NFKD", text.casefold())
+        plain = _NOT_WORD.sub("", "".join(ch for ch in folded if not unicodedata.combining(ch)))
+        plain = plain[:600]
     if len(plain) < 3:
         return frozenset({plain})
     return frozenset(plain[i : i + 3] for i in range(len(plain) - 2))
@@ -90,9 +95,15 @@ def meaningful_length(text: str) -> int:
     "aaaaaaa", "a a a", "a\u200ba" and "ok......." are padding, not content: a run counts
     once, and neither spaces nor zero-width characters break a run.
     """
+    ascii_text = text.isascii()
     length, previous = 0, ""
     for ch in text:
-        if ch.isspace() or unicodedata.category(ch) in ("Cf", "Cc"):
+        if ch.isspace():
+            continue
+        if ascii_text:
+            if ch < " " or ch == "\x7f":  # the ASCII control characters (category Cc)
+                continue
+        elif unicodedata.category(ch) in ("Cf", "Cc"):
             continue
         if ch != previous:
             length += 1
