@@ -56,7 +56,7 @@ class _Track:
     """What the gate remembers about one (chat, user)."""
 
     seen: deque[float] = field(default_factory=deque)
-    texts: deque[tuple[float, frozenset[str]]] = field(default_factory=deque)
+    texts: deque[tuple[float, frozenset[str], int]] = field(default_factory=deque)
     last_scored: float | None = None
     # Recent verdicts by message id: a redelivered update gets the same verdict again
     # (and, if allowed, the same amount, so the ledger sees an exact repeat and ignores it)
@@ -171,7 +171,7 @@ class AntiAbuseGate:
         shape = fingerprint(fact.text) if fact.kind in TEXT_KINDS else None
         repeated = shape is not None and self._repeats(track, shape, t)
         if shape is not None:
-            track.texts.append((t, shape))
+            track.texts.append((t, shape, fact.message_id))
             while len(track.texts) > s.repeat_memory:
                 track.texts.popleft()
 
@@ -203,7 +203,7 @@ class AntiAbuseGate:
         window, threshold = self.settings.repeat_window_seconds, self.settings.repeat_similarity
         return any(
             t - when <= window and similarity(shape, earlier) >= threshold
-            for when, earlier in track.texts
+            for when, earlier, _ in track.texts
         )
 
     def refund(self, fact: ActivityFact, amount: int, *, keep_cooldown: bool = False) -> None:
@@ -214,4 +214,6 @@ class AntiAbuseGate:
             # A failed award may be retried by a redelivery: judge it afresh then.
             kept = [(mid, v) for mid, v in track.verdicts if mid != fact.message_id]
             track.verdicts = deque(kept, maxlen=64)
+            # Nor may its own text count as an earlier message it repeats.
+            track.texts = deque(entry for entry in track.texts if entry[2] != fact.message_id)
         track.today = max((track.today or 0) - amount, 0)

@@ -120,8 +120,12 @@ class BatchWriter:
     def _run(
         self, conn: sqlite3.Connection, ops: Sequence[Operation], *, careful: bool
     ) -> list[Outcome]:
-        conn.execute("BEGIN IMMEDIATE")
+        if conn.in_transaction:
+            # A ROLLBACK that itself failed left the last batch open (and the write lock
+            # held); end it now, or every batch from here on would fail to BEGIN.
+            conn.execute("ROLLBACK")
         try:
+            conn.execute("BEGIN IMMEDIATE")
             (last_id,) = conn.execute(SELECT_LAST_ID).fetchone()
             state = _BatchState(next_id=last_id + 1)
             outcomes: list[Outcome] = []
