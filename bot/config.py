@@ -41,7 +41,7 @@ class Section(BaseModel):
 def check_timezone(value: str) -> str:
     try:
         ZoneInfo(value)
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):
         raise ValueError(
             f"unknown timezone {value!r} (use an IANA name like 'Europe/Berlin')"
         ) from None
@@ -146,6 +146,10 @@ def read_toml(path: Path, *, required: bool) -> dict[str, Any]:
             return tomllib.load(file)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML ({exc}).") from exc
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not valid TOML (not UTF-8 text; save it as UTF-8).") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: not valid TOML (nested too deeply).") from None
     except OSError as exc:
         raise ConfigError(f"{path}: cannot be read ({exc.strerror}).") from exc
 
@@ -165,11 +169,15 @@ def describe_errors(source: str, prefix: str, error: ValidationError) -> str:
     lines = []
     for item in error.errors():
         key = ".".join(str(part) for part in (prefix, *item["loc"]) if part != "")
+        key = key.replace("\n", "\\n")
         if item["type"] == "extra_forbidden":
             lines.append(f"{source}: {key}: unknown key.")
             continue
         given = item.get("input")
-        shown = "" if isinstance(given, dict) or "token" in key else f", got {given!r}"
+        # The bot section holds the token: none of its values is ever echoed back, so a
+        # token pasted under the wrong key cannot end up in a terminal or a log.
+        secret = key.split(".")[0] == "bot" or "token" in key
+        shown = "" if isinstance(given, dict | list) or secret else f", got {given!r}"
         message = item["msg"].removeprefix("Value error, ")
         lines.append(f"{source}: {key}: {message}{shown}.")
     return "\n".join(lines)
