@@ -8,6 +8,7 @@ never grows past `tracked_users` however many people write. What must survive a 
 from __future__ import annotations
 
 import enum
+import heapq
 import re
 import unicodedata
 from collections import OrderedDict, deque
@@ -19,6 +20,7 @@ from plugins.gamification.config import AntiAbuseSection
 
 TEXT_KINDS = frozenset({"text"})
 _NOT_WORD = re.compile(r"[\W_]+", re.UNICODE)
+SKETCH = 16
 
 
 class Refusal(enum.StrEnum):
@@ -56,7 +58,7 @@ class _Track:
     """What the gate remembers about one (chat, user)."""
 
     seen: deque[float] = field(default_factory=deque)
-    texts: deque[tuple[float, frozenset[str], int]] = field(default_factory=deque)
+    texts: deque[tuple[float, frozenset[int], int]] = field(default_factory=deque)
     last_scored: float | None = None
     # Recent verdicts by message id: a redelivered update gets the same verdict again
     # (and, if allowed, the same amount, so the ledger sees an exact repeat and ignores it)
@@ -67,8 +69,13 @@ class _Track:
     flagged_at: float | None = None
 
 
-def fingerprint(text: str) -> frozenset[str]:
-    """Character trigrams of the text with case, accents, punctuation and spacing removed."""
+def fingerprint(text: str) -> frozenset[int]:
+    """A bounded sketch of the text's character trigrams (case, accents, punctuation and
+    spacing removed): the SKETCH smallest trigram hashes (all of them for short texts).
+
+    A fixed-size sketch keeps the repeat memory small however long the messages are, and
+    still estimates the similarity of two texts well (bottom-k MinHash).
+    """
     text = text[:2000]
     if text.isascii():
         # Nothing to decompose: skip the Unicode normalisation, the costly part.
@@ -78,32 +85,31 @@ def fingerprint(text: str) -> frozenset[str]:
         plain = _NOT_WORD.sub("", "".join(ch for ch in folded if not unicodedata.combining(ch)))
         plain = plain[:600]
     if len(plain) < 3:
-        return frozenset({plain})
-    return frozenset(plain[i : i + 3] for i in range(len(plain) - 2))
+        return frozenset({hash(plain)})
+    hashes = {hash(plain[i : i + 3]) for i in range(len(plain) - 2)}
+    if len(hashes) > SKETCH:
+        return frozenset(heapq.nsmallest(SKETCH, hashes))
+    return frozenset(hashes)
 
 
-def similarity(a: frozenset[str], b: frozenset[str]) -> float:
-    """Jaccard similarity of two fingerprints: 1.0 for the same text, 0.0 for unrelated."""
+def similarity(a: frozenset[int], b: frozenset[int]) -> float:
+    """Estimated Jaccard similarity of two sketches: 1.0 for the same text, ~0 if unrelated."""
     if not a or not b:
         return 0.0
-    return len(a & b) / len(a | b)
+    union = heapq.nsmallest(SKETCH, a | b)
+    both = a & b
+    return sum(1 for h in union if h in both) / len(union)
 
 
 def meaningful_length(text: str) -> int:
-    """Length without whitespace, invisible characters and runs of one repeated character.
+    """Letters and digits, with a run of one repeated character counted once.
 
-    "aaaaaaa", "a a a", "a\u200ba" and "ok......." are padding, not content: a run counts
-    once, and neither spaces nor zero-width characters break a run.
+    Punctuation, spaces, emoji and invisible characters are not content: "ok...",
+    "a a a", "a\u200ba", "k.k.k" and "!!!!" are padding, whatever their length.
     """
-    ascii_text = text.isascii()
     length, previous = 0, ""
     for ch in text:
-        if ch.isspace():
-            continue
-        if ascii_text:
-            if ch < " " or ch == "\x7f":  # the ASCII control characters (category Cc)
-                continue
-        elif unicodedata.category(ch) in ("Cf", "Cc"):
+        if not ch.isalnum():
             continue
         if ch != previous:
             length += 1
@@ -199,7 +205,7 @@ class AntiAbuseGate:
         track.last_scored, track.today = t, today + granted
         return Verdict(amount=granted)
 
-    def _repeats(self, track: _Track, shape: frozenset[str], t: float) -> bool:
+    def _repeats(self, track: _Track, shape: frozenset[int], t: float) -> bool:
         window, threshold = self.settings.repeat_window_seconds, self.settings.repeat_similarity
         return any(
             t - when <= window and similarity(shape, earlier) >= threshold

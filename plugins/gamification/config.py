@@ -65,14 +65,14 @@ class ActivitySection(Section):
 class AntiAbuseSection(Section):
     cooldown_seconds: float = Field(default=60, ge=0, le=86_400)
     min_length: int = Field(default=3, ge=0, le=4096)
-    repeat_window_seconds: float = Field(default=900, ge=0, le=7 * 86_400)
-    repeat_similarity: float = Field(default=0.85, gt=0, le=1)
-    repeat_memory: int = Field(default=5, ge=1, le=50)
+    repeat_window_seconds: float = Field(default=86400, ge=0, le=7 * 86_400)
+    repeat_similarity: float = Field(default=0.5, gt=0, le=1)
+    repeat_memory: int = Field(default=30, ge=1, le=50)
     daily_cap: int = Field(default=1_000, ge=0)
     burst_messages: int = Field(default=8, ge=2, le=1000)
     burst_seconds: float = Field(default=10, gt=0, le=3600)
     auto_freeze: bool = False
-    tracked_users: int = Field(default=50_000, ge=100, le=10_000_000)
+    tracked_users: int = Field(default=20_000, ge=100, le=10_000_000)
 
 
 class ThanksSection(Section):

@@ -575,8 +575,13 @@ async def test_achievements_show_unlocked_progress_and_hide_hidden(
 async def test_points_shows_level_and_streak(make_harness: MakeHarness) -> None:
     gamification = {"activity": {"points": {"text": 40}}, "multipliers": {"streak": {"3": "1.5"}}}
     h = await make_harness(gamification=gamification)
-    for day in range(3):
-        await h.say(CHAT, ALICE, f"good morning, day {day} of the week {'!' * day}")
+    mornings = (
+        "good morning, who is reading tonight?",
+        "finished the chapter about the lighthouse",
+        "the epilogue answered everything, wow",
+    )
+    for text in mornings:
+        await h.say(CHAT, ALICE, text)
         h.clock.advance(timedelta(days=1))
     h.clock.advance(timedelta(days=-1, hours=1))
     await h.say(CHAT, ALICE, "/points")

@@ -83,9 +83,8 @@ def plan_updates(h: TelegramHarness, plan: Plan, rng: random.Random, count: int)
                 assert update.message is not None
                 mid = update.message.message_id
                 plan.updates.append(update)
+                # A thanks earns the thanked person points, not its sender activity points.
                 plan.expected[thanks_key(CHAT_ID, mid)] = (target, THANKS_POINTS)
-                key = message_key(CHAT_ID, mid)
-                plan.expected[key] = (author["id"], points_for(TEXT_POINTS, key))
                 plan.thanks += 1
                 continue
         if sent and roll < 0.25:

@@ -33,12 +33,15 @@ async def on_group_message(message: Message, gamification: GamificationServices)
 
 
 async def _score(message: Message, gamification: GamificationServices) -> None:
-    fact = activity_fact(message, gamification.config)
-    if fact is not None:
-        await gamification.score_message(fact)
     thanks = thanks_fact(message, gamification.config, gamification.thanks_triggers)
     if thanks is None:
+        fact = activity_fact(message, gamification.config)
+        if fact is not None:
+            await gamification.score_message(fact)
         return
+    # A thanks earns the thanked person points; it is not also activity of its own,
+    # otherwise a ring of people thanking each other would farm both.
+    gamification.stats.messages_seen[message.chat.id] += 1
     outcome = await gamification.thank(thanks)
     if isinstance(outcome, Receipt) and not outcome.duplicate:
         giver = await gamification.name_of(thanks.giver_id)
