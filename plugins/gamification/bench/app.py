@@ -23,6 +23,7 @@ from bot.app import App, build_app
 from bot.config import AppConfig, StorageSettings
 from bot.offline import RecordingSession, UpdateFactory
 from bot.plugins import default_registry
+from plugins.gamification.bench.ledger import frozen_inputs
 from plugins.gamification.bench.rows import account_of
 from plugins.gamification.clock import FakeClock
 from plugins.gamification.events import Event, InProcessBus
@@ -32,9 +33,10 @@ START = datetime(2026, 3, 11, 9, 0, tzinfo=UTC)
 CHATS = 10
 # aiogram's polling hands each getUpdates batch (up to 100 updates) to as many tasks.
 WIDTH = 100
-# How many published events may wait for the inbound subscriber: its queue holds 1,000
-# and a publisher that outruns it loses events rather than waiting.
-BUS_WINDOW = 500
+# How many published events may be not yet awarded: the bus queue of a subscription holds
+# 1,000 and a publisher that outruns it loses events rather than waiting, so with at most
+# this many outstanding none is ever dropped, however the subscriber schedules its work.
+BUS_WINDOW = 1_000
 EVENT_TYPE = "game.won"
 
 
@@ -160,18 +162,20 @@ async def end_to_end(database: Path, messages: int, users: int) -> EndToEnd:
         async with running_app(database, clock) as app:
             services = services_of(app)
             plan = message_rounds(app.bot, users, rounds + 1, step)
-            first_sight = await feed(app.dispatcher, app.bot, plan[0])
-            awards, refusals = services.stats.awards, services.stats.refusals.copy()
-            seconds = 0.0
-            for number, updates in enumerate(plan[1:], 1):
-                clock.set(START + timedelta(seconds=number * step))
-                seconds += await feed(app.dispatcher, app.bot, updates)
-            scored = services.stats.awards - awards
-            refused = dict(services.stats.refusals - refusals)
             timed = [u for updates in plan[1:] for u in updates]
             noop = noop_dispatcher()
-            await feed(noop, app.bot, plan[0])
-            noop_seconds = await feed(noop, app.bot, timed)
+            with frozen_inputs():
+                # First, while the app is idle: nothing of ours runs in the background yet.
+                await feed(noop, app.bot, plan[0])
+                noop_seconds = await feed(noop, app.bot, timed)
+                first_sight = await feed(app.dispatcher, app.bot, plan[0])
+                awards, refusals = services.stats.awards, services.stats.refusals.copy()
+                seconds = 0.0
+                for number, updates in enumerate(plan[1:], 1):
+                    clock.set(START + timedelta(seconds=number * step))
+                    seconds += await feed(app.dispatcher, app.bot, updates)
+            scored = services.stats.awards - awards
+            refused = dict(services.stats.refusals - refusals)
     finally:
         quiet.setLevel(level)
     return EndToEnd(len(timed), users, seconds, noop_seconds, scored, refused, users / first_sight)
@@ -236,9 +240,10 @@ async def inbound(database: Path, count: int, accounts: int) -> Inbound:
             await poll_until(lambda: done() - base >= len(batch))
             return time.perf_counter() - started
 
-        await publish(events[:warm])
-        before = handler.counts.copy()
-        seconds = await publish(events[warm:])
+        with frozen_inputs():
+            await publish(events[:warm])
+            before = handler.counts.copy()
+            seconds = await publish(events[warm:])
         outcomes = dict(handler.counts - before)
         subscriptions = bus.subscriptions if isinstance(bus, InProcessBus) else ()
         dropped = sum(s.dropped for s in subscriptions)

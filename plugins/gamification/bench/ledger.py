@@ -1,4 +1,4 @@
-"""Our engine under load: sequential latency, awards in flight, bursts, memory over many awards.
+"""Our engine under load: sequential latency, awards in flight, bursts of concurrent awards.
 
 Each run opens a fresh ledger with PointsEngine.open (synchronous=FULL), warms it up with a
 few awards, then times awards of AMOUNT spread over many accounts, each one awaited until
@@ -10,13 +10,13 @@ from __future__ import annotations
 import asyncio
 import gc
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from plugins.gamification.bench.baselines import NaiveEngine
-from plugins.gamification.bench.report import percentile, rss_bytes
+from plugins.gamification.bench.report import percentile
 from plugins.gamification.bench.rows import AMOUNT, REASON, TAG, account_of
 from plugins.gamification.engine import PointsEngine
 
@@ -26,6 +26,22 @@ AwardFactory = Callable[[int, str], Award]
 Opener = Callable[[Path], AbstractAsyncContextManager[AwardFactory]]
 
 BURST = 50
+
+
+@contextmanager
+def frozen_inputs() -> Iterator[None]:
+    """Keep what exists now (the engine or app, and any updates or events prepared for the
+    run) out of the garbage collector's generations, as `run_bot` does after startup.
+
+    Polling never holds thousands of updates at once; left in the generations, prepared
+    inputs would make every full collection walk them, a cost of the harness, not the bot.
+    """
+    gc.collect()
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
 
 
 @asynccontextmanager
@@ -116,7 +132,8 @@ async def in_flight(opener: Opener, path: Path, count: int, width: int, accounts
     """`count` awards, `width` in flight (width 1: one after the other), on a fresh ledger."""
     async with opener(path) as factory:
         await drive(factory(accounts, "warm"), _warmup(count), width, timed=False)
-        return await drive(factory(accounts, "award"), count, width)
+        with frozen_inputs():
+            return await drive(factory(accounts, "award"), count, width)
 
 
 async def bursts(path: Path, repeats: int, accounts: int) -> list[float]:
@@ -125,45 +142,12 @@ async def bursts(path: Path, repeats: int, accounts: int) -> list[float]:
     async with ours(path) as factory:
         await drive(factory(accounts, "warm"), _warmup(repeats * BURST), BURST, timed=False)
         award = factory(accounts, "burst")
-        for repeat in range(repeats):
-            first = repeat * BURST
-            started = time.perf_counter()
-            await asyncio.gather(*(award(first + i) for i in range(BURST)))
-            times.append(time.perf_counter() - started)
-            # Idle again before the next burst: the writer has nothing queued.
-            await asyncio.sleep(0.002)
+        with frozen_inputs():
+            for repeat in range(repeats):
+                first = repeat * BURST
+                started = time.perf_counter()
+                await asyncio.gather(*(award(first + i) for i in range(BURST)))
+                times.append(time.perf_counter() - started)
+                # Idle again before the next burst: the writer has nothing queued.
+                await asyncio.sleep(0.002)
     return times
-
-
-@dataclass(frozen=True, slots=True)
-class Memory:
-    awards: int
-    accounts: int
-    before: int | None
-    after: int | None
-    seconds: float
-
-    @property
-    def growth_mb(self) -> float | None:
-        if self.before is None or self.after is None:
-            return None
-        return (self.after - self.before) / 2**20
-
-
-async def rss_growth(path: Path, count: int, accounts: int, width: int = 1_000) -> Memory:
-    """Resident memory before and after `count` awards over `accounts` accounts.
-
-    Measured after a warm-up on the same engine, with garbage collected at both ends; the
-    run keeps no per-award data of its own, so the growth is the engine's.
-    """
-    async with ours(path) as factory:
-        await drive(factory(accounts, "warm"), 10_000 if count >= 100_000 else 1_000, width,
-                    timed=False)  # fmt: skip
-        gc.collect()
-        before = rss_bytes()
-        started = time.perf_counter()
-        await drive(factory(accounts, "mem"), count, width, timed=False)
-        seconds = time.perf_counter() - started
-        gc.collect()
-        after = rss_bytes()
-    return Memory(count, accounts, before, after, seconds)

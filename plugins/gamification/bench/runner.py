@@ -17,7 +17,7 @@ from typing import TextIO, TypeVar
 
 from bot.config import AppConfig
 from bot.plugins import CliCommand
-from plugins.gamification.bench import app, check, ledger, outbox
+from plugins.gamification.bench import app, check, ledger, memory, outbox
 from plugins.gamification.bench.baselines import raw_limit
 from plugins.gamification.bench.report import machine, render
 from plugins.gamification.bench.scale import FULL, QUICK, TINY, Scale
@@ -39,8 +39,14 @@ class Session:
         self.results = Results()
         self._count = 0
 
-    async def attempt(self, name: str, measure: Callable[[Path], Awaitable[T]]) -> T | None:
-        """The measurement's result, or None (noted as a failure) if it raised."""
+    async def attempt(
+        self, name: str, measure: Callable[[Path], Awaitable[T]], *, probe: bool = False
+    ) -> T | None:
+        """The measurement's result, or None (noted as a failure) if it raised.
+
+        With `probe`, the journal mode the measured code left in its file is recorded for
+        the table, so WAL is read back from a ledger the engine made, not assumed.
+        """
         self._count += 1
         place = self.folder / f"{self._count:02d}"
         place.mkdir()
@@ -57,7 +63,7 @@ class Session:
             print(f"bench: {name} done in {took:.1f} s", file=self.progress, flush=True)
             return result
         finally:
-            if self.results.journal_mode == "unknown" and (place / "ledger.sqlite3").exists():
+            if probe and (place / "ledger.sqlite3").exists():
                 self.results.journal_mode = _journal_mode(place / "ledger.sqlite3")
             shutil.rmtree(place, ignore_errors=True)
 
@@ -89,7 +95,7 @@ async def measure(scale: Scale, session: Session) -> Results:
     r = session.results
     n, accounts = scale.in_flight, scale.accounts
     r.raw = await session.attempt(
-        "raw sqlite3 limit", lambda p: asyncio.to_thread(raw_limit, p, scale.raw, accounts)
+        "raw sqlite3 limit", lambda p: asyncio.to_thread(raw_limit, p, n, accounts)
     )
     r.naive_single = await session.attempt(
         "naive engine, sequential", _flight(ledger.naive, scale.naive_single, 1, accounts)
@@ -101,7 +107,7 @@ async def measure(scale: Scale, session: Session) -> Results:
         if found is not None:
             r.naive[width] = found
     r.single = await session.attempt(
-        "single award latency", _flight(ledger.ours, scale.single, 1, accounts)
+        "single award latency", _flight(ledger.ours, scale.single, 1, accounts), probe=True
     )
     for width in WIDTHS:
         found = await session.attempt(
@@ -128,7 +134,8 @@ async def measure(scale: Scale, session: Session) -> Results:
         ),
     )
     r.memory = await session.attempt(
-        "memory", lambda p: ledger.rss_growth(p, scale.memory_awards, scale.memory_accounts)
+        "memory (in a child process)",
+        lambda p: memory.rss_growth_in_child(p, scale.memory_awards, scale.memory_accounts),
     )
     return r
 

@@ -19,7 +19,6 @@ class Scale:
     in_flight: int
     naive_single: int
     naive: int
-    raw: int
     bursts: int
     accounts: int
     messages: int
@@ -57,7 +56,6 @@ FULL = Scale(
     in_flight=60_000,
     naive_single=2_000,
     naive=5_000,
-    raw=200_000,
     bursts=300,
     accounts=10_000,
     messages=20_000,
@@ -76,7 +74,6 @@ QUICK = Scale(
     in_flight=10_000,
     naive_single=500,
     naive=1_000,
-    raw=50_000,
     bursts=60,
     accounts=5_000,
     messages=3_000,
@@ -96,7 +93,6 @@ TINY = Scale(
     in_flight=1_000,
     naive_single=50,
     naive=200,
-    raw=2_000,
     bursts=5,
     accounts=200,
     messages=200,
