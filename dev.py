@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Set up and run the project with nothing but Python 3.11+: `python3 dev.py demo|test`.
+"""Set up and run the project with nothing but Python 3.11+: `python3 dev.py demo|test|bench`.
 
 Creates ./.venv when missing, installs the project with its dev extras into it (again
 whenever pyproject.toml changed), then runs the task inside it.
@@ -22,6 +22,7 @@ STAMP = VENV / ".installed"
 
 TASKS: dict[str, list[list[str]]] = {
     "demo": [["-m", "bot", "demo"]],
+    "bench": [["-m", "bot", "bench"]],
     "test": [
         ["-m", "ruff", "check", "."],
         ["-m", "ruff", "format", "--check", "."],
