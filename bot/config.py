@@ -48,6 +48,16 @@ def check_timezone(value: str) -> str:
     return value
 
 
+def check_crontab(value: str) -> str:
+    from apscheduler.triggers.cron import CronTrigger
+
+    try:
+        CronTrigger.from_crontab(value)
+    except ValueError as exc:
+        raise ValueError(f"not a crontab expression ({exc})") from None
+    return value
+
+
 class BotSettings(Section):
     token: SecretStr = Field(default=SecretStr(""), repr=False)
     api_server: str = ""
@@ -82,16 +92,7 @@ class SchedulerSettings(Section):
 
     _tz = field_validator("timezone")(check_timezone)
 
-    @field_validator("integrity_cron")
-    @classmethod
-    def _cron(cls, value: str) -> str:
-        from apscheduler.triggers.cron import CronTrigger
-
-        try:
-            CronTrigger.from_crontab(value)
-        except ValueError as exc:
-            raise ValueError(f"not a crontab expression ({exc})") from None
-        return value
+    _cron = field_validator("integrity_cron")(check_crontab)
 
 
 class MetricsSettings(Section):

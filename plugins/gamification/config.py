@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from bot.config import Section, check_timezone
+from bot.config import Section, check_crontab, check_timezone
 
 MESSAGE_KINDS = (
     "text", "photo", "video", "animation", "sticker", "voice", "video_note", "audio",
@@ -250,16 +250,7 @@ class WeeklySection(Section):
     # Crontab in the [scheduler] timezone; by default Sunday 18:00.
     cron: str = "0 18 * * sun"
 
-    @field_validator("cron")
-    @classmethod
-    def _cron(cls, value: str) -> str:
-        from apscheduler.triggers.cron import CronTrigger
-
-        try:
-            CronTrigger.from_crontab(value)
-        except ValueError as exc:
-            raise ValueError(f"not a crontab expression ({exc})") from None
-        return value
+    _cron = field_validator("cron")(check_crontab)
 
 
 class GamificationConfig(Section):
