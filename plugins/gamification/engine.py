@@ -104,6 +104,7 @@ class PointsEngine:
         busy_timeout: float = 5.0,
         write_timeout: float = 30.0,
         progress: ProgressRules | None = None,
+        max_batch: int = 1024,
     ) -> PointsEngine:
         """Open (creating and migrating when needed) the ledger at `path`.
 
@@ -120,6 +121,7 @@ class PointsEngine:
             synchronous=synchronous,
             busy_timeout=busy_timeout,
             write_timeout=write_timeout,
+            max_batch=max_batch,
             effects=effects,
         )
         return cls(await store.open(), policy=policy, clock=clock, effects=effects)

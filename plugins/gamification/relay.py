@@ -188,13 +188,20 @@ class OutboxRelay:
 
     async def _publish(self, rows: Sequence[Sequence[Any]]) -> tuple[int, Exception | None]:
         """Publish rows in order up to the first failure: (how many went out, the failure)."""
-        for index, row in enumerate(rows):
-            try:
-                event = row_to_event(row)
-                await asyncio.wait_for(self._bus.publish(event), self._publish_timeout)
-            except Exception as exc:
-                return index, exc
-        return len(rows), None
+        loop = asyncio.get_running_loop()
+        published = 0
+        try:
+            # One timeout moved forward before each publish bounds every publish alike; a
+            # wait_for per event cost more than publishing to the in-process bus itself.
+            async with asyncio.timeout(None) as deadline:
+                for row in rows:
+                    event = row_to_event(row)
+                    deadline.reschedule(loop.time() + self._publish_timeout)
+                    await self._bus.publish(event)
+                    published += 1
+        except Exception as exc:
+            return published, exc
+        return published, None
 
     def _succeeded(self) -> None:
         if self._open_until is not None:

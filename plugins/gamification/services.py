@@ -353,6 +353,7 @@ async def open_services(
         synchronous=storage.synchronous,
         busy_timeout=storage.busy_timeout_seconds,
         write_timeout=storage.write_timeout_seconds,
+        max_batch=config.ledger.max_batch,
         progress=ProgressRules(
             achievements=config.progress.achievements,
             level_curve=config.progress.level_curve,
