@@ -119,7 +119,7 @@ class LoggingSettings(Section):
 
 
 class AppConfig(Section):
-    """The host's sections; each enabled plugin's own section is kept raw in `plugins_raw`."""
+    """The host's sections; each plugin's section, validated by its model, in `plugin_sections`."""
 
     bot: BotSettings = BotSettings()
     storage: StorageSettings = StorageSettings()

@@ -131,13 +131,18 @@ class _Chain:
     anchor_match: bool | None = None
 
 
-def open_for_check(path: str | Path) -> sqlite3.Connection:
-    """Open an existing ledger without creating one; one-sentence errors for bad files."""
+def open_for_check(path: str | Path, *, read_only: bool = False) -> sqlite3.Connection:
+    """Open an existing ledger without creating one; one-sentence errors for bad files.
+
+    With `read_only`, nothing can be written through the connection (export). The path goes
+    through a file: URI built by pathlib, so names with '?' or '#' open the right file.
+    """
     path = Path(path)
     if not path.is_file():
         raise StorageError(f"There is no database at {path}.")
+    uri = f"{path.resolve().as_uri()}?mode={'ro' if read_only else 'rw'}"
     try:
-        conn = sqlite3.connect(f"file:{path}?mode=rw", uri=True, isolation_level=None, timeout=5)
+        conn = sqlite3.connect(uri, uri=True, isolation_level=None, timeout=5)
         (version,) = conn.execute("PRAGMA user_version").fetchone()
     except sqlite3.Error as exc:
         raise storage_error(exc, path) from exc

@@ -18,9 +18,9 @@ from pathlib import Path
 from typing import Literal, TextIO
 
 from plugins.gamification.clock import Clock, SystemClock, format_utc
-from plugins.gamification.errors import DatabaseCorruptError, GamificationError, StorageError
+from plugins.gamification.errors import GamificationError, StorageError
 from plugins.gamification.integrity import IntegrityReport, open_for_check, run_check
-from plugins.gamification.ledger.schema import GENESIS_HASH, SCHEMA_VERSION
+from plugins.gamification.ledger.schema import GENESIS_HASH
 from plugins.gamification.ledger.sidetables import INSERT_ADMIN_ACTION
 from plugins.gamification.ledger.store import storage_error
 
@@ -163,26 +163,6 @@ def _publish(partial: Path, dest: Path) -> None:
 # -- export ---------------------------------------------------------------------------------
 
 
-def open_read_only(path: Path) -> sqlite3.Connection:
-    """Open an existing ledger so that nothing can be written through the connection."""
-    path = Path(path)
-    if not path.is_file():
-        raise StorageError(f"There is no database at {path}.")
-    try:
-        conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=5)
-        (version,) = conn.execute("PRAGMA user_version").fetchone()
-    except sqlite3.Error as exc:
-        raise storage_error(exc, path) from exc
-    if version != SCHEMA_VERSION:
-        conn.close()
-        if version == 0:
-            raise DatabaseCorruptError(f"The file {path} is not a points ledger.")
-        raise StorageError(
-            f"The ledger {path} has schema version {version}; this program reads {SCHEMA_VERSION}."
-        )
-    return conn
-
-
 def export(path: Path, out: TextIO, fmt: Literal["csv", "jsonl"], chat_id: int | None) -> int:
     """Write every ledger row (or one chat's) in id order to `out`; return how many.
 
@@ -191,7 +171,7 @@ def export(path: Path, out: TextIO, fmt: Literal["csv", "jsonl"], chat_id: int |
     """
     if fmt not in ("csv", "jsonl"):
         raise ValueError(f"unknown export format {fmt!r}")
-    conn = open_read_only(path)
+    conn = open_for_check(path, read_only=True)
     count = 0
     try:
         cursor = conn.execute(SELECT_EXPORT, (chat_id,))
