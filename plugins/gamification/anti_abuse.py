@@ -11,6 +11,7 @@ import enum
 import heapq
 import re
 import unicodedata
+import zlib
 from collections import OrderedDict, deque
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -85,8 +86,10 @@ def fingerprint(text: str) -> frozenset[int]:
         plain = _NOT_WORD.sub("", "".join(ch for ch in folded if not unicodedata.combining(ch)))
         plain = plain[:600]
     if len(plain) < 3:
-        return frozenset({hash(plain)})
-    hashes = {hash(plain[i : i + 3]) for i in range(len(plain) - 2)}
+        return frozenset({zlib.crc32(plain.encode())})
+    # CRC-32 rather than hash(): str hashes are salted per process, and the same messages
+    # must get the same verdicts after a restart and on every machine.
+    hashes = {zlib.crc32(plain[i : i + 3].encode()) for i in range(len(plain) - 2)}
     if len(hashes) > SKETCH:
         return frozenset(heapq.nsmallest(SKETCH, hashes))
     return frozenset(hashes)
