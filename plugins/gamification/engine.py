@@ -14,7 +14,7 @@ from plugins.gamification.config import Condition
 from plugins.gamification.errors import InvalidAmountError, RequestError
 from plugins.gamification.integrity import IntegrityReport, run_check
 from plugins.gamification.ledger.store import LedgerStore, Synchronous
-from plugins.gamification.ledger.writer import Posting, Reversal
+from plugins.gamification.ledger.writer import Posting, Reversal, posting_request
 from plugins.gamification.models import (
     AccountBalance,
     Breakdown,
@@ -238,6 +238,9 @@ class PointsEngine:
     ) -> Receipt:
         self._check_text(key, reason)
         self._check_ids(chat_id=chat_id, user_id=user_id, actor_id=actor_id)
+        # The breakdown's JSON and the request fingerprint are computed here, on the event
+        # loop, rather than on the writer's thread, which every award waits for.
+        text = breakdown.to_json()
         posting = Posting(
             chat_id=chat_id,
             user_id=user_id,
@@ -248,6 +251,10 @@ class PointsEngine:
             reason=reason,
             breakdown=breakdown,
             allow_negative=force or self.policy.allow_negative,
+            breakdown_json=text,
+            request=posting_request(
+                chat_id, user_id, breakdown.result, kind, actor_id, reason, text
+            ),
         )
         return await self.store.submit(posting)
 

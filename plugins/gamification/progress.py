@@ -12,7 +12,7 @@ import sqlite3
 from bisect import bisect_right
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from zoneinfo import ZoneInfo
 
 from plugins.gamification.clock import format_utc
@@ -98,6 +98,13 @@ class Effects:
             for a in rules.achievements
             if a.condition.type in ("activity", "event", "thanks_received")
         )
+        # One-entry caches; Effects runs only on the writer's thread.
+        epoch = datetime.fromtimestamp(0, UTC)
+        self._day_of = (epoch, self.local_day_uncached(epoch))
+        self._stamp_of = (epoch, format_utc(epoch))
+
+    def local_day_uncached(self, moment: datetime) -> date:
+        return moment.astimezone(self._zone).date()
 
     def level_of(self, earned: int) -> int:
         return bisect_right(self._thresholds, earned)
@@ -107,7 +114,16 @@ class Effects:
         return 0 if level <= 0 else self._thresholds[min(level, len(self._thresholds)) - 1]
 
     def local_day(self, moment: datetime) -> date:
-        return moment.astimezone(self._zone).date()
+        # A batch's transactions share one moment: convert it once.
+        if moment != self._day_of[0]:
+            self._day_of = (moment, self.local_day_uncached(moment))
+        return self._day_of[1]
+
+    def _stamp(self, moment: datetime) -> str:
+        """`moment` as stored (format_utc), formatted once per batch."""
+        if moment != self._stamp_of[0]:
+            self._stamp_of = (moment, format_utc(moment))
+        return self._stamp_of[1]
 
     def streak(self, tx: Transaction, account: AccountRow) -> AccountRow:
         """The account after `tx`: its streak and today's activity points.
@@ -228,7 +244,7 @@ class Effects:
             taken = frozenset(current.split(",")) - {""}
             if spec.id in taken:
                 continue
-            at = format_utc(tx.created_at)
+            at = self._stamp(tx.created_at)
             conn.execute(UPSERT_UNLOCK, (tx.chat_id, tx.user_id, spec.id, at, tx.id))
             ids = ",".join(sorted(taken | {spec.id}))
             conn.execute(SET_ACHIEVEMENTS, (ids, tx.chat_id, tx.user_id))
@@ -276,12 +292,11 @@ class Effects:
         }  # fmt: skip
         self._emit(conn, f"tx:{tx.id}", kind, tx, payload)
 
-    @staticmethod
     def _emit(
-        conn: sqlite3.Connection, event_id: str, kind: str, tx: Transaction, payload: object
+        self, conn: sqlite3.Connection, event_id: str, kind: str, tx: Transaction, payload: object
     ) -> None:
         conn.execute(
             INSERT_OUTBOX,
             (event_id, kind, tx.chat_id, tx.user_id, compact_json(payload),
-             format_utc(tx.created_at)),
+             self._stamp(tx.created_at)),
         )  # fmt: skip

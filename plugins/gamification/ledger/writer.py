@@ -57,13 +57,30 @@ class Posting:
     reason: str
     breakdown: Breakdown
     allow_negative: bool = False
+    # The breakdown's JSON and the request fingerprint, when the caller computed them
+    # already (the engine does, on the event loop, to keep them off the writer's thread).
+    breakdown_json: str = ""
+    request: str = ""
 
     def fingerprint(self, breakdown: str) -> str:
         """What makes a repeat of this key the same request; `breakdown` is its JSON."""
-        return request_hash(
-            "post", self.chat_id, self.user_id, self.amount, self.kind, self.actor_id,
-            self.reason, breakdown,
+        return posting_request(
+            self.chat_id, self.user_id, self.amount, self.kind, self.actor_id, self.reason,
+            breakdown,
         )  # fmt: skip
+
+
+def posting_request(
+    chat_id: int,
+    user_id: int,
+    amount: int,
+    kind: TxKind,
+    actor_id: int | None,
+    reason: str,
+    breakdown: str,
+) -> str:
+    """The fingerprint of a posting (see Posting.fingerprint)."""
+    return request_hash("post", chat_id, user_id, amount, kind, actor_id, reason, breakdown)
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,7 +144,9 @@ class BatchWriter:
         try:
             conn.execute("BEGIN IMMEDIATE")
             (last_id,) = conn.execute(SELECT_LAST_ID).fetchone()
-            state = _BatchState(next_id=last_id + 1)
+            # One moment for the whole batch: its transactions commit together.
+            moment = self._now()
+            state = _BatchState(last_id + 1, moment, format_utc(moment))
             outcomes: list[Outcome] = []
             for op in ops:
                 if careful:
@@ -177,8 +196,8 @@ class BatchWriter:
                 return repeated
             posting, original = self._reversal_posting(conn, op)
             return Receipt(self._append(conn, posting, fingerprint, original, state))
-        breakdown = op.breakdown.to_json()
-        fingerprint = op.fingerprint(breakdown)
+        breakdown = op.breakdown_json or op.breakdown.to_json()
+        fingerprint = op.request or op.fingerprint(breakdown)
         # Optimistic: a new key is the common case, so the insert itself detects a repeat
         # (UNIQUE on idem_key) instead of a lookup before every award.
         try:
@@ -262,8 +281,7 @@ class BatchWriter:
             earned -= max(-p.amount, 0)
         elif p.amount > 0:
             earned += p.amount
-        moment = self._now()
-        now = format_utc(moment)
+        moment, now = state.moment, state.stamp
         tx_id, seq = state.next_id, before.seq + 1
         reverts_id = original.id if original is not None else None
         breakdown = breakdown if breakdown is not None else p.breakdown.to_json()
@@ -389,3 +407,6 @@ class _KeyTaken(Exception):
 @dataclass(slots=True)
 class _BatchState:
     next_id: int
+    moment: datetime
+    # `moment` as stored: formatted once per batch, not once per row.
+    stamp: str
