@@ -82,6 +82,8 @@ class ProgressRules:
 
 Append = Callable[[int, int, int, str, str, str], Transaction]
 Revert = Callable[[int, str, str], Transaction | None]
+# Told (chat_id, user_id) whenever the effects write that account's row themselves.
+Forget = Callable[[int, int], object]
 
 
 class Effects:
@@ -162,11 +164,12 @@ class Effects:
         original: Transaction | None,
         append: Append,
         revert: Revert,
+        forget: Forget,
     ) -> None:
         self._outbox_points(conn, tx, before.balance)
         if tx.kind is TxKind.REVERT and original is not None:
             self._count(conn, original, -1)
-            self._revoke(conn, tx, original, revert)
+            self._revoke(conn, tx, original, revert, forget)
             return
         counters = self._count(conn, tx, +1)
         old_level, new_level = self.level_of(before.earned), self.level_of(after.earned)
@@ -177,7 +180,7 @@ class Effects:
                  "tx_id": tx.id},
             )  # fmt: skip
         if self.rules.achievements and tx.amount > 0:
-            self._unlock(conn, tx, after, counters, append)
+            self._unlock(conn, tx, after, counters, append, forget)
 
     # -- counters -----------------------------------------------------------------------
 
@@ -228,6 +231,7 @@ class Effects:
         after: AccountRow,
         counters: dict[str, int],
         append: Append,
+        forget: Forget,
     ) -> None:
         unlocked = after.unlocked()
         due = [
@@ -248,6 +252,7 @@ class Effects:
             conn.execute(UPSERT_UNLOCK, (tx.chat_id, tx.user_id, spec.id, at, tx.id))
             ids = ",".join(sorted(taken | {spec.id}))
             conn.execute(SET_ACHIEVEMENTS, (ids, tx.chat_id, tx.user_id))
+            forget(tx.chat_id, tx.user_id)
             reward_tx_id = None
             if spec.reward:
                 key = f"ach:{tx.chat_id}:{tx.user_id}:{spec.id}:{tx.id}"
@@ -263,13 +268,19 @@ class Effects:
             )  # fmt: skip
 
     def _revoke(
-        self, conn: sqlite3.Connection, tx: Transaction, original: Transaction, revert: Revert
+        self,
+        conn: sqlite3.Connection,
+        tx: Transaction,
+        original: Transaction,
+        revert: Revert,
+        forget: Forget,
     ) -> None:
         for achievement, reward_tx_id in conn.execute(SELECT_CAUSED, (original.id,)).fetchall():
             conn.execute(REVOKE_UNLOCK, (tx.id, tx.chat_id, tx.user_id, achievement))
             (current,) = conn.execute(SELECT_ACHIEVEMENTS, (tx.chat_id, tx.user_id)).fetchone()
             ids = ",".join(sorted(frozenset(current.split(",")) - {"", achievement}))
             conn.execute(SET_ACHIEVEMENTS, (ids, tx.chat_id, tx.user_id))
+            forget(tx.chat_id, tx.user_id)
             if reward_tx_id is not None:
                 revert(reward_tx_id, f"revoke:{reward_tx_id}", f"{achievement} revoked")
             self._emit(

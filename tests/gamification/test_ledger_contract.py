@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import decimal
+import itertools
 import json
 import re
 import sqlite3
@@ -755,6 +756,60 @@ async def test_reopening_carries_on_the_same_chains(db_path: Path, clock: FakeCl
     assert second.transaction.prev_hash == first.transaction.hash
     assert (second.transaction.id, second.balance) == (2, 11)
     assert report.ok
+
+
+async def test_a_second_writer_on_the_same_file_is_never_overwritten(
+    db_path: Path, clock: FakeClock
+) -> None:
+    """The writer keeps the account rows it wrote; a commit by another connection (the CLI
+    beside the running bot, a second process) must make it read them afresh."""
+    async with (
+        await PointsEngine.open(db_path, clock=clock) as bot,
+        await PointsEngine.open(db_path, clock=clock) as other,
+    ):
+        receipts = []
+        for n in range(6):
+            writer = bot if n % 2 == 0 else other
+            receipts.append(await writer.award(CHAT, 1, n + 1, key=f"k{n}"))
+        # A change beside the chain (the achievements column) made by an outsider survives.
+        outsider = sqlite3.connect(db_path)
+        with outsider:
+            outsider.execute(
+                "UPDATE accounts SET achievements = 'x' WHERE chat_id = ? AND user_id = ?",
+                (CHAT, 1),
+            )
+        outsider.close()
+        last = await bot.award(CHAT, 1, 10, key="k6")
+        report = await bot.check()
+
+    assert [r.transaction.seq for r in receipts] == [1, 2, 3, 4, 5, 6]
+    for earlier, later in itertools.pairwise(receipts):
+        assert later.transaction.prev_hash == earlier.transaction.hash
+    assert last.transaction.prev_hash == receipts[-1].transaction.hash
+    assert last.balance == sum(range(1, 7)) + 10
+    assert query(db_path, "SELECT achievements FROM accounts") == [("x",)]
+    assert report.ok
+
+
+async def test_a_refused_op_in_a_batch_leaves_later_awards_on_the_right_row(
+    engine: PointsEngine, db_path: Path
+) -> None:
+    """A batch in which one op fails and is rolled back (a key reused for something else)
+    must not leave the writer believing in rows that were never committed."""
+    await engine.award(CHAT, 2, 5, key="first")
+    results = await asyncio.gather(
+        engine.award(CHAT, 2, 1, key="a"),
+        engine.award(CHAT, 2, 2, key="first"),
+        engine.deduct(CHAT, 2, 1_000, key="too-much"),
+        engine.award(CHAT, 2, 3, key="b"),
+        return_exceptions=True,
+    )
+    assert isinstance(results[1], IdempotencyConflictError)
+    assert isinstance(results[2], InsufficientBalanceError)
+    after = await engine.award(CHAT, 2, 4, key="c")
+    assert after.balance == 5 + 1 + 3 + 4
+    await assert_balance_is_sum(engine, db_path, CHAT, 2)
+    assert (await engine.check()).ok
 
 
 # -- Leaderboards and standings --------------------------------------------------------------

@@ -42,6 +42,8 @@ SELECT_LAST_ID = "SELECT COALESCE(MAX(id), 0) FROM transactions"
 
 # SQLite stores 64-bit integers; staying far below keeps every sum exact.
 MAX_BALANCE = 2**53
+# Account rows the writer keeps after writing them (about 0.5 KB each).
+ACCOUNT_CACHE = 16_384
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,9 +117,21 @@ Outcome = Receipt | None | GamificationError
 class BatchWriter:
     """Applies batches on one sqlite3 connection that is in autocommit mode."""
 
-    def __init__(self, now: Callable[[], datetime], effects: Effects | None = None) -> None:
+    def __init__(
+        self,
+        now: Callable[[], datetime],
+        effects: Effects | None = None,
+        cached_accounts: int = ACCOUNT_CACHE,
+    ) -> None:
         self._now = now
         self._effects = effects
+        # The account rows this writer last wrote, so an award need not read its account
+        # back. The database stays the truth: the cache is emptied whenever another
+        # connection has committed (PRAGMA data_version) and whenever anything of a batch
+        # is rolled back, and an account's entry is dropped when effects write its row.
+        self._accounts: dict[tuple[int, int], AccountRow] = {}
+        self._cached_accounts = cached_accounts
+        self._data_version: int | None = None
 
     def apply(self, conn: sqlite3.Connection, ops: Sequence[Operation]) -> list[Outcome]:
         """BEGIN IMMEDIATE, every op, one COMMIT; each op succeeds or fails on its own.
@@ -133,6 +147,9 @@ class BatchWriter:
             return self._run(conn, ops, careful=False)
         except _HalfWritten:
             return self._run(conn, ops, careful=True)
+        except BaseException:
+            self._accounts.clear()
+            raise
 
     def _run(
         self, conn: sqlite3.Connection, ops: Sequence[Operation], *, careful: bool
@@ -141,8 +158,15 @@ class BatchWriter:
             # A ROLLBACK that itself failed left the last batch open (and the write lock
             # held); end it now, or every batch from here on would fail to BEGIN.
             conn.execute("ROLLBACK")
+            self._accounts.clear()
         try:
             conn.execute("BEGIN IMMEDIATE")
+            (version,) = conn.execute("PRAGMA data_version").fetchone()
+            if version != self._data_version:
+                # Another connection committed since our last batch (a repair, a restore):
+                # the rows it may have changed are read afresh.
+                self._accounts.clear()
+                self._data_version = version
             (last_id,) = conn.execute(SELECT_LAST_ID).fetchone()
             # One moment for the whole batch: its transactions commit together.
             moment = self._now()
@@ -163,6 +187,7 @@ class BatchWriter:
                         raise _HalfWritten from exc
                     if careful:
                         conn.execute("ROLLBACK TO op")
+                        self._accounts.clear()
                     if isinstance(exc, GamificationError):
                         outcome = exc
                     else:
@@ -175,6 +200,7 @@ class BatchWriter:
                 outcomes.append(outcome)
             conn.execute("COMMIT")
         except BaseException:
+            self._accounts.clear()
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             raise
@@ -267,8 +293,11 @@ class BatchWriter:
     ) -> Transaction:
         if p.amount == 0:
             raise InvalidAmountError("The amount must not be zero.")
-        found = conn.execute(SELECT_ACCOUNT, (p.chat_id, p.user_id)).fetchone()
-        before = AccountRow(*found) if found else AccountRow()
+        account = (p.chat_id, p.user_id)
+        before = self._accounts.pop(account, None)
+        if before is None:
+            found = conn.execute(SELECT_ACCOUNT, account).fetchone()
+            before = AccountRow(*found) if found else AccountRow()
         new_balance = before.balance + p.amount
         if p.amount < 0 and new_balance < 0 and not p.allow_negative:
             raise InsufficientBalanceError(
@@ -343,6 +372,11 @@ class BatchWriter:
             ),
         )  # fmt: skip
         state.next_id = tx_id + 1
+        accounts = self._accounts
+        if len(accounts) >= self._cached_accounts:
+            # The least recently written account goes: a hit is popped and put back last.
+            del accounts[next(iter(accounts))]
+        accounts[account] = after
         if self._effects is not None:
             self._effects.after_append(
                 conn,
@@ -352,6 +386,7 @@ class BatchWriter:
                 original,
                 append=lambda *reward: self._reward(conn, state, *reward),
                 revert=lambda *revoked: self._compensate(conn, state, *revoked),
+                forget=lambda *key: accounts.pop(key, None),
             )
         return tx
 
