@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import functools
 import json
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -10,6 +11,15 @@ from decimal import Decimal
 from typing import Any
 
 _compact = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+
+
+@functools.lru_cache(maxsize=1024)
+def _plain_json(base: int, result: int, tag: str) -> str:
+    """Breakdown.to_json of a breakdown without multipliers (the same text, cached)."""
+    data: dict[str, Any] = {"base": base, "multipliers": [], "result": result}
+    if tag:
+        data["tag"] = tag
+    return _compact(data)
 
 
 class TxKind(enum.StrEnum):
@@ -51,6 +61,9 @@ class Breakdown:
     tag: str = ""
 
     def to_json(self) -> str:
+        if not self.multipliers:
+            # Most awards: the same few (base, tag) pairs over and over.
+            return _plain_json(self.base, self.result, self.tag)
         data: dict[str, Any] = {
             "base": self.base,
             "multipliers": [[m.name, str(m.factor)] for m in self.multipliers],

@@ -8,7 +8,7 @@ fingerprint included), the account row and the `points.awarded` outbox row.
 from __future__ import annotations
 
 import sqlite3
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 
 from plugins.gamification.ledger.hashing import chain_hash, compact_json, request_hash
@@ -32,14 +32,10 @@ def account_of(index: int, accounts: int) -> tuple[int, int]:
     return FIRST_CHAT - n % CHATS, FIRST_USER + n // CHATS
 
 
-# UPSERT_ACCOUNT binds chat, user, the first four AccountRow fields (balance, earned, seq,
-# head), updated_at, then the rest of AccountRow in order; the writer fills it the same way.
-_LATER_FIELDS = tuple(f.name for f in fields(AccountRow))[4:]
-
-
 def account_params(chat_id: int, user_id: int, row: AccountRow, now: str) -> tuple[object, ...]:
-    rest = tuple(getattr(row, name) for name in _LATER_FIELDS)
-    return (chat_id, user_id, row.balance, row.earned, row.seq, row.head, now, *rest)
+    """UPSERT_ACCOUNT binds chat, user, the first four AccountRow fields (balance, earned,
+    seq, head), updated_at, then the rest of AccountRow in order, as the writer does."""
+    return (chat_id, user_id, *row[:4], now, *row[4:])
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,7 +75,7 @@ def award_rows(
 
 def create_ledger(path: Path) -> sqlite3.Connection:
     """A fresh ledger file with the real schema, WAL and synchronous=FULL, in autocommit."""
-    if UPSERT_ACCOUNT.count("?") != 3 + len(fields(AccountRow)):
+    if UPSERT_ACCOUNT.count("?") != 3 + len(AccountRow._fields):
         raise RuntimeError(
             "UPSERT_ACCOUNT no longer binds chat, user, updated_at and every AccountRow field;"
             " update plugins/gamification/bench/rows.py to match the writer"

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from plugins.gamification.clock import parse_utc
 from plugins.gamification.ledger.schema import GENESIS_HASH
@@ -51,9 +50,12 @@ UPSERT_ACCOUNT = (
 )
 
 
-@dataclass(frozen=True, slots=True)
-class AccountRow:
-    """An account's cached state as the writer reads and writes it, in SELECT_ACCOUNT order."""
+class AccountRow(NamedTuple):
+    """An account's cached state as the writer reads and writes it, in SELECT_ACCOUNT order.
+
+    A named tuple rather than a dataclass: the writer makes two for every transaction, and
+    a tuple is built several times faster than a frozen dataclass.
+    """
 
     balance: int = 0
     earned: int = 0

@@ -6,11 +6,13 @@ batch of any size costs the event loop a single await (see LedgerStore).
 
 from __future__ import annotations
 
+import functools
 import logging
 import sqlite3
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import NamedTuple
 
 from plugins.gamification.clock import format_utc
 from plugins.gamification.errors import (
@@ -46,9 +48,12 @@ MAX_BALANCE = 2**53
 ACCOUNT_CACHE = 16_384
 
 
-@dataclass(frozen=True, slots=True)
-class Posting:
-    """Credit or debit one account by an already computed amount."""
+class Posting(NamedTuple):
+    """Credit or debit one account by an already computed amount.
+
+    A named tuple: immutable like the other operations, and built for every award on the
+    event loop at a fraction of a frozen dataclass's cost.
+    """
 
     chat_id: int
     user_id: int
@@ -72,6 +77,9 @@ class Posting:
         )  # fmt: skip
 
 
+# A person's awards for the same kind of message repeat the same request; the hash of a
+# repeat is looked up rather than computed again.
+@functools.lru_cache(maxsize=4096)
 def posting_request(
     chat_id: int,
     user_id: int,
