@@ -105,6 +105,19 @@ def similarity(a: frozenset[int], b: frozenset[int]) -> float:
     return sum(1 for h in union if h in both) / len(union)
 
 
+def at_least_as_similar(a: frozenset[int], b: frozenset[int], threshold: float) -> bool:
+    """similarity(a, b) >= threshold (for a threshold above 0), mostly without computing it.
+
+    The estimate counts shared hashes among the smallest of the union, so it is at most
+    (shared hashes) / (size of that part of the union); most pairs of messages share too
+    few to reach the threshold, and are told apart by two set operations.
+    """
+    both = a & b
+    if len(both) < threshold * min(SKETCH, len(a) + len(b) - len(both)):
+        return False
+    return similarity(a, b) >= threshold
+
+
 def meaningful_length(text: str) -> int:
     """Letters and digits, with a run of one repeated character counted once.
 
@@ -212,7 +225,7 @@ class AntiAbuseGate:
     def _repeats(self, track: _Track, shape: frozenset[int], t: float) -> bool:
         window, threshold = self.settings.repeat_window_seconds, self.settings.repeat_similarity
         return any(
-            t - when <= window and similarity(shape, earlier) >= threshold
+            t - when <= window and at_least_as_similar(shape, earlier, threshold)
             for when, earlier, _ in track.texts
         )
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import random
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -14,6 +15,7 @@ from plugins.gamification.anti_abuse import (
     AntiAbuseGate,
     Refusal,
     Verdict,
+    at_least_as_similar,
     fingerprint,
     meaningful_length,
     similarity,
@@ -385,3 +387,32 @@ def test_is_thanks(text: str) -> None:
 )
 def test_is_not_thanks(text: str) -> None:
     assert not is_thanks(text, TRIGGERS)
+
+
+def test_the_quick_similarity_test_agrees_with_the_estimate() -> None:
+    """at_least_as_similar skips the estimate only when it cannot reach the threshold."""
+    rng = random.Random(7)
+    words = [
+        "the",
+        "a",
+        "new",
+        "release",
+        "bot",
+        "points",
+        "chat",
+        "hello",
+        "thanks",
+        "today",
+        "week",
+        "game",
+    ]
+    texts = [" ".join(rng.choices(words, k=rng.randint(1, 12))) for _ in range(150)]
+    texts += ["ab", "abc", "", "!!!", "hello there", "hello there!"]
+    shapes = [fingerprint(t) for t in texts]
+    agreed = 0
+    for a in shapes:
+        for b in shapes:
+            for threshold in (0.1, 0.5, 0.75, 1.0):
+                assert at_least_as_similar(a, b, threshold) == (similarity(a, b) >= threshold)
+                agreed += 1
+    assert agreed == len(shapes) ** 2 * 4
