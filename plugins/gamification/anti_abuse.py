@@ -8,10 +8,8 @@ never grows past `tracked_users` however many people write. What must survive a 
 from __future__ import annotations
 
 import enum
-import heapq
 import re
 import unicodedata
-import zlib
 from collections import OrderedDict, deque
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -22,6 +20,8 @@ from plugins.gamification.config import AntiAbuseSection
 TEXT_KINDS = frozenset({"text"})
 _NOT_WORD = re.compile(r"[\W_]+", re.UNICODE)
 SKETCH = 16
+# Verdicts remembered per person, for redelivered updates.
+VERDICTS = 64
 
 
 class Refusal(enum.StrEnum):
@@ -60,14 +60,45 @@ class _Track:
 
     seen: deque[float] = field(default_factory=deque)
     texts: deque[tuple[float, frozenset[int], int]] = field(default_factory=deque)
+    # How many of `texts` hold each hash: a message sharing too few hashes with all of
+    # them together cannot repeat any one of them.
+    hashes: dict[int, int] = field(default_factory=dict)
     last_scored: float | None = None
     # Recent verdicts by message id: a redelivered update gets the same verdict again
     # (and, if allowed, the same amount, so the ledger sees an exact repeat and ignores it)
     # instead of counting twice toward bursts, repeats and refusals.
-    verdicts: deque[tuple[int, Verdict]] = field(default_factory=lambda: deque(maxlen=64))
+    # (At most VERDICTS, oldest first.)
+    verdicts: dict[int, Verdict] = field(default_factory=dict)
     day: str = ""
     today: int | None = None
     flagged_at: float | None = None
+
+    def remember(self, t: float, shape: frozenset[int], message_id: int) -> None:
+        self.texts.append((t, shape, message_id))
+        hashes = self.hashes
+        for h in shape:
+            hashes[h] = hashes.get(h, 0) + 1
+
+    def forget_oldest(self) -> None:
+        self._uncount(self.texts.popleft()[1])
+
+    def forget(self, message_id: int) -> None:
+        """Drop the text of `message_id` from the repeat memory, if it is there."""
+        kept: deque[tuple[float, frozenset[int], int]] = deque()
+        for entry in self.texts:
+            if entry[2] == message_id:
+                self._uncount(entry[1])
+            else:
+                kept.append(entry)
+        self.texts = kept
+
+    def _uncount(self, shape: frozenset[int]) -> None:
+        hashes = self.hashes
+        for h in shape:
+            if hashes[h] == 1:
+                del hashes[h]
+            else:
+                hashes[h] -= 1
 
 
 def fingerprint(text: str) -> frozenset[int]:
@@ -85,13 +116,15 @@ def fingerprint(text: str) -> frozenset[int]:
         folded = unicodedata.normalize("NFKD", text.casefold())
         plain = _NOT_WORD.sub("", "".join(ch for ch in folded if not unicodedata.combining(ch)))
         plain = plain[:600]
-    if len(plain) < 3:
-        return frozenset({zlib.crc32(plain.encode())})
-    # CRC-32 rather than hash(): str hashes are salted per process, and the same messages
-    # must get the same verdicts after a restart and on every machine.
-    hashes = {zlib.crc32(plain[i : i + 3].encode()) for i in range(len(plain) - 2)}
+    codes = list(map(ord, plain))
+    if len(codes) < 3:
+        return frozenset({hash(tuple(codes))})
+    # Trigrams as tuples of code points: the hash of a tuple of ints is not salted per
+    # process like a str's, so the same messages get the same verdicts after a restart;
+    # and it is computed without a Python call per trigram.
+    hashes = set(map(hash, zip(codes, codes[1:], codes[2:], strict=False)))
     if len(hashes) > SKETCH:
-        return frozenset(heapq.nsmallest(SKETCH, hashes))
+        return frozenset(sorted(hashes)[:SKETCH])
     return frozenset(hashes)
 
 
@@ -174,11 +207,14 @@ class AntiAbuseGate:
         alternating spam and padding cannot slip between the checks.
         """
         track = self._track(fact.chat_id, fact.user_id)
-        for message_id, earlier in track.verdicts:
-            if message_id == fact.message_id:
-                return replace(earlier, redelivery=True, suspicious=False)
+        verdicts = track.verdicts
+        earlier = verdicts.get(fact.message_id)
+        if earlier is not None:
+            return replace(earlier, redelivery=True, suspicious=False)
         verdict = self._judge(track, fact, amount, now.timestamp(), day)
-        track.verdicts.append((fact.message_id, verdict))
+        verdicts[fact.message_id] = verdict
+        if len(verdicts) > VERDICTS:
+            del verdicts[next(iter(verdicts))]
         return verdict
 
     def _judge(
@@ -194,9 +230,9 @@ class AntiAbuseGate:
         shape = fingerprint(fact.text) if fact.kind in TEXT_KINDS else None
         repeated = shape is not None and self._repeats(track, shape, t)
         if shape is not None:
-            track.texts.append((t, shape, fact.message_id))
+            track.remember(t, shape, fact.message_id)
             while len(track.texts) > s.repeat_memory:
-                track.texts.popleft()
+                track.forget_oldest()
 
         if key in self.frozen:
             return Verdict(refusal=Refusal.FROZEN)
@@ -224,6 +260,10 @@ class AntiAbuseGate:
 
     def _repeats(self, track: _Track, shape: frozenset[int], t: float) -> bool:
         window, threshold = self.settings.repeat_window_seconds, self.settings.repeat_similarity
+        # Shared with any one text <= shared with all of them, and the estimate against
+        # any one is at most shared / min(SKETCH, len(shape)): most messages stop here.
+        if len(shape & track.hashes.keys()) < threshold * min(SKETCH, len(shape)):
+            return False
         return any(
             t - when <= window and at_least_as_similar(shape, earlier, threshold)
             for when, earlier, _ in track.texts
@@ -235,8 +275,7 @@ class AntiAbuseGate:
         if not keep_cooldown:
             track.last_scored = None
             # A failed award may be retried by a redelivery: judge it afresh then.
-            kept = [(mid, v) for mid, v in track.verdicts if mid != fact.message_id]
-            track.verdicts = deque(kept, maxlen=64)
+            track.verdicts.pop(fact.message_id, None)
             # Nor may its own text count as an earlier message it repeats.
-            track.texts = deque(entry for entry in track.texts if entry[2] != fact.message_id)
+            track.forget(fact.message_id)
         track.today = max((track.today or 0) - amount, 0)

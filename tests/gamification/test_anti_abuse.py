@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import random
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -416,3 +417,32 @@ def test_the_quick_similarity_test_agrees_with_the_estimate() -> None:
                 assert at_least_as_similar(a, b, threshold) == (similarity(a, b) >= threshold)
                 agreed += 1
     assert agreed == len(shapes) ** 2 * 4
+
+
+def test_the_repeat_memory_counts_match_its_texts_and_the_prefilter_never_hides_a_repeat() -> None:
+    """The per-person hash counts follow every remembered, evicted and refunded text, and the
+    quick refusal of _repeats agrees with comparing against each remembered text."""
+    rng = random.Random(11)
+    words = ["hello", "there", "release", "new", "bot", "points", "the", "a", "week", "ok"]
+    settings = AntiAbuseSection(repeat_memory=5, cooldown_seconds=0, burst_messages=1000)
+    g = AntiAbuseGate(settings)
+    checked = 0
+    for n in range(400):
+        text = " ".join(rng.choices(words, k=rng.randint(2, 6)))
+        f = fact(text, message_id=n)
+        track = g._track(f.chat_id, f.user_id)
+        shape = fingerprint(text)
+        expected = any(
+            similarity(shape, earlier) >= settings.repeat_similarity
+            for _, earlier, _ in track.texts
+        )
+        assert g._repeats(track, shape, at(n).timestamp()) == expected
+        checked += expected
+        verdict = g.judge(f, 10, at(n), DAY)
+        if verdict.allowed and rng.random() < 0.2:
+            g.refund(f, verdict.amount)
+        counts: Counter[int] = Counter()
+        for _, remembered, _ in track.texts:
+            counts.update(remembered)
+        assert track.hashes == dict(counts)
+    assert checked > 20  # repeats did happen, and were found
