@@ -345,11 +345,12 @@ class PointsEngine:
             unlocked={str(a): str(at) for a, at in unlocked_rows},
         )
 
-    def period_start(self, period: Period) -> str | None:
-        """Start of the current calendar day, ISO week or month in the policy's timezone."""
+    def period_start(self, period: Period, at: datetime | None = None) -> str | None:
+        """Start of the calendar day, ISO week or month in the policy's timezone that
+        holds `at` (default: now)."""
         if period is Period.ALL:
             return None
-        local = self.clock.now().astimezone(self._zone)
+        local = (at or self.clock.now()).astimezone(self._zone)
         midnight = local.replace(hour=0, minute=0, second=0, microsecond=0)
         if period is Period.WEEK:
             midnight -= timedelta(days=local.weekday())

@@ -20,6 +20,8 @@ class MultiplierRules:
         self._zone = ZoneInfo(timezone)
         self._chats = {int(chat): factor for chat, factor in config.chats.items()}
         self._streak = sorted((int(days), factor) for days, factor in config.streak.items())
+        self._minute: int | None = None
+        self._windows: tuple[Multiplier, ...] = ()
 
     def windows(self, moment: datetime) -> list[Multiplier]:
         """The time windows `moment` falls in, in the configured timezone.
@@ -27,13 +29,25 @@ class MultiplierRules:
         Using the moment of the message or event, not of processing, keeps a redelivered
         update's amount identical to the first delivery's.
         """
-        local = moment.astimezone(self._zone)
-        day, clock = WEEKDAYS[local.weekday()], local.strftime("%H:%M")
-        return [
-            Multiplier(window.name, window.factor)
-            for window in self.config.windows
-            if day in window.days and window.start <= clock < window.end and window.factor != ONE
-        ]
+        if not self.config.windows:
+            return []
+        # Windows are whole minutes, and so is every timezone offset in use: the answer
+        # holds for the whole UTC minute, and messages come many to a minute.
+        minute = int(moment.timestamp() // 60)
+        if minute != self._minute:
+            local = moment.astimezone(self._zone)
+            day, clock = WEEKDAYS[local.weekday()], local.strftime("%H:%M")
+            self._minute, self._windows = (
+                minute,
+                tuple(
+                    Multiplier(window.name, window.factor)
+                    for window in self.config.windows
+                    if day in window.days
+                    and window.start <= clock < window.end
+                    and window.factor != ONE
+                ),
+            )
+        return list(self._windows)
 
     def chat(self, chat_id: int) -> list[Multiplier]:
         factor = self._chats.get(chat_id)

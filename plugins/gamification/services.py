@@ -79,6 +79,8 @@ class GamificationServices:
         self.multipliers = MultiplierRules(config.multipliers, config.ledger.timezone)
         self._zone = ZoneInfo(config.ledger.timezone)
         self._days: OrderedDict[tuple[int, int], tuple[date, int, int]] = OrderedDict()
+        self._today_minute: int | None = None
+        self._today_start = ""
         self._triggers = frozenset(
             t.strip().lower() for group in config.thanks.triggers.values() for t in group
         )
@@ -96,9 +98,15 @@ class GamificationServices:
         await self.engine.close()
 
     def today(self) -> str:
-        start = self.engine.period_start(Period.DAY)
-        assert start is not None
-        return start
+        """Start of the current local day, as stored; worked out once a minute (a day
+        starts on a whole minute in every timezone in use)."""
+        now = self.clock.now()
+        minute = int(now.timestamp() // 60)
+        if minute != self._today_minute:
+            start = self.engine.period_start(Period.DAY, now)
+            assert start is not None
+            self._today_minute, self._today_start = minute, start
+        return self._today_start
 
     # -- activity -----------------------------------------------------------------------
 
