@@ -65,7 +65,7 @@ class ActivitySection(Section):
 class AntiAbuseSection(Section):
     cooldown_seconds: float = Field(default=60, ge=0, le=86_400)
     min_length: int = Field(default=3, ge=0, le=4096)
-    repeat_window_seconds: float = Field(default=86400, ge=0, le=7 * 86_400)
+    repeat_window_seconds: float = Field(default=64_800, ge=0, le=7 * 86_400)
     repeat_similarity: float = Field(default=0.5, gt=0, le=1)
     repeat_memory: int = Field(default=30, ge=1, le=50)
     daily_cap: int = Field(default=1_000, ge=0)

@@ -446,3 +446,13 @@ def test_the_repeat_memory_counts_match_its_texts_and_the_prefilter_never_hides_
             counts.update(remembered)
         assert track.hashes == dict(counts)
     assert checked > 20  # repeats did happen, and were found
+
+
+def test_the_same_greeting_every_morning_scores_but_not_twice_a_morning() -> None:
+    g = gate()
+    hello = "Good morning everyone, coffee is ready"
+    assert g.judge(fact(hello), 10, at(0), DAY).allowed
+    again = g.judge(fact(hello), 10, at(2 * 3600), DAY)
+    assert again.refusal is Refusal.REPEAT
+    # Next morning, an hour earlier than the day before: outside the 18 h window.
+    assert g.judge(fact(hello), 10, at(23 * 3600), "2026-11-26").allowed

@@ -15,7 +15,7 @@ import uuid
 from collections import Counter, defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -95,6 +95,13 @@ HONEST_THANKS = (
     "thanks!", "thank you", "thanks, that helped a lot", "thank you so much",
     "спасибо", "спасибо большое", "danke", "gracias", "thx", "+1", "+", "ty",
 )  # fmt: skip
+# Habits: every third honest person opens each day with the same line of their own.
+ROUTINES = (
+    "Good morning everyone, coffee is ready",
+    "Morning all, have a great day at work",
+    "Hello friends, what are we talking about today?",
+    "Good morning chat, the sun is finally out here",
+)
 RING_THANKS = ("thanks", "thanks!", "thank you", "thx", "+", "+1", "ty", "спасибо")
 
 
@@ -216,6 +223,7 @@ def week_of_chat(seed: int, scale: Scale) -> list[Post]:
     posts: list[Post] = []
     recent_honest: list[int] = []
     last_ring_post: int | None = None
+    opened: set[tuple[int, date]] = set()
     for at, user, item in events:
         if isinstance(item, Post):
             post = item
@@ -236,7 +244,11 @@ def week_of_chat(seed: int, scale: Scale) -> list[Post]:
             posts.append(Post(at, user, rng.choice(HONEST_THANKS), HONEST, rng.choice(targets)))
         else:
             recent_honest.append(len(posts))
-            posts.append(Post(at, user, sentence(rng), HONEST))
+            text = sentence(rng)
+            if user % 3 == 0 and (user, at.date()) not in opened:
+                text = ROUTINES[user // 3 % len(ROUTINES)]
+            opened.add((user, at.date()))
+            posts.append(Post(at, user, text, HONEST))
     # Same instant for two posts would be the same clock reading: keep them apart.
     for i in range(1, len(posts)):
         if posts[i].at <= posts[i - 1].at:
