@@ -255,9 +255,7 @@ async def test_group_commands_in_private_say_they_are_group_only(
     assert await reply_sent(h, ALICE, command, chat=UpdateFactory.private(ALICE)) == GROUP_ONLY
 
 
-@pytest.mark.parametrize(
-    "name", ["award", "deduct", "revert", "freeze", "unfreeze", "audit", "integrity", "gstats"]
-)
+@pytest.mark.parametrize("name", ["award", "deduct", "revert", "freeze", "unfreeze", "audit"])
 async def test_admin_commands_in_private_point_to_the_group(
     make_harness: MakeHarness, name: str
 ) -> None:
@@ -265,6 +263,30 @@ async def test_admin_commands_in_private_point_to_the_group(
     text = await reply_sent(h, MOD, f"/{name} @alice 5", chat=UpdateFactory.private(MOD))
     assert text == f"Use /{name} in the group it is about."
     assert h.tx_count() == 0
+
+
+async def test_the_bots_own_admins_can_check_the_whole_service_in_private(
+    make_harness: MakeHarness,
+) -> None:
+    h = await make_harness(admin_ids=[9], gamification=FIXED)
+    await meet(h, ALICE)
+    private = UpdateFactory.private(MOD)
+    assert (await reply_sent(h, MOD, "/integrity", chat=private)).startswith(
+        "<pre>Ledger integrity: CLEAN"
+    )
+    assert (await reply_sent(h, MOD, "/gstats", chat=private)).startswith("<b>Points service</b>")
+
+
+@pytest.mark.parametrize("name", ["integrity", "gstats"])
+async def test_a_chats_own_admin_cannot_see_the_whole_service(
+    h: TelegramHarness, name: str
+) -> None:
+    """/integrity and /gstats report on every chat: a chat's administrator is not enough."""
+    await meet(h, ALICE)
+    expected = f"/{name} covers every chat, so only the bot's own admins can use it."
+    assert await reply_sent(h, MOD, f"/{name}") == expected
+    assert await reply_sent(h, MOD, f"/{name}", chat=UpdateFactory.private(MOD)) == expected
+    assert h.rows("SELECT COUNT(*) FROM checkpoints") == [(0,)]
 
 
 # -- admin commands: success -------------------------------------------------------------
@@ -387,7 +409,8 @@ async def test_audit_shows_actors_and_frozen_state(h: TelegramHarness) -> None:
     assert await reply_sent(h, MOD, "/audit @alice") != text
 
 
-async def test_integrity_reports_a_clean_ledger(h: TelegramHarness) -> None:
+async def test_integrity_reports_a_clean_ledger(make_harness: MakeHarness) -> None:
+    h = await make_harness(admins={CHAT_ID: {9}}, admin_ids=[9], gamification=FIXED)
     await meet(h, ALICE, BOB)
     text = await reply_sent(h, MOD, "/integrity")
     assert text.startswith("<pre>Ledger integrity: CLEAN")
@@ -395,7 +418,8 @@ async def test_integrity_reports_a_clean_ledger(h: TelegramHarness) -> None:
     assert text.endswith("</pre>")
 
 
-async def test_gstats_counts_awards_and_refusals(h: TelegramHarness) -> None:
+async def test_gstats_counts_awards_and_refusals(make_harness: MakeHarness) -> None:
+    h = await make_harness(admins={CHAT_ID: {9}}, admin_ids=[9], gamification=FIXED)
     await meet(h, ALICE)
     await h.say(CHAT, ALICE, "ok")
     await h.say(CHAT, BOB, "hi")
@@ -476,7 +500,7 @@ async def test_award_by_reply_to_a_bot_or_channel_post_is_refused(h: TelegramHar
 
 
 @pytest.mark.parametrize(
-    "command", ["/award @bob 5", "/deduct @bob 5", "/revert 1", "/freeze @bob", "/gstats"]
+    "command", ["/award @bob 5", "/deduct @bob 5", "/revert 1", "/freeze @bob", "/audit @bob"]
 )
 async def test_non_admins_are_refused(h: TelegramHarness, command: str) -> None:
     await meet(h, BOB)

@@ -54,8 +54,25 @@ ANONYMOUS = (
 )
 
 
+# /integrity and /gstats cover every chat: only the bot's own admins ([bot] admin_ids).
+SERVICE_WIDE = frozenset({"integrity", "gstats"})
+OWNER = UpdateFactory.user(77, "Owner", "owner")
+
+
+def service_wide(name: str) -> str:
+    return f"/{name} covers every chat, so only the bot's own admins can use it."
+
+
 def not_admin(name: str) -> str:
+    if name in SERVICE_WIDE:
+        return service_wide(name)
     return f"Only admins of this chat can use /{name}."
+
+
+def group_only(name: str) -> str:
+    if name in SERVICE_WIDE:
+        return service_wide(name)
+    return f"Use /{name} in the group it is about."
 
 
 # Each scenario: (who sends, where, extra message fields, the exact reply; None: silence).
@@ -74,7 +91,7 @@ SCENARIOS: dict[str, tuple[dict[str, Any], dict[str, Any], dict[str, Any], Any]]
         MOD,
         UpdateFactory.private(MOD),
         {},
-        lambda name: f"Use /{name} in the group it is about.",
+        group_only,
     ),
 }
 
@@ -112,6 +129,7 @@ async def seeded(make_harness: MakeHarness) -> tuple[TelegramHarness, dict[int, 
     """
     h = await make_harness(
         admins={CHAT_ID: {9, ANONYMOUS_ADMIN["id"]}, OTHER_ID: {55}},
+        admin_ids=[OWNER["id"]],
         admin_log_chat_id=LOG_ID,
         gamification={"activity": {"points": {"text": 10}}},
     )
@@ -137,12 +155,12 @@ async def seeded(make_harness: MakeHarness) -> tuple[TelegramHarness, dict[int, 
 async def test_admin_command_by_the_wrong_sender_is_refused_and_writes_nothing(
     make_harness: MakeHarness, name: str, scenario: str
 ) -> None:
-    h, awards = await seeded(make_harness)
     user, chat, extra, expected = SCENARIOS[scenario]
+    h, awards = await seeded(make_harness)
     tx_id = awards.get(int(chat["id"]), awards[CHAT_ID])
     if scenario == "admin_of_another_chat":
         # Mod's rights in CHAT are fresh in the admin cache: they must not carry over.
-        await h.say(CHAT, MOD, "/gstats")
+        await h.say(CHAT, MOD, "/audit @bob")
         assert not h.last_text().startswith("Only admins")
         h.session.clear()
     before = written(h)
@@ -160,6 +178,20 @@ async def test_admin_command_by_the_wrong_sender_is_refused_and_writes_nothing(
     assert sent[0].reply_parameters.message_id == message.message_id
 
 
+@pytest.mark.parametrize("name", sorted(SERVICE_WIDE))
+async def test_commands_covering_every_chat_are_refused_to_a_chats_own_admin(
+    make_harness: MakeHarness, name: str
+) -> None:
+    """A chat's administrator runs everything about their chat, but not what reports on
+    every chat: the ledger check and the service statistics."""
+    h, _ = await seeded(make_harness)
+    before = written(h)
+    for chat in (CHAT, UpdateFactory.private(MOD)):
+        await h.say(chat, MOD, f"/{name}")
+        assert h.last_text() == service_wide(name)
+    assert written(h) == before
+
+
 @pytest.mark.parametrize("name", ADMIN_COMMANDS)
 async def test_the_same_commands_work_for_the_chats_admin(
     make_harness: MakeHarness, name: str
@@ -167,13 +199,15 @@ async def test_the_same_commands_work_for_the_chats_admin(
     """The control: the refusals above are about the sender, not about the commands."""
     h, awards = await seeded(make_harness)
     before = written(h)
-    await h.say(CHAT, MOD, command_text(name, awards[CHAT_ID]))
+    sender = OWNER if name in SERVICE_WIDE else MOD
+    await h.say(CHAT, sender, command_text(name, awards[CHAT_ID]))
     (reply,) = [m.text for m in h.session.sent if int(m.chat_id) == CHAT_ID]
     refusals = {
         not_admin(name),
         ANONYMOUS,
         "Forwarded commands are not accepted.",
-        f"Use /{name} in the group it is about.",
+        group_only(name),
+        service_wide(name),
     }
     assert reply not in refusals
     assert (written(h) != before) == (name in MUTATING), reply
@@ -184,7 +218,8 @@ async def test_permission_matrix_figures(capsys: pytest.CaptureFixture[str]) -> 
         print(
             f"\n[permissions] {len(ADMIN_COMMANDS)} admin commands x {len(SCENARIOS)} senders"
             f" = {len(ADMIN_COMMANDS) * len(SCENARIOS)} refusals checked"
-            f" ({', '.join(SCENARIOS)}), plus {len(ADMIN_COMMANDS)} admin controls"
+            f" ({', '.join(SCENARIOS)}), {len(SERVICE_WIDE) * 2} refusals of commands covering"
+            f" every chat to a chat's own admin, plus {len(ADMIN_COMMANDS)} admin controls"
         )
 
 
@@ -244,7 +279,12 @@ async def test_token_never_reaches_logs_or_chats_in_a_whole_session(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     monkeypatch.chdir(tmp_path)
-    h = TelegramHarness(tmp_path / "bot.sqlite3", admins={CHAT_ID: {9}}, admin_log_chat_id=LOG_ID)
+    h = TelegramHarness(
+        tmp_path / "bot.sqlite3",
+        admins={CHAT_ID: {9}},
+        admin_ids=[OWNER["id"]],
+        admin_log_chat_id=LOG_ID,
+    )
     bot_settings = h.config.bot.model_copy(update={"token": SecretStr(TOKEN)})
     h.config = h.config.model_copy(update={"bot": bot_settings})
     await h.start()
@@ -258,7 +298,7 @@ async def test_token_never_reaches_logs_or_chats_in_a_whole_session(
             (ALICE, "/points"), (ALICE, "/top all"), (ALICE, "/history"), (ALICE, "/help"),
             (MOD, "/help"), (MOD, "/award @bob 40 welcome"), (MOD, "/deduct @alice 3 spam"),
             (MOD, "/revert 1"), (MOD, "/freeze @alice"), (MOD, "/unfreeze @alice"),
-            (MOD, "/audit @bob"), (MOD, "/integrity"), (MOD, "/gstats"),
+            (MOD, "/audit @bob"), (OWNER, "/integrity"), (OWNER, "/gstats"), (MOD, "/gstats"),
             (ALICE, "/award @alice 1000"), (MOD, "/award @nobody_here 5"),
         ):  # fmt: skip
             h.clock.advance(61)

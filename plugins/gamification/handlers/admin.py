@@ -41,6 +41,9 @@ ADMIN_COMMANDS = (
     BotCommand(command="integrity", description="check the ledger now"),
     BotCommand(command="gstats", description="points service statistics"),
 )
+# Commands that report on every chat the bot serves, not on the chat they are used in:
+# only the bot's own admins ([bot] admin_ids) may run them, in any chat or in private.
+SERVICE_WIDE = frozenset({"integrity", "gstats"})
 ANONYMOUS_ADMIN_BOT = 1087968824
 ADMIN_STATUSES = frozenset({ChatMemberStatus.CREATOR, ChatMemberStatus.ADMINISTRATOR})
 ADMIN_CACHE_SIZE = 10_000
@@ -74,7 +77,7 @@ async def _gate(message: Message, bot: Bot, services: GamificationServices, name
     if message.forward_origin is not None:
         await message.reply("Forwarded commands are not accepted.")
         return False
-    if message.chat.type not in GROUP_TYPES:
+    if message.chat.type not in GROUP_TYPES and name not in SERVICE_WIDE:
         await message.reply(f"Use /{name} in the group it is about.")
         return False
     if user is None or message.sender_chat is not None or user.id == ANONYMOUS_ADMIN_BOT:
@@ -82,6 +85,13 @@ async def _gate(message: Message, bot: Bot, services: GamificationServices, name
             "I can't tell who you are: admin commands need you to post as yourself,"
             " not anonymously or as a channel."
         )
+        return False
+    if name in SERVICE_WIDE:
+        if user.id in services.admin_ids:
+            return True
+        # A chat's own admins must not see (or, with /integrity, keep busy) what spans
+        # every other chat.
+        await message.reply(f"/{name} covers every chat, so only the bot's own admins can use it.")
         return False
     if not await is_admin(bot, services, message.chat.id, user.id):
         await message.reply(f"Only admins of this chat can use /{name}.")

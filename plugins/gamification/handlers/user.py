@@ -34,8 +34,9 @@ HELP = (
 ADMIN_HELP = (
     "\n\n<b>Admins</b>\n"
     "/award, /deduct &lt;target&gt; &lt;amount&gt; [reason]; /revert &lt;tx&gt; [reason];"
-    " /freeze, /unfreeze, /audit &lt;target&gt;; /integrity; /gstats.\n"
-    "A target is a reply to the person's message, an @username or a numeric id."
+    " /freeze, /unfreeze, /audit &lt;target&gt;.\n"
+    "A target is a reply to the person's message, an @username or a numeric id.\n"
+    "The bot's own admins also have /integrity and /gstats, which cover every chat."
 )
 PRIVACY_HINT = (
     "\n\n⚠️ I have not seen any ordinary message here yet. To score activity I must see"
