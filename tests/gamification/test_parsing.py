@@ -72,6 +72,7 @@ def test_take_target(
         (["bob"], False, "'bob' is not a user: use a reply, an @username or a numeric id."),
         (["-5", "5"], False, "'-5' is not a user: use a reply, an @username or a numeric id."),
         (["+5", "5"], False, "'+5' is not a user: use a reply, an @username or a numeric id."),
+        (["١٢٣", "5"], False, "'١٢٣' is not a user: use a reply, an @username or a numeric id."),
         (["-5", "5"], True, "'-5' is not a user: use a reply, an @username or a numeric id."),
         (["1" * 16], False, f"'{'1' * 16}' is not a user: use a reply, an @username or a numeric id."),  # noqa: E501
         (["5.5"], False, "'5.5' is not a user: use a reply, an @username or a numeric id."),
@@ -121,6 +122,9 @@ def test_take_amount(tokens: list[str], amount: int, rest: list[str]) -> None:
         (["0x10"], "'0x10' is not a whole number of points."),
         (["5pts"], "'5pts' is not a whole number of points."),
         (["²"], "'²' is not a whole number of points."),
+        (["٥٠"], "'٥٠' is not a whole number of points."),
+        (["５０"], "'５０' is not a whole number of points."),
+        (["1٥"], "'1٥' is not a whole number of points."),
     ],
 )
 def test_take_amount_refusals(tokens: list[str], message: str) -> None:
@@ -172,6 +176,8 @@ def test_take_tx_id(tokens: list[str], tx_id: int, rest: list[str]) -> None:
         (["9" * 16], f"'{'9' * 16}' is not a transaction number."),
         (["²"], "'²' is not a transaction number."),
         (["①"], "'①' is not a transaction number."),
+        (["٣"], "'٣' is not a transaction number."),
+        (["#１２"], "'#１２' is not a transaction number."),
     ],
 )
 def test_take_tx_id_refusals(tokens: list[str], message: str) -> None:

@@ -7,7 +7,9 @@ from dataclasses import dataclass
 
 MAX_REASON = 200
 _USERNAME = re.compile(r"^@[A-Za-z0-9_]{3,32}$")
-_NUMBER = re.compile(r"^[+-]?\d+$")
+# ASCII digits only: int() also reads "٥٠" or "５０", and an amount that does not look
+# like the number it is makes a change an admin did not mean.
+_NUMBER = re.compile(r"^[+-]?[0-9]+$")
 
 
 class CommandSyntaxError(ValueError):
@@ -80,6 +82,6 @@ def take_tx_id(tokens: list[str], usage: str) -> tuple[int, list[str]]:
     if not tokens:
         raise CommandSyntaxError(f"Tell me which transaction: {usage}.")
     token = tokens[0].lstrip("#")
-    if not token.isdecimal() or len(token) > 15 or int(token) == 0:
+    if not (token.isascii() and token.isdecimal()) or len(token) > 15 or int(token) == 0:
         raise CommandSyntaxError(f"{tokens[0][:40]!r} is not a transaction number.")
     return int(token), tokens[1:]
