@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
+from collections.abc import Awaitable, Iterable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -225,7 +225,7 @@ class PointsEngine:
             self._check_ids(chat_id=chat_id)
         return await self.store.submit(Reversal(tx_id, key, actor_id, reason, chat_id))
 
-    async def _post(
+    def _post(
         self,
         chat_id: int,
         user_id: int,
@@ -235,7 +235,8 @@ class PointsEngine:
         actor_id: int | None,
         reason: str,
         force: bool,
-    ) -> Receipt:
+    ) -> Awaitable[Receipt]:
+        """Check and queue a posting; await the result for its receipt once committed."""
         self._check_text(key, reason)
         self._check_ids(chat_id=chat_id, user_id=user_id, actor_id=actor_id)
         # The breakdown's JSON and the request fingerprint are computed here, on the event
@@ -256,7 +257,7 @@ class PointsEngine:
                 chat_id, user_id, breakdown.result, kind, actor_id, reason, text
             ),
         )
-        return await self.store.submit(posting)
+        return self.store.submit(posting)
 
     def _check_amount(self, amount: int, what: str) -> None:
         if isinstance(amount, bool) or not isinstance(amount, int):

@@ -7,10 +7,10 @@ import contextlib
 import logging
 import sqlite3
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, TypeVar
+from typing import Literal, TypeVar, cast
 
 import aiosqlite
 
@@ -163,11 +163,16 @@ class LedgerStore:
 
     # -- writing ------------------------------------------------------------------------
 
-    async def submit(self, op: Posting | Reversal) -> Receipt:
-        """Queue one ledger operation and wait until its batch is committed."""
-        receipt = await self._enqueue(op)
-        assert receipt is not None
-        return receipt
+    def submit(self, op: Posting | Reversal) -> Awaitable[Receipt]:
+        """Queue one ledger operation; await the result to wait until its batch is committed.
+
+        Not a coroutine: when the queue has room (nearly always) the caller awaits the
+        operation's own future, without a coroutine frame per call on the hot path.
+        """
+        future = self._enqueue_nowait(op)
+        # The writer answers a Posting or a Reversal with a Receipt (only a SideWrite
+        # with None).
+        return cast(Awaitable[Receipt], future if future is not None else self._enqueue(op))
 
     async def execute(self, sql: str, *params: object) -> None:
         """Queue a write beside the ledger (same writer, same batches) and wait for COMMIT."""
@@ -193,17 +198,28 @@ class LedgerStore:
         """Like `execute`, for several statements that must commit together."""
         await self._enqueue(SideWrite(statements))
 
-    async def _enqueue(self, op: Operation) -> Receipt | None:
+    def _enqueue_nowait(self, op: Operation) -> asyncio.Future[Receipt | None] | None:
+        """Queue `op` and return its future, or None when the queue is full."""
         if self._closing or self._task is None:
             raise EngineClosedError("The points ledger is closed and accepts no more changes.")
+        if self._queue.full():
+            return None
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Receipt | None] = loop.create_future()
         pending = _Pending(op, future, loop.time() + self._write_timeout)
-        try:
-            self._queue.put_nowait(pending)
-        except asyncio.QueueFull:
-            # close() waits for every submit accepted before it to be queued, so its stop
-            # marker lands behind them and the writer commits them all.
+        self._queue.put_nowait(pending)
+        self._waiting.append(pending)
+        return future
+
+    async def _enqueue(self, op: Operation) -> Receipt | None:
+        future = self._enqueue_nowait(op)
+        if future is None:
+            # The queue is full: wait for room, but not forever. close() waits for every
+            # submit accepted before it to be queued, so its stop marker lands behind them
+            # and the writer commits them all.
+            loop = asyncio.get_running_loop()
+            future = loop.create_future()
+            pending = _Pending(op, future, loop.time() + self._write_timeout)
             self._entering += 1
             self._entered.clear()
             try:
@@ -215,7 +231,7 @@ class LedgerStore:
                 self._entering -= 1
                 if self._entering == 0:
                     self._entered.set()
-        self._waiting.append(pending)
+            self._waiting.append(pending)
         # No per-call timer or shield on this hot path: the watchdog fails a future that
         # waits longer than write_timeout, and a caller cancelled here only cancels its own
         # future, which the writer then skips; its operation still commits with the batch.
