@@ -103,6 +103,7 @@ class Effects:
         # One-entry caches; Effects runs only on the writer's thread.
         epoch = datetime.fromtimestamp(0, UTC)
         self._day_of = (epoch, self.local_day_uncached(epoch))
+        self._day_text = self._day_of[1].isoformat()  # the last local_day, as text
         self._stamp_of = (epoch, format_utc(epoch))
 
     def local_day_uncached(self, moment: datetime) -> date:
@@ -119,6 +120,7 @@ class Effects:
         # A batch's transactions share one moment: convert it once.
         if moment != self._day_of[0]:
             self._day_of = (moment, self.local_day_uncached(moment))
+            self._day_text = self._day_of[1].isoformat()
         return self._day_of[1]
 
     def _stamp(self, moment: datetime) -> str:
@@ -136,7 +138,7 @@ class Effects:
         if tx.kind not in (TxKind.ACTIVITY, TxKind.EVENT) or tx.amount <= 0:
             return account
         today = self.local_day(tx.created_at)
-        day = today.isoformat()
+        day = self._day_text
         activity_day, activity_today = account.activity_day, account.activity_today
         if tx.kind is TxKind.ACTIVITY:
             activity_today = (activity_today if activity_day == day else 0) + tx.amount
@@ -144,7 +146,7 @@ class Effects:
         length, best = account.streak_length, account.streak_best
         if account.streak_day is None:
             length = 1
-        else:
+        elif account.streak_day != day:
             gap = (today - date.fromisoformat(account.streak_day)).days
             if gap > 0:
                 limit = 2 if self.rules.grace_day else 1
@@ -197,7 +199,7 @@ class Effects:
 
     def _count(self, conn: sqlite3.Connection, tx: Transaction, step: int) -> dict[str, int]:
         """Move the counters `tx` feeds by `step`; their new values."""
-        if tx.amount <= 0:
+        if tx.amount <= 0 or not self._tracked:
             return {}
         values = {}
         for name in self.counter_names(tx):
