@@ -791,11 +791,12 @@ async def test_a_second_writer_on_the_same_file_is_never_overwritten(
     assert report.ok
 
 
-async def test_a_refused_op_in_a_batch_leaves_later_awards_on_the_right_row(
+async def test_refused_ops_in_a_batch_leave_later_awards_on_the_right_row(
     engine: PointsEngine, db_path: Path
 ) -> None:
-    """A batch in which one op fails and is rolled back (a key reused for something else)
-    must not leave the writer believing in rows that were never committed."""
+    """Refused ops (a key reused for something else, an overdraft) between accepted ones of
+    the same account must not leave the writer believing in rows that were never written.
+    (Ops that fail after writing are covered statement by statement in test_faults.)"""
     await engine.award(CHAT, 2, 5, key="first")
     results = await asyncio.gather(
         engine.award(CHAT, 2, 1, key="a"),
