@@ -155,9 +155,6 @@ class BatchWriter:
             return self._run(conn, ops, careful=False)
         except _HalfWritten:
             return self._run(conn, ops, careful=True)
-        except BaseException:
-            self._accounts.clear()
-            raise
 
     def _run(
         self, conn: sqlite3.Connection, ops: Sequence[Operation], *, careful: bool
