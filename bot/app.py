@@ -25,6 +25,7 @@ from bot.errors import on_error
 from bot.flood import FloodControl
 from bot.metrics import MetricsServer, serve_metrics
 from bot.plugins import PluginContext, PluginRegistry
+from bot.polling import Poller
 from bot.scheduler import build_scheduler
 
 log = logging.getLogger(__name__)
@@ -160,7 +161,7 @@ async def run_bot(config: AppConfig, registry: PluginRegistry) -> int:
         except (TelegramAPIError, TelegramNetworkError) as exc:
             log.warning("Could not register the command menu: %s", exc)
         app.scheduler.start()
-        await app.dispatcher.start_polling(app.bot, handle_signals=True, close_bot_session=False)
+        await Poller(app.dispatcher, app.bot).run(handle_signals=True)
     finally:
         if app.scheduler.running:
             app.scheduler.shutdown(wait=False)

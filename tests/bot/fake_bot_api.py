@@ -24,6 +24,8 @@ class FakeBotAPI:
         self._new_update = asyncio.Event()
         self._runner: web.AppRunner | None = None
         self.url = ""
+        # getUpdates answers this many requests with a server error first.
+        self.failures = 0
 
     async def start(self) -> str:
         app = web.Application()
@@ -47,11 +49,20 @@ class FakeBotAPI:
     def sent(self, method: str = "sendMessage") -> list[dict[str, Any]]:
         return [params for name, params in self.calls if name == method]
 
+    def confirmed(self) -> int:
+        """The highest offset any getUpdates sent: every update below it was confirmed."""
+        offsets = [int(p.get("offset") or 0) for p in self.sent("getUpdates")]
+        return max(offsets, default=0)
+
     async def _handle(self, request: web.Request) -> web.Response:
         method = request.match_info["method"]
         params = dict(await request.post())
         self.calls.append((method, params))
         if method == "getUpdates":
+            if self.failures > 0:
+                self.failures -= 1
+                error = {"ok": False, "error_code": 500, "description": "Internal Server Error"}
+                return web.json_response(error, status=500)
             return web.json_response({"ok": True, "result": await self._get_updates(params)})
         return web.json_response({"ok": True, "result": self._answer(method, params)})
 

@@ -1,0 +1,168 @@
+"""Long polling that confirms an update to Telegram only after it was handled.
+
+aiogram's own polling hands each update to a task and asks for the next batch at once; the
+next getUpdates carries the new offset, which tells Telegram the earlier updates arrived,
+so a process killed while their handlers still run loses them for good. Here each batch
+is handled concurrently, and the next getUpdates (the confirmation) is sent only when all
+of the batch's handlers have returned. A crash then means the unconfirmed batch comes
+again, and idempotency keys make a second delivery harmless.
+
+A handler stuck far longer than any award takes (a reply held back by a flood wait, a
+locked database) must not stall every other chat: after `confirm_after` seconds the batch
+is confirmed anyway and what still runs finishes in the background (and is waited for on
+stop).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Sequence
+from contextlib import suppress
+from typing import Any
+
+from aiogram import Bot, Dispatcher
+from aiogram.methods import GetUpdates
+from aiogram.types import Update
+from aiogram.utils.backoff import Backoff, BackoffConfig
+
+log = logging.getLogger(__name__)
+
+BACKOFF = BackoffConfig(min_delay=1.0, max_delay=5.0, factor=1.3, jitter=0.1)
+
+
+class Poller:
+    """Polls one bot for one dispatcher until `stop()` (or SIGINT/SIGTERM when asked)."""
+
+    def __init__(
+        self,
+        dispatcher: Dispatcher,
+        bot: Bot,
+        *,
+        timeout: int = 10,
+        allowed_updates: Sequence[str] | None = None,
+        backoff: BackoffConfig = BACKOFF,
+        confirm_after: float = 10.0,
+        drain_timeout: float = 30.0,
+    ) -> None:
+        self.dispatcher = dispatcher
+        self.bot = bot
+        self.timeout = timeout
+        self.allowed_updates = (
+            list(allowed_updates)
+            if allowed_updates is not None
+            else dispatcher.resolve_used_update_types()
+        )
+        self.confirm_after = confirm_after
+        self.drain_timeout = drain_timeout
+        self._backoff = Backoff(config=backoff)
+        self._stop = asyncio.Event()
+        # Handlers of confirmed batches that overran confirm_after.
+        self._late: set[asyncio.Future[None]] = set()
+        # The first update not yet handled; Telegram forgets those before it.
+        self.offset: int | None = None
+        self.batches = 0
+        self.handled = 0
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    async def run(self, *, handle_signals: bool = False, **data: Any) -> None:
+        """Poll, handle each batch, confirm it; on stop, confirm the batch in hand and return.
+
+        `data` reaches the handlers beside the dispatcher's workflow_data, as with
+        aiogram's start_polling.
+        """
+        loop = asyncio.get_running_loop()
+        if handle_signals:
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(signum, self.stop)
+        data = {"dispatcher": self.dispatcher, "bots": (self.bot,), **data}
+        hooks = {**self.dispatcher.workflow_data, **data}
+        await self.dispatcher.emit_startup(bot=self.bot, **hooks)
+        log.info("Polling for updates (confirmed once handled)")
+        try:
+            while not self._stop.is_set():
+                updates = await self._next_batch()
+                if updates is None:
+                    break
+                if updates:
+                    await self._handle(updates, data)
+            if self._late:
+                await asyncio.wait(self._late, timeout=self.drain_timeout)
+            await self._confirm()
+        finally:
+            if handle_signals:
+                for signum in (signal.SIGTERM, signal.SIGINT):
+                    loop.remove_signal_handler(signum)
+            await self.dispatcher.emit_shutdown(bot=self.bot, **hooks)
+            log.info("Polling stopped")
+
+    async def _next_batch(self) -> list[Update] | None:
+        """The next updates (maybe none), or None once stopped while waiting for them."""
+        request = GetUpdates(
+            offset=self.offset, timeout=self.timeout, allowed_updates=self.allowed_updates
+        )
+        fetch = asyncio.ensure_future(self.bot(request, request_timeout=self._request_timeout()))
+        stopped = asyncio.ensure_future(self._stop.wait())
+        try:
+            await asyncio.wait({fetch, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopped.cancel()
+        if not fetch.done():
+            fetch.cancel()
+            with suppress(asyncio.CancelledError, Exception):
+                await fetch
+            return None
+        try:
+            updates = fetch.result()
+        except Exception as exc:
+            delay = next(self._backoff)
+            log.error(
+                "Could not fetch updates (%s: %s); trying again in %.1f s",
+                type(exc).__name__, exc, delay,
+            )  # fmt: skip
+            with suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), delay)
+            return []
+        self._backoff.reset()
+        return updates
+
+    async def _handle(self, updates: list[Update], data: dict[str, Any]) -> None:
+        """Handle a batch concurrently; only then may the next request confirm it."""
+        handlers = [asyncio.ensure_future(self._handle_one(update, data)) for update in updates]
+        _, late = await asyncio.wait(handlers, timeout=self.confirm_after)
+        if late:
+            log.warning(
+                "%d of %d updates still being handled after %.0f s; polling goes on",
+                len(late), len(updates), self.confirm_after,
+            )  # fmt: skip
+            self._late |= late
+            for handler in late:
+                handler.add_done_callback(self._late.discard)
+        self.offset = updates[-1].update_id + 1
+        self.batches += 1
+        self.handled += len(updates)
+
+    async def _handle_one(self, update: Update, data: dict[str, Any]) -> None:
+        try:
+            await self.dispatcher.feed_update(self.bot, update, **data)
+        except Exception:
+            # The dispatcher's error handlers did not take it. It counts as handled: the
+            # same update again would fail the same way, forever.
+            log.exception("update %s failed", update.update_id)
+
+    async def _confirm(self) -> None:
+        """Tell Telegram the handled batches arrived, so they are not delivered again."""
+        if self.offset is None:
+            return
+        request = GetUpdates(offset=self.offset, timeout=0, limit=1)
+        try:
+            await self.bot(request, request_timeout=10)
+        except Exception as exc:
+            log.warning("Could not confirm the last updates (%s); they may come again", exc)
+
+    def _request_timeout(self) -> int:
+        # Longer than the long poll itself, or every quiet poll would end in a timeout.
+        return int(self.bot.session.timeout + self.timeout)
