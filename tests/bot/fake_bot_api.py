@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
+from collections import Counter
 from typing import Any
 
 from aiohttp import web
@@ -26,6 +27,8 @@ class FakeBotAPI:
         self.url = ""
         # getUpdates answers this many requests with a server error first.
         self.failures = 0
+        # How many times each update id was handed out by getUpdates.
+        self.served: Counter[int] = Counter()
 
     async def start(self) -> str:
         app = web.Application()
@@ -67,7 +70,9 @@ class FakeBotAPI:
         return web.json_response({"ok": True, "result": self._answer(method, params)})
 
     async def _get_updates(self, params: dict[str, Any]) -> list[dict[str, Any]]:
-        offset = int(params.get("offset", 0) or 0)
+        # As Telegram: an offset confirms every update below it, for good, and a request
+        # without one gets what is not confirmed yet.
+        offset = max(int(params.get("offset", 0) or 0), self.confirmed())
         pending = [u for u in self._updates if u["update_id"] >= offset]
         if not pending:
             self._new_update.clear()
@@ -76,6 +81,9 @@ class FakeBotAPI:
             except TimeoutError:
                 return []
             pending = [u for u in self._updates if u["update_id"] >= offset]
+        limit = int(params.get("limit", 100) or 100)
+        pending = pending[:limit]
+        self.served.update(u["update_id"] for u in pending)
         return pending
 
     def _answer(self, method: str, params: dict[str, Any]) -> Any:
