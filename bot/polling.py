@@ -77,7 +77,8 @@ class Poller:
         loop = asyncio.get_running_loop()
         if handle_signals:
             for signum in (signal.SIGTERM, signal.SIGINT):
-                loop.add_signal_handler(signum, self.stop)
+                with suppress(NotImplementedError):  # no signal handlers on Windows' loop
+                    loop.add_signal_handler(signum, self.stop)
         data = {"dispatcher": self.dispatcher, "bots": (self.bot,), **data}
         hooks = {**self.dispatcher.workflow_data, **data}
         await self.dispatcher.emit_startup(bot=self.bot, **hooks)
@@ -95,7 +96,8 @@ class Poller:
         finally:
             if handle_signals:
                 for signum in (signal.SIGTERM, signal.SIGINT):
-                    loop.remove_signal_handler(signum)
+                    with suppress(NotImplementedError):
+                        loop.remove_signal_handler(signum)
             await self.dispatcher.emit_shutdown(bot=self.bot, **hooks)
             log.info("Polling stopped")
 
