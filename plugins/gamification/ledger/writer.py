@@ -78,8 +78,9 @@ class Posting(NamedTuple):
 
 
 # A person's awards for the same kind of message repeat the same request; the hash of a
-# repeat is looked up rather than computed again.
-@functools.lru_cache(maxsize=4096)
+# repeat is looked up rather than computed again. Sized like the writer's account cache:
+# one entry (about 300 bytes) per recently active account.
+@functools.lru_cache(maxsize=ACCOUNT_CACHE)
 def posting_request(
     chat_id: int,
     user_id: int,
