@@ -36,7 +36,9 @@ def build_parser(commands: Sequence[CliCommand]) -> argparse.ArgumentParser:
         parents=[common],
         help="run the bot with long polling until SIGINT or SIGTERM",
         description="Run the bot with long polling ([bot] api_server selects a local Bot API"
-        " server). SIGINT or SIGTERM stops polling, commits queued points and exits 0.",
+        " server). Each batch of updates is confirmed to the server only once handled, so"
+        " a killed bot gets its unfinished updates again. SIGINT or SIGTERM lets the batch"
+        " in hand finish, commits queued points and exits 0.",
     )
     run.set_defaults(handler=None)
     for command in commands:
