@@ -12,7 +12,7 @@ import sqlite3
 from bisect import bisect_right
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from zoneinfo import ZoneInfo
 
 from plugins.gamification.clock import format_utc
@@ -100,14 +100,10 @@ class Effects:
             for a in rules.achievements
             if a.condition.type in ("activity", "event", "thanks_received")
         )
-        # One-entry caches; Effects runs only on the writer's thread.
-        epoch = datetime.fromtimestamp(0, UTC)
-        self._day_of = (epoch, self.local_day_uncached(epoch))
-        self._day_text = self._day_of[1].isoformat()  # the last local_day, as text
-        self._stamp_of = (epoch, format_utc(epoch))
-
-    def local_day_uncached(self, moment: datetime) -> date:
-        return moment.astimezone(self._zone).date()
+        # What _at last worked out, and for which moment (Effects runs only on the
+        # writer's thread).
+        self._moment: datetime | None = None
+        self._facts = (date.min, "", "")
 
     def level_of(self, earned: int) -> int:
         return bisect_right(self._thresholds, earned)
@@ -116,18 +112,15 @@ class Effects:
         """Lifetime points at which `level` is reached (0 for level 0)."""
         return 0 if level <= 0 else self._thresholds[min(level, len(self._thresholds)) - 1]
 
-    def local_day(self, moment: datetime) -> date:
-        # A batch's transactions share one moment: convert it once.
-        if moment != self._day_of[0]:
-            self._day_of = (moment, self.local_day_uncached(moment))
-            self._day_text = self._day_of[1].isoformat()
-        return self._day_of[1]
+    def _at(self, moment: datetime) -> tuple[date, str, str]:
+        """(local day, that day as text, `moment` as stored by format_utc).
 
-    def _stamp(self, moment: datetime) -> str:
-        """`moment` as stored (format_utc), formatted once per batch."""
-        if moment != self._stamp_of[0]:
-            self._stamp_of = (moment, format_utc(moment))
-        return self._stamp_of[1]
+        A batch's transactions share one moment, so this is worked out once per batch.
+        """
+        if moment != self._moment:
+            day = moment.astimezone(self._zone).date()
+            self._moment, self._facts = moment, (day, day.isoformat(), format_utc(moment))
+        return self._facts
 
     def streak(self, tx: Transaction, account: AccountRow) -> AccountRow:
         """The account after `tx`: its streak and today's activity points.
@@ -137,8 +130,7 @@ class Effects:
         """
         if tx.kind not in (TxKind.ACTIVITY, TxKind.EVENT) or tx.amount <= 0:
             return account
-        today = self.local_day(tx.created_at)
-        day = self._day_text
+        today, day, _ = self._at(tx.created_at)
         activity_day, activity_today = account.activity_day, account.activity_today
         if tx.kind is TxKind.ACTIVITY:
             activity_today = (activity_today if activity_day == day else 0) + tx.amount
@@ -250,7 +242,7 @@ class Effects:
             taken = frozenset(current.split(",")) - {""}
             if spec.id in taken:
                 continue
-            at = self._stamp(tx.created_at)
+            at = self._at(tx.created_at)[2]
             conn.execute(UPSERT_UNLOCK, (tx.chat_id, tx.user_id, spec.id, at, tx.id))
             ids = ",".join(sorted(taken | {spec.id}))
             conn.execute(SET_ACHIEVEMENTS, (ids, tx.chat_id, tx.user_id))
@@ -311,5 +303,5 @@ class Effects:
         conn.execute(
             INSERT_OUTBOX,
             (event_id, kind, tx.chat_id, tx.user_id, compact_json(payload),
-             self._stamp(tx.created_at)),
+             self._at(tx.created_at)[2]),
         )  # fmt: skip
