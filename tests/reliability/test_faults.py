@@ -533,3 +533,23 @@ async def test_the_store_serves_again_after_a_failed_rollback(tmp_path: Path, sh
         f"store fault (failed ROLLBACK after a half-written op): {figures.transactions}"
         " transactions, check clean, the same writer served on"
     )
+
+
+def test_accounts_dropped_from_a_small_cache_are_read_back_right(tmp_path: Path) -> None:
+    """The writer keeps only so many account rows; one evicted and written again is read
+    from the database, so its chain and balance carry on where they were."""
+    path = tmp_path / "evict.sqlite3"
+    conn = connect(path)
+    migrate(conn)
+    writer = BatchWriter(FakeClock(START).now, Effects(ProgressRules()), cached_accounts=2)
+    expected: Counter[int] = Counter()
+    for round_number in range(4):
+        ops = [post(user, user, f"evict:{round_number}:{user}") for user in range(1, 6)]
+        apply_all(writer, conn, ops)
+        expected.update({user: user for user in range(1, 6)})
+        assert len(writer._accounts) == 2  # the bound holds
+    conn.close()
+    balances = dict(rows(path, "SELECT user_id, balance FROM accounts WHERE chat_id = ?", (CHAT,)))
+    assert balances == dict(expected)
+    assert rows(path, "SELECT MAX(seq) FROM accounts") == [(4,)]
+    assert_sound(path)
