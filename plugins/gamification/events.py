@@ -66,6 +66,9 @@ class Event(BaseModel):
 
 EventHandler = Callable[[Event], Awaitable[None]]
 
+# Distinct event types whose matching subscriptions the in-process bus remembers.
+MATCH_CACHE = 1024
+
 
 class Subscription:
     """One subscriber: which event types it wants and what happened to the events it matched.
@@ -143,6 +146,10 @@ class InProcessBus:
         # How long close(), unsubscribe() and drain() wait for subscribers to catch up.
         self._timeout = timeout
         self._routes: dict[Subscription, _Route] = {}
+        # Event type -> the routes whose pattern matches it, in subscription order; emptied
+        # whenever a subscription comes or goes. A busy bot publishes a handful of types
+        # thousands of times, and each glob match costs more than the put itself.
+        self._matching: dict[str, tuple[tuple[Subscription, _Route], ...]] = {}
         self._closed = False
         self.published = 0
 
@@ -165,6 +172,7 @@ class InProcessBus:
         subscription = Subscription(pattern, handler, label)
         route = _Route(self._queue_size)
         self._routes[subscription] = route
+        self._matching.clear()
         try:
             asyncio.get_running_loop()
         except RuntimeError:
@@ -179,9 +187,16 @@ class InProcessBus:
         self.published += 1
         # No await between the checks and the puts: every queue receives events in the same
         # order publish was called, which is what gives each subscriber publish order.
-        for subscription, route in list(self._routes.items()):
-            if not subscription.matches(event.type):
-                continue
+        matching = self._matching.get(event.type)
+        if matching is None:
+            if len(self._matching) >= MATCH_CACHE:
+                self._matching.clear()  # types are free-form: never let them pile up
+            matching = self._matching[event.type] = tuple(
+                (subscription, route)
+                for subscription, route in self._routes.items()
+                if subscription.matches(event.type)
+            )
+        for subscription, route in matching:
             if route.task is None:
                 self._start(subscription, route)
             try:
@@ -213,6 +228,7 @@ class InProcessBus:
         route = self._routes.pop(subscription, None)
         if route is None:
             return
+        self._matching.clear()
         await self._retire([(subscription, route)])
 
     async def drain(self) -> None:
@@ -233,6 +249,7 @@ class InProcessBus:
         self._closed = True
         routes = list(self._routes.items())
         self._routes.clear()
+        self._matching.clear()
         await self._retire(routes)
 
     def _start(self, subscription: Subscription, route: _Route) -> None:

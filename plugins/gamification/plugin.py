@@ -105,7 +105,7 @@ class GamificationPlugin:
         user, admin = menu()
         ctx.user_commands.extend(user)
         ctx.admin_commands.extend(admin)
-        return build_router(section)
+        return build_router()
 
     def commands(self) -> Iterable[CliCommand]:
         return cli_commands()

@@ -71,6 +71,8 @@ class GamificationServices:
         self.admin_cache: OrderedDict[tuple[int, int], tuple[float, bool]] = OrderedDict()
         self.store = engine.store
         self.config = config
+        # Group messages are worth scoring at all: activity or thanks is switched on.
+        self.scores_messages = config.activity.enabled or config.thanks.enabled
         self.clock = engine.clock
         self.gate = AntiAbuseGate(config.anti_abuse)
         self.stats = Stats()

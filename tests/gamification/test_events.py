@@ -337,6 +337,38 @@ async def test_unsubscribe_finishes_what_was_queued_and_then_stops(bus: InProces
     assert subscription not in bus.subscriptions
 
 
+async def test_a_later_subscription_gets_types_already_published(bus: InProcessBus) -> None:
+    early, late, other = Recorder(), Recorder(), Recorder()
+    bus.subscribe("game.*", early)
+    await bus.publish(event(n=0))
+    bus.subscribe("game.round_won", late)
+    bus.subscribe("narrative.*", other)
+    await bus.publish(event(n=1))
+    await bus.drain()
+
+    assert early.seen == ["e0", "e1"]
+    assert late.seen == ["e1"]
+    assert other.seen == []
+
+
+async def test_many_distinct_event_types_all_reach_their_subscribers(
+    bus: InProcessBus,
+) -> None:
+    # More distinct types than the bus remembers matches for: each still routes by glob.
+    games, everything = Recorder(), Recorder()
+    bus.subscribe("game.*", games)
+    bus.subscribe("*", everything)
+    types = [f"game.level_{n}" if n % 2 else f"user.step_{n}" for n in range(3_000)]
+    for n, type_ in enumerate(types):
+        await bus.publish(event(type_, n=n))
+        if n % 500 == 499:
+            await bus.drain()  # within the queues' bound: nothing is dropped
+    await bus.drain()
+
+    assert everything.seen == [f"e{n}" for n in range(3_000)]
+    assert games.seen == [f"e{n}" for n in range(1, 3_000, 2)]
+
+
 async def test_close_delivers_what_is_queued_then_refuses_events() -> None:
     bus = InProcessBus()
     recorder = Recorder(yields=3)

@@ -1,25 +1,32 @@
-"""The plugin's aiogram routers: admin and user commands first, the passive listener last."""
+"""The plugin's aiogram router: the passive listener first, then the commands.
+
+The shape is kept shallow on purpose: every group message crosses it, and each router
+level and filter it passes costs aiogram about as much as a whole no-op dispatch. An
+ordinary message runs the listener (one handler, no filter), which raises SkipHandler,
+and is then turned away by the commands router's single cheap IsCommand filter; the
+command routers below it are only entered by commands.
+"""
 
 from __future__ import annotations
 
 from aiogram import Router
 from aiogram.types import BotCommand
 
-from plugins.gamification.config import GamificationConfig
-from plugins.gamification.handlers.activity import activity_router
+from plugins.gamification.handlers.activity import on_message
 from plugins.gamification.handlers.admin import ADMIN_COMMANDS, admin_router
-from plugins.gamification.handlers.middleware import RememberPeople
+from plugins.gamification.handlers.filters import IsCommand
 from plugins.gamification.handlers.user import USER_COMMANDS, user_router
 
 
-def build_router(config: GamificationConfig) -> Router:
+def build_router() -> Router:
     """A fresh router tree each call: a router can be attached to only one parent."""
     root = Router(name="gamification")
-    root.message.outer_middleware(RememberPeople())
-    # Commands are matched before the passive listener, which never swallows a message.
-    root.include_routers(admin_router(), user_router())
-    if config.activity.enabled or config.thanks.enabled:
-        root.include_router(activity_router())
+    # Remembers people and scores, then lets the message go on, commands included.
+    root.message.register(on_message)
+    commands = Router(name="gamification.commands")
+    commands.message.filter(IsCommand())
+    commands.include_routers(admin_router(), user_router())
+    root.include_router(commands)
     return root
 
 

@@ -1,35 +1,56 @@
-"""The passive listener: scores group messages and thanks, then lets the message go on."""
+"""The passive listener: remembers who wrote, scores group messages and thanks, then lets
+the message go on."""
 
 from __future__ import annotations
 
 import html
 import logging
 
-from aiogram import Router
 from aiogram.dispatcher.event.bases import SkipHandler
 from aiogram.types import Message
 
 from plugins.gamification.errors import GamificationError
 from plugins.gamification.handlers.facts import (
+    GROUP_TYPES,
     activity_fact,
+    person_of,
     thanks_fact,
 )
-from plugins.gamification.handlers.filters import InGroup
 from plugins.gamification.models import Receipt
 from plugins.gamification.services import GamificationServices
 
 log = logging.getLogger(__name__)
 
 
-async def on_group_message(message: Message, gamification: GamificationServices) -> None:
-    """Score the message, then raise SkipHandler so routers after this one still see it."""
-    try:
-        await _score(message, gamification)
-    except GamificationError as exc:
-        log.warning("chat %s message %s not scored: %s", message.chat.id, message.message_id, exc)
-    except Exception:
-        log.exception("chat %s message %s: scoring failed", message.chat.id, message.message_id)
+async def on_message(message: Message, gamification: GamificationServices) -> None:
+    """Remember the people in the message and score it when it is group activity, then
+    raise SkipHandler so the plugin's commands and every router after it still see it.
+
+    It is the first handler of the plugin's router, with no filter of its own: every
+    message passes here exactly once, so what it skips costs no filter call.
+    """
+    remember_people(message, gamification)
+    if message.chat.type in GROUP_TYPES and gamification.scores_messages:
+        try:
+            await _score(message, gamification)
+        except GamificationError as exc:
+            log.warning(
+                "chat %s message %s not scored: %s", message.chat.id, message.message_id, exc
+            )
+        except Exception:
+            log.exception(
+                "chat %s message %s: scoring failed", message.chat.id, message.message_id
+            )
     raise SkipHandler
+
+
+def remember_people(message: Message, gamification: GamificationServices) -> None:
+    """Keep the author and the replied-to author, for @username targets and names."""
+    if message.from_user is not None:
+        gamification.remember(person_of(message.from_user))
+    replied = message.reply_to_message
+    if replied is not None and replied.from_user is not None:
+        gamification.remember(person_of(replied.from_user))
 
 
 async def _score(message: Message, gamification: GamificationServices) -> None:
@@ -50,9 +71,3 @@ async def _score(message: Message, gamification: GamificationServices) -> None:
             f"{html.escape(receiver)} +{outcome.transaction.amount} "
             f"(thanks from {html.escape(giver)}), now {outcome.balance}."
         )
-
-
-def activity_router() -> Router:
-    router = Router(name="gamification.activity")
-    router.message.register(on_group_message, InGroup())
-    return router

@@ -14,7 +14,6 @@ from aiogram.types import BotCommand, Message
 
 from plugins.gamification.errors import GamificationError
 from plugins.gamification.handlers.facts import GROUP_TYPES, replied_message
-from plugins.gamification.handlers.filters import IsCommand
 from plugins.gamification.handlers.parsing import (
     CommandSyntaxError,
     TargetSpec,
@@ -323,7 +322,6 @@ def _bus_line(services: GamificationServices) -> str:
 
 def admin_router() -> Router:
     router = Router(name="gamification.admin")
-    router.message.filter(IsCommand())
     actions: dict[str, Action] = {
         "award": _award,
         "deduct": _deduct,

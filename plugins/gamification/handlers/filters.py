@@ -10,12 +10,7 @@ from aiogram.enums import ChatType
 from aiogram.filters import Filter
 from aiogram.types import Message
 
-from plugins.gamification.handlers.facts import GROUP_TYPES, is_command
-
-
-class InGroup(Filter):
-    async def __call__(self, message: Message) -> bool:
-        return message.chat.type in GROUP_TYPES
+from plugins.gamification.handlers.facts import is_command
 
 
 class InPrivate(Filter):

@@ -7,7 +7,7 @@ from aiogram.filters import Command, CommandObject, CommandStart
 from aiogram.types import BotCommand, Message
 
 from plugins.gamification.handlers.facts import GROUP_TYPES
-from plugins.gamification.handlers.filters import InPrivate, IsCommand
+from plugins.gamification.handlers.filters import InPrivate
 from plugins.gamification.handlers.texts import cut, esc, history_text, leaderboard_text
 from plugins.gamification.models import Period
 from plugins.gamification.services import GamificationServices
@@ -143,7 +143,6 @@ async def history_command(message: Message, gamification: GamificationServices) 
 
 def user_router() -> Router:
     router = Router(name="gamification.user")
-    router.message.filter(IsCommand())
     router.message.register(start_command, CommandStart(), InPrivate())
     router.message.register(help_command, Command("help"))
     router.message.register(points_command, Command("points"))
