@@ -91,10 +91,11 @@ class OutboxRelay:
         breaker_cooldown: float = 10.0,
         keep_delivered: int = 10_000,
         poll_interval: float = 1.0,
+        prune_every: int = 1_000,
         publish_timeout: float = 5.0,
     ) -> None:
-        if batch_size < 1 or breaker_threshold < 1:
-            raise ValueError("batch_size and breaker_threshold must be at least 1")
+        if batch_size < 1 or breaker_threshold < 1 or prune_every < 1:
+            raise ValueError("batch_size, breaker_threshold and prune_every must be at least 1")
         if keep_delivered < 1:
             # The newest row must survive pruning: without AUTOINCREMENT SQLite gives the next
             # row max(id) + 1, and an emptied table would reuse ids, breaking commit order.
@@ -120,6 +121,10 @@ class OutboxRelay:
         self.failures = 0
         self.lag = 0
         self.last_error: str | None = None
+        # Delivered rows are pruned once this many more went out, in one statement: a
+        # prune after every small batch cost a read and a write per batch for a few rows.
+        self._prune_every = prune_every
+        self._unpruned = 0
 
     # -- state ------------------------------------------------------------------------------
 
@@ -182,8 +187,10 @@ class OutboxRelay:
                     break
                 if len(rows) < limit:
                     break
-            if total:
+            self._unpruned += total
+            if self._unpruned >= self._prune_every:
                 await self._prune()
+                self._unpruned = 0
             return total
 
     async def _publish(self, rows: Sequence[Sequence[Any]]) -> tuple[int, Exception | None]:

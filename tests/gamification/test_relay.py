@@ -442,7 +442,7 @@ async def test_a_relay_killed_mid_delivery_delivers_everything_after_restart(
 async def test_pruning_keeps_only_the_newest_delivered_rows(
     store: LedgerStore, clock: FakeClock, bus: FlakyBus, inner: InProcessBus, collector: Collector
 ) -> None:
-    relay = relay_for(store, bus, clock, keep_delivered=3, batch_size=4)
+    relay = relay_for(store, bus, clock, keep_delivered=3, batch_size=4, prune_every=1)
     await commit(store, clock, 1, 10)
     assert await relay.run_once() == 10
     assert [row[0] for row in outbox(store.path)] == [8, 9, 10]
@@ -468,11 +468,34 @@ async def test_pruning_keeps_only_the_newest_delivered_rows(
     assert collector.ids == [f"ev-{n:04d}" for n in range(1, 15)]
 
 
+async def test_pruning_waits_for_prune_every_deliveries(
+    store: LedgerStore, clock: FakeClock, bus: FlakyBus, inner: InProcessBus, collector: Collector
+) -> None:
+    relay = relay_for(store, bus, clock, keep_delivered=2, batch_size=3, prune_every=5)
+    await commit(store, clock, 1, 4)
+    assert await relay.run_once() == 4
+    # Four delivered since the last prune: all of them are still there.
+    assert [row[0] for row in outbox(store.path)] == [1, 2, 3, 4]
+
+    await commit(store, clock, 5, 3)
+    assert await relay.run_once() == 3
+    # Seven delivered: pruned down to the newest two, and the count starts again.
+    assert [row[0] for row in outbox(store.path)] == [6, 7]
+
+    await commit(store, clock, 8, 4)
+    assert await relay.run_once() == 4
+    assert [row[0] for row in outbox(store.path)] == [6, 7, 8, 9, 10, 11]
+    await inner.drain()
+    assert collector.ids == [f"ev-{n:04d}" for n in range(1, 12)]
+
+
 async def test_keep_delivered_must_keep_at_least_the_newest_row(
     store: LedgerStore, clock: FakeClock, bus: FlakyBus
 ) -> None:
     with pytest.raises(ValueError, match="keep_delivered"):
         OutboxRelay(store, bus, clock=clock, keep_delivered=0)
+    with pytest.raises(ValueError, match="prune_every"):
+        OutboxRelay(store, bus, clock=clock, prune_every=0)
 
 
 async def test_lag_counts_undelivered_rows_as_last_seen(
