@@ -53,6 +53,7 @@ def test_the_bench_reports_every_row_and_writes_the_file(tmp_path: Path) -> None
     assert "scaled (tiny)" in written
     assert "Targets met:" in written
     assert "Total runtime:" in written
+    assert "End-to-end CPU, every thread of the process:" in written
     assert "FAILED" not in written
     # Every temporary ledger is removed; only the report is left.
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bench.md"]

@@ -102,17 +102,28 @@ def message_rounds(bot: Bot, users: int, rounds: int, step: float) -> list[list[
     return result
 
 
-async def feed(dispatcher: Dispatcher, bot: Bot, updates: Sequence[Update]) -> float:
-    """Seconds to handle every update with WIDTH of them in flight."""
+@dataclass(frozen=True, slots=True)
+class Took:
+    """Wall-clock seconds, and CPU seconds of the whole process (every thread)."""
+
+    seconds: float
+    cpu: float
+
+    def __add__(self, other: Took) -> Took:
+        return Took(self.seconds + other.seconds, self.cpu + other.cpu)
+
+
+async def feed(dispatcher: Dispatcher, bot: Bot, updates: Sequence[Update]) -> Took:
+    """Time to handle every update with WIDTH of them in flight."""
     pending = iter(updates)
 
     async def worker() -> None:
         for update in pending:
             await dispatcher.feed_update(bot, update)
 
-    started = time.perf_counter()
+    cpu, started = time.process_time(), time.perf_counter()
     await asyncio.gather(*(worker() for _ in range(WIDTH)))
-    return time.perf_counter() - started
+    return Took(time.perf_counter() - started, time.process_time() - cpu)
 
 
 def noop_dispatcher() -> Dispatcher:
@@ -137,6 +148,9 @@ class EndToEnd:
     scored: int
     refused: dict[str, int]
     first_sight_rate: float
+    # CPU seconds of every thread of the process over the same messages.
+    cpu_seconds: float = 0.0
+    noop_cpu_seconds: float = 0.0
 
     @property
     def rate(self) -> float:
@@ -145,6 +159,21 @@ class EndToEnd:
     @property
     def noop_rate(self) -> float:
         return self.messages / self.noop_seconds
+
+    @property
+    def cpu_per_message(self) -> float:
+        return self.cpu_seconds / self.messages
+
+    @property
+    def noop_cpu_per_message(self) -> float:
+        return self.noop_cpu_seconds / self.messages
+
+    def ceiling(self, cores: int) -> float:
+        """The best share of the no-op rate the same CPU work per message could reach,
+        were it spread perfectly over `cores` cores."""
+        if not self.cpu_seconds:
+            return float("inf")
+        return cores / self.cpu_per_message / self.noop_rate
 
 
 async def end_to_end(database: Path, messages: int, users: int) -> EndToEnd:
@@ -167,18 +196,28 @@ async def end_to_end(database: Path, messages: int, users: int) -> EndToEnd:
             with frozen_inputs():
                 # First, while the app is idle: nothing of ours runs in the background yet.
                 await feed(noop, app.bot, plan[0])
-                noop_seconds = await feed(noop, app.bot, timed)
+                noop_took = await feed(noop, app.bot, timed)
                 first_sight = await feed(app.dispatcher, app.bot, plan[0])
                 awards, refusals = services.stats.awards, services.stats.refusals.copy()
-                seconds = 0.0
+                took = Took(0.0, 0.0)
                 for number, updates in enumerate(plan[1:], 1):
                     clock.set(START + timedelta(seconds=number * step))
-                    seconds += await feed(app.dispatcher, app.bot, updates)
+                    took += await feed(app.dispatcher, app.bot, updates)
             scored = services.stats.awards - awards
             refused = dict(services.stats.refusals - refusals)
     finally:
         quiet.setLevel(level)
-    return EndToEnd(len(timed), users, seconds, noop_seconds, scored, refused, users / first_sight)
+    return EndToEnd(
+        len(timed),
+        users,
+        took.seconds,
+        noop_took.seconds,
+        scored,
+        refused,
+        users / first_sight.seconds,
+        took.cpu,
+        noop_took.cpu,
+    )
 
 
 # -- bus events ---------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 
 from plugins.gamification.bench import app
@@ -227,6 +228,15 @@ def notes(r: Results, scale: Scale) -> list[str]:
             f" person is new (remembered, today's total and streak read), ran at"
             f" {rate(e.first_sight_rate)} and is not in the figure."
         )
+        if e.cpu_seconds:
+            cores = os.cpu_count() or 1
+            lines.append(
+                f"End-to-end CPU, every thread of the process: {e.cpu_per_message * 1e6:,.0f} µs"
+                f" per message for ours, {e.noop_cpu_per_message * 1e6:,.0f} µs for the no-op."
+                f" Even spread perfectly over this machine's {cores} core(s), that much work"
+                f" per message could reach at most {share(e.ceiling(cores))} of the no-op"
+                f" rate."
+            )
     if r.inbound is not None:
         outcomes = ", ".join(f"{k} {v:,}" for k, v in sorted(r.inbound.outcomes.items()))
         lines.append(
