@@ -15,6 +15,12 @@ from plugins.gamification.bench.report import DASH, Row, Target, ms, percentile,
 from plugins.gamification.bench.scale import FULL_INTEGRITY_TX, FULL_MEMORY_AWARDS, Scale
 
 FAILED = "failed (see the notes)"
+
+
+def plural(count: int, word: str) -> str:
+    return word if count == 1 else f"{word}s"
+
+
 WIDTHS = (10, 100, 1_000)
 
 SINGLE_P50 = "single award latency p50"
@@ -233,9 +239,9 @@ def notes(r: Results, scale: Scale) -> list[str]:
             lines.append(
                 f"End-to-end CPU, every thread of the process: {e.cpu_per_message * 1e6:,.0f} µs"
                 f" per message for ours, {e.noop_cpu_per_message * 1e6:,.0f} µs for the no-op."
-                f" Even spread perfectly over this machine's {cores} core(s), that much work"
-                f" per message could reach at most {share(e.ceiling(cores))} of the no-op"
-                f" rate."
+                f" Even spread perfectly over this machine's {cores} {plural(cores, 'core')},"
+                f" that much work per message could reach at most {share(e.ceiling(cores))}"
+                f" of the no-op rate."
             )
     if r.inbound is not None:
         outcomes = ", ".join(f"{k} {v:,}" for k, v in sorted(r.inbound.outcomes.items()))
