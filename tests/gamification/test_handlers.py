@@ -316,6 +316,20 @@ async def test_award_by_reply(h: TelegramHarness) -> None:
     assert text.endswith(": helpful. Balance 40.")
 
 
+async def test_a_command_reply_with_a_thanks_word_is_only_the_command(
+    h: TelegramHarness,
+) -> None:
+    """A command is never a thanks, whatever words it carries, ours or another bot's."""
+    update = await h.say(CHAT, BOB, SENTENCES[0])
+    assert update.message is not None
+    replied = update.message.message_id
+    text = await reply_sent(h, MOD, "/award 30 thanks for the help", reply_to=replied)
+    assert text.endswith(": thanks for the help. Balance 40.")
+    await h.say(CHAT, ALICE, "/poll thanks", reply_to=replied)
+    assert thanks_rows(h) == []
+    assert await h.balance(CHAT_ID, 2) == 40
+
+
 async def test_award_by_reply_without_reason(h: TelegramHarness) -> None:
     update = await h.say(CHAT, BOB, SENTENCES[0])
     assert update.message is not None

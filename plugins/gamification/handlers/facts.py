@@ -91,6 +91,8 @@ def thanks_fact(
 ) -> ThanksFact | None:
     if not config.thanks.enabled or message.chat.type not in GROUP_TYPES:
         return None
+    if is_command(message):
+        return None  # "/award 30 thanks for the help" is a command, never a thanks
     giver = message.from_user
     target = replied_message(message)
     if giver is None or giver.is_bot or message.sender_chat is not None or target is None:
