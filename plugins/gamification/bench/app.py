@@ -149,8 +149,8 @@ class EndToEnd:
     refused: dict[str, int]
     first_sight_rate: float
     # CPU seconds of every thread of the process over the same messages.
-    cpu_seconds: float = 0.0
-    noop_cpu_seconds: float = 0.0
+    cpu_seconds: float
+    noop_cpu_seconds: float
 
     @property
     def rate(self) -> float:
@@ -171,8 +171,6 @@ class EndToEnd:
     def ceiling(self, cores: int) -> float:
         """The best share of the no-op rate the same CPU work per message could reach,
         were it spread perfectly over `cores` cores."""
-        if not self.cpu_seconds:
-            return float("inf")
         return cores / self.cpu_per_message / self.noop_rate
 
 

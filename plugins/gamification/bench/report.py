@@ -122,6 +122,10 @@ def share(ratio: float) -> str:
     return f"{ratio:.0%}"
 
 
+def plural(count: int, word: str) -> str:
+    return word if count == 1 else f"{word}s"
+
+
 def _cell(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 

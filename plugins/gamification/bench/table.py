@@ -11,16 +11,20 @@ from plugins.gamification.bench.check import IntegrityRun
 from plugins.gamification.bench.ledger import BURST, Flight
 from plugins.gamification.bench.memory import Memory
 from plugins.gamification.bench.outbox import Outbound
-from plugins.gamification.bench.report import DASH, Row, Target, ms, percentile, rate, share, times
+from plugins.gamification.bench.report import (
+    DASH,
+    Row,
+    Target,
+    ms,
+    percentile,
+    plural,
+    rate,
+    share,
+    times,
+)
 from plugins.gamification.bench.scale import FULL_INTEGRITY_TX, FULL_MEMORY_AWARDS, Scale
 
 FAILED = "failed (see the notes)"
-
-
-def plural(count: int, word: str) -> str:
-    return word if count == 1 else f"{word}s"
-
-
 WIDTHS = (10, 100, 1_000)
 
 SINGLE_P50 = "single award latency p50"
@@ -234,15 +238,14 @@ def notes(r: Results, scale: Scale) -> list[str]:
             f" person is new (remembered, today's total and streak read), ran at"
             f" {rate(e.first_sight_rate)} and is not in the figure."
         )
-        if e.cpu_seconds:
-            cores = os.cpu_count() or 1
-            lines.append(
-                f"End-to-end CPU, every thread of the process: {e.cpu_per_message * 1e6:,.0f} µs"
-                f" per message for ours, {e.noop_cpu_per_message * 1e6:,.0f} µs for the no-op."
-                f" Even spread perfectly over this machine's {cores} {plural(cores, 'core')},"
-                f" that much work per message could reach at most {share(e.ceiling(cores))}"
-                f" of the no-op rate."
-            )
+        cores = os.cpu_count() or 1
+        lines.append(
+            f"End-to-end CPU, every thread of the process: {e.cpu_per_message * 1e6:,.0f} µs"
+            f" per message for ours, {e.noop_cpu_per_message * 1e6:,.0f} µs for the no-op."
+            f" Even spread perfectly over this machine's {cores} {plural(cores, 'core')},"
+            f" that much work per message could reach at most {share(e.ceiling(cores))} of"
+            f" the no-op rate."
+        )
     if r.inbound is not None:
         outcomes = ", ".join(f"{k} {v:,}" for k, v in sorted(r.inbound.outcomes.items()))
         lines.append(

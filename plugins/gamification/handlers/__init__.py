@@ -1,10 +1,11 @@
 """The plugin's aiogram router: the passive listener first, then the commands.
 
 The shape is kept shallow on purpose: every group message crosses it, and each router
-level and filter it passes costs aiogram about as much as a whole no-op dispatch. An
-ordinary message runs the listener (one handler, no filter), which raises SkipHandler,
-and is then turned away by the commands router's single cheap IsCommand filter; the
-command routers below it are only entered by commands.
+level an update enters costs aiogram about a sixth of a whole no-op dispatch (measured
+with `python -m bot bench`'s end-to-end harness). An ordinary message runs the listener
+(one handler, no filter), which raises SkipHandler, and is then turned away by the
+commands router's single cheap IsCommand filter; the command routers below it are only
+entered by commands.
 """
 
 from __future__ import annotations
