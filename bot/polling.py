@@ -96,7 +96,7 @@ class Poller:
         finally:
             if handle_signals:
                 for signum in (signal.SIGTERM, signal.SIGINT):
-                    with suppress(NotImplementedError):
+                    with suppress(NotImplementedError):  # as when they were added
                         loop.remove_signal_handler(signum)
             await self.dispatcher.emit_shutdown(bot=self.bot, **hooks)
             log.info("Polling stopped")
@@ -114,8 +114,11 @@ class Poller:
             stopped.cancel()
         if not fetch.done():
             fetch.cancel()
-            with suppress(asyncio.CancelledError, Exception):
-                await fetch
+            # Waited on, not awaited: awaiting the cancelled fetch would raise a
+            # CancelledError indistinguishable from one cancelling this task itself.
+            await asyncio.wait({fetch})
+            if not fetch.cancelled():
+                fetch.exception()  # retrieved, so asyncio does not log it as forgotten
             return None
         try:
             updates = fetch.result()
