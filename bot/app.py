@@ -21,7 +21,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from prometheus_client import CollectorRegistry
 
 from bot.config import AppConfig
-from bot.errors import on_error
+from bot.errors import not_for_redelivery, on_error
 from bot.flood import FloodControl
 from bot.metrics import MetricsServer, serve_metrics
 from bot.plugins import PluginContext, PluginRegistry
@@ -89,7 +89,8 @@ async def build_app(
     scheduler = build_scheduler(config.scheduler)
     host: HostData = {"config": config, "scheduler": scheduler}
     dispatcher = Dispatcher(name="host", **host)
-    dispatcher.errors.register(on_error)
+    # Not for errors that ask for the update again: those must reach the Poller.
+    dispatcher.errors.register(on_error, not_for_redelivery)
     stack = AsyncExitStack()
     app = App(bot, dispatcher, scheduler, stack, [], CollectorRegistry())
     try:

@@ -78,6 +78,9 @@ class StorageSettings(Section):
     synchronous: Literal["NORMAL", "FULL", "EXTRA"] = "FULL"
     busy_timeout_seconds: float = Field(default=5.0, gt=0, le=600)
     write_timeout_seconds: float = Field(default=30.0, gt=0, le=3600)
+    # How long a write that meets a lock or a full disk is retried before its update (or
+    # bus event) is handed back to be delivered again.
+    retry_seconds: float = Field(default=30.0, ge=0, le=3600)
 
 
 class PluginsSettings(Section):

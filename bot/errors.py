@@ -12,6 +12,23 @@ log = logging.getLogger(__name__)
 SORRY = "Sorry, something went wrong on my side. The admins can find it in the logs."
 
 
+def wants_redelivery(exc: BaseException) -> bool:
+    """The convention between the host and its plugins for a fault that may pass.
+
+    A handler that could not finish for now (its plugin's storage is locked or full, and
+    it already retried as long as it should) raises an exception whose `retry_update`
+    attribute is true. The host then neither answers it here nor confirms the update:
+    the Poller has it delivered again. An attribute, not a class, because plugins import
+    nothing from the host.
+    """
+    return getattr(exc, "retry_update", False) is True
+
+
+def not_for_redelivery(event: ErrorEvent) -> bool:
+    """Filter of `on_error`: errors that ask for redelivery pass through to the Poller."""
+    return not wants_redelivery(event.exception)
+
+
 async def on_error(event: ErrorEvent) -> bool:
     update = event.update
     message = update.message or update.edited_message

@@ -11,6 +11,17 @@ A handler stuck far longer than any award takes (a reply held back by a flood wa
 locked database) must not stall every other chat: after `confirm_after` seconds the batch
 is confirmed anyway and what still runs finishes in the background (and is waited for on
 stop).
+
+A handler may also ask for its update again: an exception with a true `retry_update`
+(see bot.errors.wants_redelivery), raised when a plugin's storage stayed locked or full
+for longer than it retries. The Poller then confirms the batch only up to that update
+(the next offset is its id), pauses with backoff and fetches again, so Telegram delivers
+it again, and also after a crash. The updates after it in the same batch come again with
+it; those already handled (or still running) are skipped on that delivery, so nothing is
+handled twice and no reply is sent twice. A handler that asks for redelivery after its
+batch was confirmed (it ran past `confirm_after`) cannot be redelivered by Telegram: the
+Poller feeds that update again itself, with the same backoff, until it is handled or the
+Poller stops (then it is logged as not handled).
 """
 
 from __future__ import annotations
@@ -18,7 +29,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import suppress
 from typing import Any
 
@@ -26,6 +37,8 @@ from aiogram import Bot, Dispatcher
 from aiogram.methods import GetUpdates
 from aiogram.types import Update
 from aiogram.utils.backoff import Backoff, BackoffConfig
+
+from bot.errors import wants_redelivery
 
 log = logging.getLogger(__name__)
 
@@ -57,13 +70,24 @@ class Poller:
         self.confirm_after = confirm_after
         self.drain_timeout = drain_timeout
         self._backoff = Backoff(config=backoff)
+        # Pauses before fetching updates that asked to be delivered again.
+        self._held_backoff = Backoff(config=backoff)
         self._stop = asyncio.Event()
         # Handlers of confirmed batches that overran confirm_after.
-        self._late: set[asyncio.Future[None]] = set()
+        self._late: set[asyncio.Future[bool]] = set()
         # The first update not yet handled; Telegram forgets those before it.
         self.offset: int | None = None
+        # Ids at or past the offset handled (or still running) already: skipped when
+        # Telegram delivers them again behind an update held back.
+        self._done_ids: set[int] = set()
+        # Confirmed updates whose late handler asked for redelivery: fed again here.
+        self._again: list[Update] = []
         self.batches = 0
         self.handled = 0
+        # Times a handler asked for its update again.
+        self.redeliveries = 0
+        self._held = False
+        self._holding = False
 
     def stop(self) -> None:
         self._stop.set()
@@ -88,10 +112,17 @@ class Poller:
                 updates = await self._next_batch()
                 if updates is None:
                     break
-                if updates:
+                if updates or self._again:
                     await self._handle(updates, data)
+                    await self._pause_if_held()
             if self._late:
                 await asyncio.wait(self._late, timeout=self.drain_timeout)
+            if self._again:
+                log.error(
+                    "%d confirmed updates asked to be handled again but the bot stopped"
+                    " first; they are not handled (update ids %s)",
+                    len(self._again), ", ".join(str(u.update_id) for u in self._again),
+                )  # fmt: skip
             await self._confirm()
         finally:
             if handle_signals:
@@ -104,7 +135,10 @@ class Poller:
     async def _next_batch(self) -> list[Update] | None:
         """The next updates (maybe none), or None once stopped while waiting for them."""
         request = GetUpdates(
-            offset=self.offset, timeout=self.timeout, allowed_updates=self.allowed_updates
+            offset=self.offset,
+            # Updates to feed again are waiting: do not hold them for a long poll.
+            timeout=0 if self._again else self.timeout,
+            allowed_updates=self.allowed_updates,
         )
         fetch = asyncio.ensure_future(self.bot(request, request_timeout=self._request_timeout()))
         stopped = asyncio.ensure_future(self._stop.wait())
@@ -135,28 +169,92 @@ class Poller:
         return updates
 
     async def _handle(self, updates: list[Update], data: dict[str, Any]) -> None:
-        """Handle a batch concurrently; only then may the next request confirm it."""
-        handlers = [asyncio.ensure_future(self._handle_one(update, data)) for update in updates]
-        _, late = await asyncio.wait(handlers, timeout=self.confirm_after)
+        """Handle a batch concurrently; only then may the next request confirm it, up to
+        the first update whose handler asked for it again."""
+        again, self._again = self._again, []
+        fresh = [u for u in updates if u.update_id not in self._done_ids]
+        tasks: dict[asyncio.Future[bool], Update] = {
+            asyncio.ensure_future(self._handle_one(u, data)): u for u in again + fresh
+        }
+        done: set[asyncio.Future[bool]] = set()
+        late: set[asyncio.Future[bool]] = set()
+        if tasks:
+            done, late = await asyncio.wait(tasks, timeout=self.confirm_after)
         if late:
             log.warning(
                 "%d of %d updates still being handled after %.0f s; polling goes on",
-                len(late), len(updates), self.confirm_after,
+                len(late), len(tasks), self.confirm_after,
             )  # fmt: skip
             self._late |= late
             for handler in late:
                 handler.add_done_callback(self._late.discard)
-        self.offset = updates[-1].update_id + 1
-        self.batches += 1
-        self.handled += len(updates)
+                handler.add_done_callback(self._late_handler_done(tasks[handler]))
+        fetched = {u.update_id for u in updates}
+        held: list[int] = []
+        for handler in done:
+            if handler.result():
+                self.redeliveries += 1
+                update = tasks[handler]
+                if update.update_id in fetched:
+                    held.append(update.update_id)
+                else:
+                    self._again.append(update)  # confirmed long ago: only we can retry it
+        if held:
+            first = min(held)
+            self.offset = first
+            # Telegram sends everything from `first` on again: what is handled already
+            # or still running must not run twice.
+            self._done_ids = {i for i in self._done_ids if i > first} | {
+                u.update_id
+                for handler, u in tasks.items()
+                if u.update_id > first
+                and u.update_id in fetched
+                and (handler in late or not handler.result())
+            }
+        elif updates:
+            self.offset = updates[-1].update_id + 1
+            self._done_ids.clear()
+        if updates:
+            self.batches += 1
+            self.handled += len(fresh) - len(held)
+        self._held = bool(held or self._again)
 
-    async def _handle_one(self, update: Update, data: dict[str, Any]) -> None:
+    def _late_handler_done(self, update: Update) -> Callable[[asyncio.Future[bool]], None]:
+        def done(handler: asyncio.Future[bool]) -> None:
+            if not handler.cancelled() and handler.result():
+                self.redeliveries += 1
+                self._again.append(update)
+
+        return done
+
+    async def _pause_if_held(self) -> None:
+        """Back off before fetching updates that asked to come again; log once per hold."""
+        if not self._held:
+            if self._holding:
+                log.info("Updates held back for redelivery are all handled now")
+                self._holding = False
+                self._held_backoff.reset()
+            return
+        delay = next(self._held_backoff)
+        if not self._holding:
+            # One line per hold, not per update: the plugin that asked says why.
+            log.info("Updates asked to be delivered again; fetching them in %.1f s", delay)
+            self._holding = True
+        with suppress(TimeoutError):
+            await asyncio.wait_for(self._stop.wait(), delay)
+
+    async def _handle_one(self, update: Update, data: dict[str, Any]) -> bool:
+        """Feed one update; True when its handler asked for it to be delivered again."""
         try:
             await self.dispatcher.feed_update(self.bot, update, **data)
-        except Exception:
+        except Exception as exc:
+            if wants_redelivery(exc):
+                log.debug("update %s is to be delivered again: %s", update.update_id, exc)
+                return True
             # The dispatcher's error handlers did not take it. It counts as handled: the
             # same update again would fail the same way, forever.
             log.exception("update %s failed", update.update_id)
+        return False
 
     async def _confirm(self) -> None:
         """Tell Telegram the handled batches arrived, so they are not delivered again."""

@@ -42,8 +42,34 @@ class StorageError(GamificationError):
     """The database could not do what was asked; nothing was written."""
 
 
-class DatabaseLockedError(StorageError):
+class TransientStorageError(StorageError):
+    """A fault that may pass by itself: nothing was written, and the same request can be
+    tried again later (the plugin's own handlers do, with backoff).
+
+    `retry_update` is the plugin's half of a small convention with its host: an exception
+    raised out of a Telegram update's handling with a true `retry_update` asks the host not
+    to confirm that update, so it is delivered again (see bot/polling.py). The plugin never
+    imports its host, so the convention is an attribute, not a shared class.
+    """
+
+    retry_update = True
+
+
+class DatabaseLockedError(TransientStorageError):
     """Another process held the database's write lock longer than the busy timeout."""
+
+
+class DiskFullError(TransientStorageError):
+    """The disk (or SQLite's size limit) has no room for the write."""
+
+
+class StorageIOError(TransientStorageError):
+    """The operating system reported an I/O error; it may pass (a network disk, a hiccup)."""
+
+
+class StorageUnavailableError(TransientStorageError):
+    """A transient fault outlasted the retries (`[storage] retry_seconds`); nothing was
+    written, and the update or event must be delivered again."""
 
 
 class DatabaseCorruptError(StorageError):

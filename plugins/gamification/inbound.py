@@ -1,4 +1,12 @@
-"""Bus events from other services turned into points: game, narrative, user and admin events."""
+"""Bus events from other services turned into points: game, narrative, user and admin events.
+
+An event whose write meets a lock or a full disk for longer than `[storage]
+retry_seconds` is not dropped: it is parked in a bounded retry queue here and processed
+again, with growing pauses, until it commits. Its id is the idempotency key, so however
+often it is tried it ends in the ledger exactly once. The in-process bus's `publish()`
+returns as soon as the event is queued (it never waits for subscribers), so its publisher
+has nothing to do: holding the event until it commits is this subscriber's job.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +15,7 @@ import logging
 from collections import Counter
 from typing import Any
 
-from plugins.gamification.errors import GamificationError
+from plugins.gamification.errors import GamificationError, TransientStorageError
 from plugins.gamification.events import Event
 from plugins.gamification.keys import event_key
 from plugins.gamification.models import Multiplier, TxKind
@@ -41,9 +49,15 @@ class InboundEvents:
     are counted and logged in one line; nothing here ever raises into the bus.
     """
 
-    def __init__(self, services: GamificationServices, *, in_flight: int = 1000) -> None:
+    def __init__(
+        self, services: GamificationServices, *, in_flight: int = 1000, max_parked: int = 10_000
+    ) -> None:
         self.services = services
         self.counts: Counter[str] = Counter()
+        # Events handed back by the retries, by id, until they commit (see the docstring).
+        self._parked: dict[str, Event] = {}
+        self._max_parked = max_parked
+        self._retrying: asyncio.Task[None] | None = None
         # Awards are committed in batches only if many wait at once: the bus hands this
         # subscriber one event at a time, so each is processed in a task of its own, up to
         # `in_flight` at once (beyond that the bus worker waits, and the bus's bounded
@@ -62,14 +76,73 @@ class InboundEvents:
         self._tasks.discard(task)
         self._slots.release()
 
+    @property
+    def parked(self) -> int:
+        """Events waiting for the ledger to be writable again."""
+        return len(self._parked)
+
     async def drain(self) -> None:
-        """Wait for every event already started (on shutdown, in tests and the demo)."""
-        while self._tasks:
-            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+        """Wait for every event already started and every parked one (on shutdown, in tests
+        and the demo); parked events still unwritten after about the retry bound are given
+        up with one log line."""
+        try:
+            async with asyncio.timeout(self.services.retry.bound + 5.0):
+                while self._tasks or self._parked:
+                    if self._tasks:
+                        await asyncio.gather(*list(self._tasks), return_exceptions=True)
+                    elif self._retrying is not None and not self._retrying.done():
+                        await asyncio.wait({self._retrying})
+                    else:
+                        break  # never reached: a parked event always has a live retrier
+        except TimeoutError:
+            pass
+        if self._retrying is not None:
+            self._retrying.cancel()
+            await asyncio.wait({self._retrying})
+            self._retrying = None
+        if self._parked:
+            log.error(
+                "%d bus events were not recorded (the ledger stayed unavailable), e.g. %s",
+                len(self._parked),
+                next(iter(self._parked)),
+            )
+            self.counts["lost"] += len(self._parked)
+            self._parked.clear()
+
+    def _park(self, event: Event) -> None:
+        if event.id not in self._parked and len(self._parked) >= self._max_parked:
+            self.counts["dropped"] += 1
+            log.error(
+                "event %s (%s) dropped: %d events already wait for the ledger",
+                event.id, event.type, len(self._parked),
+            )  # fmt: skip
+            return
+        self._parked[event.id] = event
+        if self._retrying is None or self._retrying.done():
+            self._retrying = asyncio.create_task(self._retry_parked(), name="inbound retries")
+
+    async def _retry_parked(self) -> None:
+        """Hand the parked events to processing again, pausing longer each round; each
+        round's tries are themselves bounded by the retries, so this never spins."""
+        rounds = 0
+        while self._parked:
+            await asyncio.sleep(self.services.retry.pause(rounds))
+            rounds += 1
+            events = list(self._parked.values())
+            self._parked.clear()
+            for event in events:
+                await self.handle(event)
+            # Wait for the round: an event that fails again parks itself again.
+            while self._tasks:
+                await asyncio.gather(*list(self._tasks), return_exceptions=True)
 
     async def _process(self, event: Event) -> None:
         try:
             outcome = await self._handle(event)
+        except TransientStorageError:
+            # Retried to the bound already; the outage is logged once by the store.
+            self._park(event)
+            return
         except (MalformedEventError, GamificationError) as exc:
             kind = "malformed" if isinstance(exc, MalformedEventError) else "refused"
             self.counts[kind] += 1
@@ -91,7 +164,8 @@ class InboundEvents:
         if rule.multiplier != 1:
             multipliers.append(Multiplier(event.type, rule.multiplier))
         multipliers += self.services.multipliers.for_event(chat_id, event.occurred_at)
-        receipt = await self.services.engine.award(
+        receipt = await self.services.retry(
+            self.services.engine.award,
             chat_id,
             user_id,
             rule.points,
@@ -116,9 +190,10 @@ class InboundEvents:
         key = event_key(event.id)
         if event.type == "admin.revert":
             tx_id = _int(payload, "tx_id")
-            receipt = await engine.revert(
-                tx_id, key=key, actor_id=actor, reason=_reason(payload, ""), chat_id=event.chat_id
-            )
+            receipt = await self.services.retry(
+                engine.revert,
+                tx_id, key=key, actor_id=actor, reason=_reason(payload, ""), chat_id=event.chat_id,
+            )  # fmt: skip
         elif event.type in ("admin.award", "admin.deduct"):
             chat_id, user_id = self._account(event)
             amount = _int(payload, "amount")
@@ -129,7 +204,8 @@ class InboundEvents:
                     f"payload.amount is over the cap of {self.services.config.admin.max_grant}"
                 )
             delta = amount if event.type == "admin.award" else -amount
-            receipt = await engine.adjust(
+            receipt = await self.services.retry(
+                engine.adjust,
                 chat_id,
                 user_id,
                 delta,

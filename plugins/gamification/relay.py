@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from plugins.gamification.clock import Clock, format_utc
-from plugins.gamification.errors import GamificationError
+from plugins.gamification.errors import GamificationError, TransientStorageError
 from plugins.gamification.events import EVENT_TYPE_PATTERN, Event, EventBus
 from plugins.gamification.ledger.store import LedgerStore
 
@@ -296,7 +296,11 @@ class OutboxRelay:
             except GamificationError as exc:
                 errors += 1
                 self.last_error = f"{type(exc).__name__}: {exc}"
-                log.warning("outbox relay: the outbox could not be read or marked: %s", exc)
+                # A lock or a full disk is logged once per outage by the store, not here.
+                level = (
+                    logging.DEBUG if isinstance(exc, TransientStorageError) else logging.WARNING
+                )
+                log.log(level, "outbox relay: the outbox could not be read or marked: %s", exc)
                 await asyncio.sleep(self._backoff(errors))
                 continue
             except Exception:

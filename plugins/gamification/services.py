@@ -18,11 +18,13 @@ from plugins.gamification.anti_abuse import AntiAbuseGate, Refusal
 from plugins.gamification.clock import Clock, SystemClock, format_utc
 from plugins.gamification.config import GamificationConfig
 from plugins.gamification.engine import LedgerPolicy, PointsEngine
+from plugins.gamification.errors import TransientStorageError
 from plugins.gamification.keys import message_key, thanks_key
 from plugins.gamification.ledger import sidetables as sql
 from plugins.gamification.models import Period, Receipt, TxKind
 from plugins.gamification.multipliers import MultiplierRules
 from plugins.gamification.progress import INSERT_OUTBOX, ProgressRules
+from plugins.gamification.retry import StorageRetry
 from plugins.gamification.rules import apply_multipliers
 from plugins.gamification.stats import Stats
 
@@ -56,6 +58,7 @@ class GamificationServices:
         *,
         admin_ids: frozenset[int] = frozenset(),
         admin_log_chat_id: int | None = None,
+        retry_seconds: float = 30.0,
     ) -> None:
         self.engine = engine
         self.admin_ids = admin_ids
@@ -70,6 +73,8 @@ class GamificationServices:
         # (chat, user) -> (expires at, monotonic seconds; is admin); bounded by the handler.
         self.admin_cache: OrderedDict[tuple[int, int], tuple[float, bool]] = OrderedDict()
         self.store = engine.store
+        # Every write the handlers and bus events make goes through it (see retry.py).
+        self.retry = StorageRetry(engine.store.health, bound=retry_seconds)
         self.config = config
         # Group messages are worth scoring at all: activity or thanks is switched on.
         self.scores_messages = config.activity.enabled or config.thanks.enabled
@@ -141,7 +146,8 @@ class GamificationServices:
             amount, multipliers = verdict.amount, []
         started = time.perf_counter()
         try:
-            receipt = await self.engine.award(
+            receipt = await self.retry(
+                self.engine.award,
                 fact.chat_id,
                 fact.user_id,
                 amount,
@@ -150,6 +156,10 @@ class GamificationServices:
                 multipliers=multipliers,
                 tag=fact.kind,
             )
+        except TransientStorageError:
+            # Retried to the bound and handed back: the update comes again and meets its
+            # verdict and reservation as they are, so it is neither judged nor counted twice.
+            raise
         except BaseException:
             if not verdict.redelivery:
                 self.gate.refund(fact, verdict.amount)
@@ -192,7 +202,8 @@ class GamificationServices:
     async def flag(self, chat_id: int, user_id: int, reason: str, detail: str) -> None:
         """Record a suspicion; freeze the account when the config says so."""
         now = format_utc(self.clock.now())
-        await self.store.execute_all(
+        await self.retry(
+            self.store.execute_all,
             (sql.INSERT_SUSPICION, (chat_id, user_id, reason, detail, now)),
             self.outbox_row("abuse.suspected", chat_id, user_id, {"reason": reason}),
         )
@@ -208,7 +219,8 @@ class GamificationServices:
             self.stats.refusals[refusal] += 1
             return refusal
         started = time.perf_counter()
-        receipt = await self.engine.award(
+        receipt = await self.retry(
+            self.engine.award,
             fact.chat_id,
             fact.receiver_id,
             self.config.thanks.points,
@@ -311,7 +323,9 @@ class GamificationServices:
         if self.is_frozen(chat_id, user_id):
             return False
         now = format_utc(self.clock.now())
-        await self.store.execute(sql.INSERT_FREEZE, chat_id, user_id, now, actor_id, reason)
+        await self.retry(
+            self.store.execute, sql.INSERT_FREEZE, chat_id, user_id, now, actor_id, reason
+        )
         self.gate.frozen.add((chat_id, user_id))
         return True
 
@@ -319,7 +333,7 @@ class GamificationServices:
         """Lift a freeze; False if there was none."""
         if not self.is_frozen(chat_id, user_id):
             return False
-        await self.store.execute(sql.DELETE_FREEZE, chat_id, user_id)
+        await self.retry(self.store.execute, sql.DELETE_FREEZE, chat_id, user_id)
         self.gate.frozen.discard((chat_id, user_id))
         return True
 
@@ -335,15 +349,16 @@ class GamificationServices:
         self, kind: str, chat_id: int | None, user_id: int | None, payload: dict[str, object]
     ) -> None:
         """Queue an event through the outbox: committed like a ledger row, relayed later."""
-        await self.store.execute_all(self.outbox_row(kind, chat_id, user_id, payload))
+        await self.retry(self.store.execute_all, self.outbox_row(kind, chat_id, user_id, payload))
 
     async def audit(
         self, chat_id: int, actor_id: int, action: str, target_id: int | None, detail: str
     ) -> None:
         now = format_utc(self.clock.now())
-        await self.store.execute(
-            sql.INSERT_ADMIN_ACTION, chat_id, actor_id, action, target_id, detail, now
-        )
+        await self.retry(
+            self.store.execute,
+            sql.INSERT_ADMIN_ACTION, chat_id, actor_id, action, target_id, detail, now,
+        )  # fmt: skip
 
 
 async def open_services(
@@ -376,6 +391,7 @@ async def open_services(
         config,
         admin_ids=frozenset(app_config.bot.admin_ids),
         admin_log_chat_id=app_config.bot.admin_log_chat_id,
+        retry_seconds=storage.retry_seconds,
     )
     try:
         await services.load()

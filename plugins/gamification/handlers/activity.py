@@ -1,5 +1,12 @@
 """The passive listener: remembers who wrote, scores group messages and thanks, then lets
-the message go on."""
+the message go on.
+
+When the ledger stays unwritable past `[storage] retry_seconds` (another process holds
+its lock, the disk is full), the listener lets the StorageUnavailableError out instead of
+raising SkipHandler: its `retry_update` attribute asks the host not to confirm the update,
+so Telegram delivers it again and it is scored then. Routers after the plugin see the
+message on that delivery; they do not see it twice.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +16,7 @@ import logging
 from aiogram.dispatcher.event.bases import SkipHandler
 from aiogram.types import Message
 
-from plugins.gamification.errors import GamificationError
+from plugins.gamification.errors import GamificationError, TransientStorageError
 from plugins.gamification.handlers.facts import (
     GROUP_TYPES,
     activity_fact,
@@ -33,6 +40,9 @@ async def on_message(message: Message, gamification: GamificationServices) -> No
     if message.chat.type in GROUP_TYPES and gamification.scores_messages:
         try:
             await _score(message, gamification)
+        except TransientStorageError:
+            # Already retried (see retry.py) and logged once for the whole outage.
+            raise
         except GamificationError as exc:
             log.warning(
                 "chat %s message %s not scored: %s", message.chat.id, message.message_id, exc

@@ -12,7 +12,7 @@ from aiogram.exceptions import TelegramAPIError
 from aiogram.filters import Command, CommandObject
 from aiogram.types import BotCommand, Message
 
-from plugins.gamification.errors import GamificationError
+from plugins.gamification.errors import GamificationError, TransientStorageError
 from plugins.gamification.handlers.facts import GROUP_TYPES, replied_message
 from plugins.gamification.handlers.parsing import (
     CommandSyntaxError,
@@ -141,6 +141,10 @@ def admin_command(name: str, action: Action) -> Callable[..., Awaitable[None]]:
             return
         try:
             reply = await action(message, split_args(command.args), gamification)
+        except TransientStorageError:
+            # Retried to the bound: no reply now; the host delivers the command again
+            # (`retry_update`) and the admin gets one answer when it is recorded.
+            raise
         except (CommandSyntaxError, GamificationError) as exc:
             reply = esc(str(exc))
         await message.reply(cut(reply))
@@ -179,11 +183,13 @@ async def _change(
     engine = services.engine
     receipt: Receipt
     if sign > 0:
-        receipt = await engine.adjust(
-            message.chat.id, person.user_id, amount, key=key, actor_id=admin.id, reason=reason
-        )
+        receipt = await services.retry(
+            engine.adjust,
+            message.chat.id, person.user_id, amount, key=key, actor_id=admin.id, reason=reason,
+        )  # fmt: skip
     else:
-        receipt = await engine.adjust(
+        receipt = await services.retry(
+            engine.adjust,
             message.chat.id, person.user_id, -amount, key=key, actor_id=admin.id,
             reason=reason, force=True,
         )  # fmt: skip
@@ -217,7 +223,8 @@ async def _revert(message: Message, tokens: list[str], services: GamificationSer
     reason = take_reason(rest)
     admin = message.from_user
     assert admin is not None
-    receipt = await services.engine.revert(
+    receipt = await services.retry(
+        services.engine.revert,
         tx_id,
         key=admin_key(message.chat.id, message.message_id),
         actor_id=admin.id,

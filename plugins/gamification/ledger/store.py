@@ -18,11 +18,15 @@ from plugins.gamification.clock import Clock, SystemClock
 from plugins.gamification.errors import (
     DatabaseCorruptError,
     DatabaseLockedError,
+    DiskFullError,
     EngineClosedError,
     GamificationError,
     StorageError,
+    StorageIOError,
+    TransientStorageError,
     WriteTimeoutError,
 )
+from plugins.gamification.ledger.health import StorageHealth
 from plugins.gamification.ledger.rows import SELECT_HISTORY, SELECT_TX_BY_ID, row_to_transaction
 from plugins.gamification.ledger.schema import migrate
 from plugins.gamification.ledger.writer import (
@@ -42,10 +46,21 @@ T = TypeVar("T")
 Synchronous = Literal["OFF", "NORMAL", "FULL", "EXTRA"]
 
 
+# SQLite's primary result codes of faults that may pass by themselves.
+SQLITE_BUSY, SQLITE_LOCKED, SQLITE_IOERR, SQLITE_FULL = 5, 6, 10, 13
+
+
 def storage_error(exc: sqlite3.Error, path: str | Path) -> StorageError:
-    """Turn a sqlite3 error into one sentence an operator can act on."""
+    """Turn a sqlite3 error into one sentence an operator can act on.
+
+    A lock past the busy timeout, a full disk and an I/O error are TransientStorageErrors
+    (worth retrying); the rest are permanent until someone acts.
+    """
     text = str(exc).lower()
-    if "locked" in text or "busy" in text:
+    # The extended code's low byte is the primary code; errors raised without one (some
+    # of sqlite3's own) are told apart by their text.
+    code = (getattr(exc, "sqlite_errorcode", None) or 0) & 0xFF
+    if code in (SQLITE_BUSY, SQLITE_LOCKED) or "locked" in text or "busy" in text:
         return DatabaseLockedError(
             f"The database {path} is locked by another process; try again when it is released."
         )
@@ -53,8 +68,10 @@ def storage_error(exc: sqlite3.Error, path: str | Path) -> StorageError:
         return DatabaseCorruptError(f"The file {path} is not a usable SQLite database ({exc}).")
     if "readonly" in text or "read-only" in text:
         return StorageError(f"The database {path} is read-only; nothing was written.")
-    if "full" in text:
-        return StorageError(f"The disk holding {path} is full; nothing was written.")
+    if code == SQLITE_FULL or "full" in text:
+        return DiskFullError(f"The disk holding {path} is full; nothing was written.")
+    if code == SQLITE_IOERR or "disk i/o error" in text:
+        return StorageIOError(f"The disk holding {path} reported an I/O error ({exc}).")
     return StorageError(f"The database {path} failed: {exc}.")
 
 
@@ -69,8 +86,14 @@ class WriterStats:
 
 
 def _log_failure(future: asyncio.Future[Receipt | None]) -> None:
-    if not future.cancelled() and future.exception() is not None:
-        log.warning("a background write failed: %s", future.exception())
+    if future.cancelled():
+        return
+    error = future.exception()
+    if isinstance(error, TransientStorageError):
+        # The outage is logged once by StorageHealth, not once per write it failed.
+        log.debug("a background write failed: %s", error)
+    elif error is not None:
+        log.warning("a background write failed: %s", error)
 
 
 @dataclass(slots=True)
@@ -121,6 +144,7 @@ class LedgerStore:
         self._entered = asyncio.Event()
         self._entered.set()
         self.stats = WriterStats()
+        self.health = StorageHealth(self.path)
 
     async def open(self) -> LedgerStore:
         """Connect, migrate and start the writer; raises StorageError with one sentence."""
@@ -287,7 +311,11 @@ class LedgerStore:
         except sqlite3.Error as exc:
             self.stats.failed_batches += 1
             error = storage_error(exc, self.path)
-            log.error("ledger batch of %d failed: %s", len(batch), exc)
+            if isinstance(error, TransientStorageError):
+                self.health.failed(error)
+                log.debug("ledger batch of %d failed: %s", len(batch), exc)
+            else:
+                log.error("ledger batch of %d failed: %s", len(batch), exc)
             for pending in batch:
                 if not pending.future.done():
                     pending.future.set_exception(error)
@@ -299,6 +327,8 @@ class LedgerStore:
                 if not pending.future.done():
                     pending.future.set_exception(StorageError(f"The ledger failed: {exc}."))
             return
+        if self.health.since is not None:
+            self.health.recovered()
         if self.on_commit is not None:
             self.on_commit()
         stats = self.stats
