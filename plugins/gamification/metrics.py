@@ -65,8 +65,30 @@ class PointsCollector(Collector):
             "gamification_writer_queue_depth", "Operations waiting for the writer.",
             value=store.queue_depth,
         )  # fmt: skip
+        yield from self._storage()
         yield from self._bus()
         yield from self._integrity()
+
+    def _storage(self) -> Iterator[Metric]:
+        health = self.services.store.health
+        yield GaugeMetricFamily(
+            "gamification_storage_unavailable",
+            "1 while the ledger cannot be written (locked by another process, disk full).",
+            value=1 if health.unavailable else 0,
+        )
+        yield CounterMetricFamily(
+            "gamification_storage_outages", "Times the ledger became unwritable.",
+            value=health.outages,
+        )  # fmt: skip
+        yield CounterMetricFamily(
+            "gamification_storage_retries", "Waits of a write for another try.",
+            value=health.retries,
+        )  # fmt: skip
+        yield CounterMetricFamily(
+            "gamification_storage_handed_back",
+            "Updates left unconfirmed and events parked after the retries ran out.",
+            value=health.handed_back,
+        )
 
     def _bus(self) -> Iterator[Metric]:
         relay = self.services.relay
@@ -95,6 +117,10 @@ class PointsCollector(Collector):
             for outcome, count in inbound.counts.items():
                 events.add_metric([outcome], count)
             yield events
+            yield GaugeMetricFamily(
+                "gamification_inbound_parked", "Bus events waiting for the ledger.",
+                value=inbound.parked,
+            )  # fmt: skip
 
     def _integrity(self) -> Iterator[Metric]:
         report = self.services.last_report
