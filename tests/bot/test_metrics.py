@@ -43,6 +43,10 @@ async def test_metrics_endpoint_serves_the_counters(tmp_path: Path) -> None:
     assert 'gamification_award_latency_ms{quantile="0.99"}' in body
     assert "gamification_writer_batches_total" in body
     assert "gamification_outbox_lag" in body
+    assert "gamification_storage_unavailable 0.0" in body
+    assert "gamification_storage_retries_total 0.0" in body
+    assert "gamification_storage_handed_back_total 0.0" in body
+    assert "gamification_inbound_parked 0.0" in body
 
 
 async def test_metrics_are_off_by_default(tmp_path: Path) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -21,6 +22,12 @@ from tests.bot.test_run import ALICE, message
 FAST = BackoffConfig(min_delay=0.05, max_delay=0.2, factor=1.5, jitter=0.01)
 
 
+class StorageBusy(Exception):
+    """What a plugin raises when its storage stayed unavailable: deliver the update again."""
+
+    retry_update = True
+
+
 class Handlers:
     """A message handler that records what it saw and waits for `release` when told to."""
 
@@ -30,6 +37,8 @@ class Handlers:
         self.release = asyncio.Event()
         self.hold: Callable[[int], bool] = lambda _: False
         self.fail: Callable[[int], bool] = lambda _: False
+        # How many more times each message asks to be delivered again.
+        self.busy: Counter[int] = Counter()
 
     async def __call__(self, message: Message) -> None:
         self.entered.append(message.message_id)
@@ -37,6 +46,9 @@ class Handlers:
             await self.release.wait()
         if self.fail(message.message_id):
             raise RuntimeError(f"handler of {message.message_id} failed")
+        if self.busy[message.message_id] > 0:
+            self.busy[message.message_id] -= 1
+            raise StorageBusy(f"storage busy for {message.message_id}")
         self.finished.append(message.message_id)
 
 
@@ -187,3 +199,66 @@ async def test_fetch_errors_back_off_and_polling_recovers(
     errors = [r for r in caplog.records if "Could not fetch updates" in r.getMessage()]
     assert len(errors) == 3
     assert api.confirmed() == 2
+
+
+async def test_an_update_asking_for_redelivery_is_held_back_and_comes_again(
+    api: FakeBotAPI, bot: Bot, caplog: pytest.LogCaptureFixture
+) -> None:
+    handlers = Handlers()
+    handlers.busy[2] = 2
+    p = poller(bot, handlers)
+    push(api, 1, 2, 3)
+    with caplog.at_level(logging.DEBUG, logger="bot.polling"):
+        running = asyncio.create_task(p.run())
+        await until(lambda: handlers.entered.count(2) == 2, "2 asked to come again once")
+        # Confirmed up to the update that asked, not past it.
+        assert api.confirmed() <= 2
+        await until(lambda: 2 in handlers.finished, "2 handled on its third delivery")
+        await until(lambda: api.confirmed() == 4, "the batch confirmed")
+        p.stop()
+        await running
+    assert handlers.entered.count(2) == 3
+    assert api.served[2] == 3
+    # 3 came again with 2 but was handled already: it does not run twice.
+    assert api.served[3] == 3
+    assert handlers.entered.count(3) == 1
+    assert handlers.entered.count(1) == 1
+    assert p.redeliveries == 2
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert all(r.exc_info is None for r in caplog.records)
+
+
+async def test_stop_confirms_only_up_to_an_update_still_asking_for_redelivery(
+    api: FakeBotAPI, bot: Bot
+) -> None:
+    handlers = Handlers()
+    handlers.busy[2] = 1_000_000
+    p = poller(bot, handlers)
+    push(api, 1, 2, 3)
+    running = asyncio.create_task(p.run())
+    await until(lambda: handlers.entered.count(2) >= 2, "2 asked to come again")
+    p.stop()
+    await asyncio.wait_for(running, 10)
+    last = api.sent("getUpdates")[-1]
+    assert int(last["offset"]) == 2  # Telegram keeps 2 (and 3) for the next start
+    assert handlers.entered.count(3) == 1
+
+
+async def test_a_late_handler_asking_for_redelivery_is_fed_again_by_the_poller(
+    api: FakeBotAPI, bot: Bot
+) -> None:
+    """Its batch was confirmed after confirm_after, so Telegram cannot send it again."""
+    handlers = Handlers()
+    handlers.hold = lambda message_id: message_id == 1
+    handlers.busy[1] = 1
+    p = poller(bot, handlers, confirm_after=0.2)
+    push(api, 1, 2)
+    running = asyncio.create_task(p.run())
+    await until(lambda: api.confirmed() == 3, "the batch confirmed despite the stuck one")
+    handlers.release.set()
+    await until(lambda: 1 in handlers.finished, "1 fed again and handled")
+    p.stop()
+    await asyncio.wait_for(running, 10)
+    assert handlers.entered.count(1) == 2
+    assert api.served[1] == 1
+    assert sorted(handlers.finished) == [1, 2]
