@@ -82,6 +82,8 @@ class GamificationServices:
         self.gate = AntiAbuseGate(config.anti_abuse)
         self.stats = Stats()
         self._people: OrderedDict[int, Person] = OrderedDict()
+        # People remembered whose row could not be written (yet).
+        self._unsaved: set[int] = set()
         self._usernames: dict[str, int] = {}
         self.multipliers = MultiplierRules(config.multipliers, config.ledger.timezone)
         self._zone = ZoneInfo(config.ledger.timezone)
@@ -268,18 +270,21 @@ class GamificationServices:
     def remember(self, person: Person) -> None:
         """Keep who we have seen, for @username targets and names; writes only on change."""
         known = self._people.get(person.user_id)
-        if known == person:
+        if known == person and (not self._unsaved or person.user_id not in self._unsaved):
             self._people.move_to_end(person.user_id)
             return
         self._people[person.user_id] = person
+        self._unsaved.discard(person.user_id)
         if person.username:
             self._usernames[person.username.casefold()] = person.user_id
         if len(self._people) > KNOWN_USERS_CACHE:
             _, dropped = self._people.popitem(last=False)
+            self._unsaved.discard(dropped.user_id)
             if dropped.username:
                 self._usernames.pop(dropped.username.casefold(), None)
         # Not awaited: names are a convenience, and a message must not wait for a commit
-        # to be remembered. The writer logs a failure.
+        # to be remembered. The writer logs a failure; the person's next message writes
+        # the name again (a locked or full database fails these writes for a while).
         self.store.execute_later(
             sql.UPSERT_KNOWN_USER,
             person.user_id,
@@ -287,6 +292,7 @@ class GamificationServices:
             person.full_name,
             int(person.is_bot),
             format_utc(self.clock.now()),
+            on_failure=lambda: self._unsaved.add(person.user_id),
         )
 
     async def person(self, user_id: int) -> Person | None:

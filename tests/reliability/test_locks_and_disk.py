@@ -143,13 +143,16 @@ async def test_a_lock_held_by_another_process(locker: Locker, show: Show) -> Non
     )
 
 
-def locked_bot(path: Path) -> TelegramHarness:
+def locked_bot(path: Path, cooldown: int = 0) -> TelegramHarness:
     """The bot on `path` with a 0.2 s busy timeout and writes retried for 0.5 s;
-    anti-abuse as shipped but no cooldown."""
+    anti-abuse as shipped but with the given cooldown (none by default)."""
     h = TelegramHarness(
         path,
         admins={CHAT_ID: {9}},
-        gamification={"activity": {"points": {"text": 10}}, "anti_abuse": {"cooldown_seconds": 0}},
+        gamification={
+            "activity": {"points": {"text": 10}},
+            "anti_abuse": {"cooldown_seconds": cooldown},
+        },
     )
     h.config = h.config.model_copy(
         update={
@@ -230,6 +233,36 @@ async def test_a_message_refused_during_a_lock_scores_when_redelivered(
         await h.close()
         h.assert_sent_html_valid()
     show("locked (bot): the message handed back during the lock scored once when redelivered")
+
+
+async def test_a_handed_back_message_keeps_its_place_and_its_author_is_remembered(
+    locker: Locker, caplog: pytest.LogCaptureFixture, show: Show
+) -> None:
+    """The handed-back message keeps its verdict: a later message of the same person, in
+    its cooldown, is the one refused, and the redelivered first one scores. The name that
+    could not be written during the lock is written when the person is seen again."""
+    h = locked_bot(locker.path, cooldown=60)
+    await h.start()
+    try:
+        update, _ = await message_during_lock(h, locker, caplog)
+        h.clock.advance(5)
+        later = await asyncio.wait_for(h.say(CHAT, BOB, "and a second message of mine"), 60)
+        h.clock.advance(5)
+        await asyncio.wait_for(h.feed(update), 60)
+        assert update.message is not None
+        assert later.message is not None
+        keys = tx_keys(locker.path)
+        assert f"msg:{CHAT_ID}:{update.message.message_id}" in keys
+        assert f"msg:{CHAT_ID}:{later.message.message_id}" not in keys
+        assert h.services.stats.refusals == {"cooldown": 1}
+        await h.services.store.execute("SELECT 1")  # the names written in the background
+        assert h.rows("SELECT full_name FROM known_users WHERE user_id = 2") == [("Bob",)]
+    finally:
+        await h.close()
+    show(
+        "locked (bot): the handed-back message kept its cooldown slot and scored when"
+        " redelivered; the author's name was written once the lock was gone"
+    )
 
 
 # -- read-only and disk full ----------------------------------------------------------------

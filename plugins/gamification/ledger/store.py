@@ -202,8 +202,11 @@ class LedgerStore:
         """Queue a write beside the ledger (same writer, same batches) and wait for COMMIT."""
         await self._enqueue(SideWrite(((sql, params),)))
 
-    def execute_later(self, sql: str, *params: object) -> None:
-        """Queue a write beside the ledger without waiting for it; a failure is logged.
+    def execute_later(
+        self, sql: str, *params: object, on_failure: Callable[[], None] | None = None
+    ) -> None:
+        """Queue a write beside the ledger without waiting for it; a failure is logged
+        (and reported to `on_failure`).
 
         For writes nobody waits on (the names of people seen). When the queue is full it
         is dropped with a log line rather than making the caller wait.
@@ -213,10 +216,16 @@ class LedgerStore:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Receipt | None] = loop.create_future()
         future.add_done_callback(_log_failure)
+        if on_failure is not None:
+            future.add_done_callback(
+                lambda done: on_failure() if not done.cancelled() and done.exception() else None
+            )
         try:
             self._queue.put_nowait(_Pending(SideWrite(((sql, params),)), future, float("inf")))
         except asyncio.QueueFull:
             log.warning("the ledger queue is full; a background write was dropped")
+            if on_failure is not None:
+                on_failure()
 
     async def execute_all(self, *statements: tuple[str, tuple[object, ...]]) -> None:
         """Like `execute`, for several statements that must commit together."""
