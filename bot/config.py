@@ -7,17 +7,18 @@ import tomllib
 from collections.abc import Mapping
 from decimal import Decimal
 from pathlib import Path
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
-    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
     SecretStr,
     ValidationError,
+    ValidatorFunctionWrapHandler,
+    WrapValidator,
     field_validator,
 )
 
@@ -34,8 +35,6 @@ ENV_OVERRIDES: tuple[tuple[str, str, str], ...] = (
 # What the ledger's SQLite INTEGER columns hold: every chat and user id must fit.
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 UTF8_BOM = b"\xef\xbb\xbf"
-
-N = TypeVar("N", int, float, Decimal)
 
 
 class ConfigError(Exception):
@@ -58,7 +57,7 @@ def _number(value: float | Decimal) -> str:
 
 def within(
     low: float, high: float, *, above: bool = False, unit: str = "", why: str = ""
-) -> AfterValidator:
+) -> WrapValidator:
     """Refuse a number outside [low, high] (or (low, high] when `above`) in one phrase.
 
     The phrase gives the whole range, so the operator need not guess the other bound; NaN
@@ -72,13 +71,21 @@ def within(
         allowed = f"from {_number(low)} to {_number(high)}{unit}"
     phrase = f"must be {allowed}" + (f" ({why})" if why else "")
 
-    def check(value: N) -> N:
-        fits = (low < value if above else low <= value) and value <= high
-        if not fits:
-            raise ValueError(phrase)
-        return value
+    def fits(value: float | Decimal) -> bool:
+        return (low < value if above else low <= value) and value <= high
 
-    return AfterValidator(check)
+    def check(value: object, handler: ValidatorFunctionWrapHandler) -> object:
+        # A number is judged before conversion too: 1e30 for a whole number would
+        # otherwise be refused as "exceeded maximum size", which names no range.
+        number = isinstance(value, int | float | Decimal) and not isinstance(value, bool)
+        if number and not fits(value):  # type: ignore[arg-type]
+            raise ValueError(phrase)
+        result = handler(value)
+        if not fits(result):
+            raise ValueError(phrase)
+        return result
+
+    return WrapValidator(check)
 
 
 # A Telegram chat or user id, as the ledger stores it.
