@@ -131,7 +131,8 @@ class ThanksSection(Section):
         3600
     )
     daily_limit: Annotated[
-        int, within(1, 10_000, unit="thanks", why=f"0 would refuse every thanks; {THANKS_OFF}")
+        int,
+        within(1, 1_000_000_000, unit="thanks", why=f"0 would refuse every thanks; {THANKS_OFF}"),
     ] = 10
     max_age_hours: Annotated[float, within(0, 365 * 24, above=True, unit="hours (365 days)")] = 48
 

@@ -149,7 +149,7 @@ def test_a_number_out_of_range_is_one_sentence_with_key_and_range(
         ),
         (
             "[gamification.thanks]\ndaily_limit = 0",
-            "gamification.thanks.daily_limit: must be from 1 to 10,000 thanks"
+            "gamification.thanks.daily_limit: must be from 1 to 1,000,000,000 thanks"
             f" (0 would refuse every thanks; {THANKS_OFF}), got 0.",
         ),
         (
