@@ -106,7 +106,9 @@ def check_token(value: SecretStr) -> SecretStr:
         try:
             validate_token(token)
         except TokenValidationError:
-            raise ValueError("must look like 123456:ABC-DEF (the token from BotFather)") from None
+            raise ValueError(
+                "is malformed (it must look like 123456:ABC-DEF, from BotFather)"
+            ) from None
     return value
 
 

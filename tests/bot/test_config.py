@@ -177,7 +177,7 @@ INT64 = "-9,223,372,036,854,775,808 to 9,223,372,036,854,775,807 (a signed 64-bi
         ),
         (
             "[bot]\ntoken = 'not a token'\n",
-            "bot.token: must look like 123456:ABC-DEF (the token from BotFather).",
+            "bot.token: is malformed (it must look like 123456:ABC-DEF, from BotFather).",
         ),
     ],
 )
@@ -201,7 +201,7 @@ def test_a_host_value_out_of_range_is_one_sentence_with_its_range(
         (
             "BOT_TOKEN",
             "no-colon-secret",
-            "must look like 123456:ABC-DEF (the token from BotFather).",
+            "is malformed (it must look like 123456:ABC-DEF, from BotFather).",
         ),
         ("BOT_DATABASE", ".", "must be the path of a file, like 'data/bot.sqlite3', got '.'."),
     ],
