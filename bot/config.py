@@ -5,8 +5,10 @@ from __future__ import annotations
 import os
 import tomllib
 from collections.abc import Mapping
+from decimal import Decimal
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
@@ -15,6 +17,8 @@ from pydantic import (
     Field,
     SecretStr,
     ValidationError,
+    ValidatorFunctionWrapHandler,
+    WrapValidator,
     field_validator,
 )
 
@@ -28,14 +32,84 @@ ENV_OVERRIDES: tuple[tuple[str, str, str], ...] = (
 )
 
 
+# What the ledger's SQLite INTEGER columns hold: every chat and user id must fit.
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+UTF8_BOM = b"\xef\xbb\xbf"
+
+
 class ConfigError(Exception):
     """The configuration cannot be used; the message names the file, the key and why."""
+
+
+class KeyedError(ValueError):
+    """A check across keys that blames one of them: `key` is its dotted path in the section."""
+
+    def __init__(self, key: str, message: str) -> None:
+        super().__init__(message)
+        self.key = key
+
+
+def _number(value: float | Decimal) -> str:
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    return f"{value:,}" if isinstance(value, int) else str(value)
+
+
+def within(
+    low: float, high: float, *, above: bool = False, unit: str = "", why: str = ""
+) -> WrapValidator:
+    """Refuse a number outside [low, high] (or (low, high] when `above`) in one phrase.
+
+    The phrase gives the whole range, so the operator need not guess the other bound; NaN
+    fails every comparison and is refused like any other number out of range. `why` is
+    added in parentheses (say there what a refused value like 0 would have meant).
+    """
+    unit = f" {unit}" if unit else ""
+    if above:
+        allowed = f"above {_number(low)} and at most {_number(high)}{unit}"
+    else:
+        allowed = f"from {_number(low)} to {_number(high)}{unit}"
+    phrase = f"must be {allowed}" + (f" ({why})" if why else "")
+
+    def fits(value: float | Decimal) -> bool:
+        return (low < value if above else low <= value) and value <= high
+
+    def check(value: object, handler: ValidatorFunctionWrapHandler) -> object:
+        # A number is judged before conversion too: 1e30 for a whole number would
+        # otherwise be refused as "exceeded maximum size", which names no range.
+        number = isinstance(value, int | float | Decimal) and not isinstance(value, bool)
+        if number and not fits(value):  # type: ignore[arg-type]
+            raise ValueError(phrase)
+        result = handler(value)
+        if not fits(result):
+            raise ValueError(phrase)
+        return result
+
+    return WrapValidator(check)
+
+
+# A Telegram chat or user id, as the ledger stores it.
+ChatId = Annotated[int, within(INT64_MIN, INT64_MAX, why="a signed 64-bit id")]
 
 
 class Section(BaseModel):
     """Base of every config section: unknown keys are errors, values are immutable."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def check_token(value: SecretStr) -> SecretStr:
+    from aiogram.utils.token import TokenValidationError, validate_token
+
+    token = value.get_secret_value()
+    if token:
+        try:
+            validate_token(token)
+        except TokenValidationError:
+            raise ValueError(
+                "is malformed (it must look like 123456:ABC-DEF, from BotFather)"
+            ) from None
+    return value
 
 
 def check_timezone(value: str) -> str:
@@ -61,26 +135,43 @@ def check_crontab(value: str) -> str:
 class BotSettings(Section):
     token: SecretStr = Field(default=SecretStr(""), repr=False)
     api_server: str = ""
-    admin_ids: tuple[int, ...] = ()
-    admin_chat_id: int | None = None
-    admin_log_chat_id: int | None = None
+    admin_ids: tuple[ChatId, ...] = ()
+    admin_chat_id: ChatId | None = None
+    admin_log_chat_id: ChatId | None = None
+
+    _token = field_validator("token")(check_token)
 
     @field_validator("api_server")
     @classmethod
     def _url(cls, value: str) -> str:
-        if value and not value.startswith(("http://", "https://")):
-            raise ValueError("must be an http:// or https:// URL, like 'http://127.0.0.1:8081'")
+        if not value:
+            return value
+        wrong = "must be an http:// or https:// URL, like 'http://127.0.0.1:8081'"
+        try:
+            parts = urlsplit(value)
+            parts.port  # noqa: B018 - raises ValueError for a port that is not 0-65535
+        except ValueError:
+            raise ValueError(wrong) from None
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(wrong)
         return value.rstrip("/")
 
 
 class StorageSettings(Section):
     database: Path = Path("data/bot.sqlite3")
     synchronous: Literal["NORMAL", "FULL", "EXTRA"] = "FULL"
-    busy_timeout_seconds: float = Field(default=5.0, gt=0, le=600)
-    write_timeout_seconds: float = Field(default=30.0, gt=0, le=3600)
+    busy_timeout_seconds: Annotated[float, within(0, 600, above=True, unit="seconds")] = 5.0
+    write_timeout_seconds: Annotated[float, within(0, 3600, above=True, unit="seconds")] = 30.0
     # How long a write that meets a lock or a full disk is retried before its update (or
     # bus event) is handed back to be delivered again.
-    retry_seconds: float = Field(default=30.0, ge=0, le=3600)
+    retry_seconds: Annotated[float, within(0, 3600, unit="seconds")] = 30.0
+
+    @field_validator("database")
+    @classmethod
+    def _path(cls, value: Path) -> Path:
+        if not str(value) or str(value) == "." or "\x00" in str(value):
+            raise ValueError("must be the path of a file, like 'data/bot.sqlite3'")
+        return value
 
 
 class PluginsSettings(Section):
@@ -90,7 +181,7 @@ class PluginsSettings(Section):
 class SchedulerSettings(Section):
     timezone: str = "UTC"
     integrity_cron: str = "0 3 * * *"
-    misfire_grace_seconds: int = Field(default=3600, ge=1)
+    misfire_grace_seconds: Annotated[int, within(1, 7 * 86_400, unit="seconds (7 days)")] = 3600
     coalesce: bool = True
 
     _tz = field_validator("timezone")(check_timezone)
@@ -108,8 +199,11 @@ class MetricsSettings(Section):
         if not value:
             return value
         host, sep, port = value.rpartition(":")
-        if not sep or not host or not port.isdecimal() or not 0 <= int(port) <= 65535:
-            raise ValueError("must be host:port, like '127.0.0.1:9464'")
+        digits = sep and port.isascii() and port.isdecimal() and len(port) <= 5
+        if not host or not digits or not 0 <= int(port) <= 65535:
+            raise ValueError(
+                "must be host:port with a port from 0 to 65535, like '127.0.0.1:9464'"
+            )
         return value
 
     def address(self) -> tuple[str, int]:
@@ -146,8 +240,9 @@ def read_toml(path: Path, *, required: bool) -> dict[str, Any]:
             raise ConfigError(f"{path}: the config file does not exist.")
         return {}
     try:
-        with path.open("rb") as file:
-            return tomllib.load(file)
+        raw = path.read_bytes()
+        # Windows editors may save UTF-8 with a byte order mark, which TOML does not allow.
+        return tomllib.loads(raw.removeprefix(UTF8_BOM).decode("utf-8"))
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML ({exc}).") from exc
     except UnicodeDecodeError:
@@ -158,32 +253,50 @@ def read_toml(path: Path, *, required: bool) -> dict[str, Any]:
         raise ConfigError(f"{path}: cannot be read ({exc.strerror}).") from exc
 
 
-def apply_env(data: dict[str, Any], environ: Mapping[str, str]) -> dict[str, Any]:
+def apply_env(
+    data: dict[str, Any], environ: Mapping[str, str]
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """The file's data with the environment's overrides, and which key came from which
+    variable (`{"bot.api_server": "BOT_API_SERVER"}`), so an error can name the variable."""
     merged = {k: dict(v) if isinstance(v, dict) else v for k, v in data.items()}
+    origins: dict[str, str] = {}
     for variable, section, key in ENV_OVERRIDES:
         if environ.get(variable):
             table = merged.setdefault(section, {})
             if isinstance(table, dict):
                 table[key] = environ[variable]
-    return merged
+                origins[f"{section}.{key}"] = variable
+    return merged, origins
 
 
-def describe_errors(source: str, prefix: str, error: ValidationError) -> str:
-    """One line per problem: `config.toml: bot.admin_ids.0: expected an integer, got 'x'`."""
+def describe_errors(
+    source: str, prefix: str, error: ValidationError, origins: Mapping[str, str] | None = None
+) -> str:
+    """One line per problem: `config.toml: bot.admin_ids.0: expected an integer, got 'x'.`
+
+    A key set by an environment variable is blamed on that variable, not on the file.
+    """
     lines = []
     for item in error.errors():
-        key = ".".join(str(part) for part in (prefix, *item["loc"]) if part != "")
+        loc: tuple[object, ...] = item["loc"]
+        cause = (item.get("ctx") or {}).get("error")
+        if isinstance(cause, KeyedError):
+            loc = (*loc, *cause.key.split("."))
+        key = ".".join(str(part) for part in (prefix, *loc) if part != "")
         key = key.replace("\n", "\\n")
+        variable = (origins or {}).get(key)
+        where = f"environment variable {variable}" if variable else f"{source}: {key}"
         if item["type"] == "extra_forbidden":
-            lines.append(f"{source}: {key}: unknown key.")
+            lines.append(f"{where}: unknown key.")
             continue
         given = item.get("input")
         # The bot section holds the token: none of its values is ever echoed back, so a
         # token pasted under the wrong key cannot end up in a terminal or a log.
         secret = key.split(".")[0] == "bot" or "token" in key
-        shown = "" if isinstance(given, dict | list) or secret else f", got {given!r}"
+        hidden = isinstance(given, dict | list) or secret or isinstance(cause, KeyedError)
+        shown = "" if hidden else f", got {given!r}"
         message = item["msg"].removeprefix("Value error, ")
-        lines.append(f"{source}: {key}: {message}{shown}.")
+        lines.append(f"{where}: {message}{shown}.")
     return "\n".join(lines)
 
 
@@ -202,14 +315,14 @@ def load_config(
     path = path or DEFAULT_CONFIG
     source = str(path) if path.exists() else "environment/defaults"
     environ = os.environ if environ is None else environ
-    data = apply_env(read_toml(path, required=required), environ)
+    data, origins = apply_env(read_toml(path, required=required), environ)
     models = dict(plugin_models or {})
     host = {key: value for key, value in data.items() if key in HOST_SECTIONS}
     problems: list[str] = []
     try:
         config = AppConfig.model_validate(host)
     except ValidationError as exc:
-        problems.append(describe_errors(source, "", exc))
+        problems.append(describe_errors(source, "", exc, origins))
         config = AppConfig()
     sections: dict[str, BaseModel] = {}
     for key, value in data.items():

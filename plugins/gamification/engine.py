@@ -9,12 +9,13 @@ from datetime import date, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+from plugins.gamification import arguments
 from plugins.gamification.clock import Clock, SystemClock, format_utc
 from plugins.gamification.config import Condition
 from plugins.gamification.errors import InvalidAmountError, RequestError
 from plugins.gamification.integrity import IntegrityReport, run_check
 from plugins.gamification.ledger.store import LedgerStore, Synchronous
-from plugins.gamification.ledger.writer import Posting, Reversal, posting_request
+from plugins.gamification.ledger.writer import MAX_BALANCE, Posting, Reversal, posting_request
 from plugins.gamification.models import (
     AccountBalance,
     Breakdown,
@@ -30,6 +31,10 @@ from plugins.gamification.progress import Effects, ProgressRules, counter_of
 from plugins.gamification.rules import apply_multipliers
 
 MAX_KEY_LENGTH = 200
+SYNCHRONOUS_MODES: tuple[Synchronous, ...] = ("OFF", "NORMAL", "FULL", "EXTRA")
+# Beyond these, a timeout or batch is a mistake, not a setting (the config allows less).
+MAX_TIMEOUT = 86_400.0
+MAX_BATCH = 100_000
 SELECT_PROGRESS = "SELECT name, value FROM progress WHERE chat_id = ? AND user_id = ?"
 SELECT_STREAK = (
     "SELECT streak_day, streak_length, streak_best FROM accounts"
@@ -70,6 +75,11 @@ class LedgerPolicy:
     max_amount: int = 1_000_000
     allow_negative: bool = False
     timezone: str = "UTC"
+
+    def __post_init__(self) -> None:
+        arguments.whole("The policy's max_amount", self.max_amount, least=1, most=MAX_BALANCE)
+        arguments.flag("The policy's allow_negative", self.allow_negative)
+        arguments.timezone(self.timezone)
 
 
 class PointsEngine:
@@ -112,6 +122,13 @@ class PointsEngine:
         are no achievements and levels follow the default curve. Outbox rows are always
         written.
         """
+        path = arguments.database_path(path)
+        if policy is not None and not isinstance(policy, LedgerPolicy):
+            raise RequestError(f"The policy must be a LedgerPolicy, not {type(policy).__name__}.")
+        arguments.choice("The synchronous mode", synchronous, SYNCHRONOUS_MODES)
+        arguments.number("The busy timeout", busy_timeout, above=0, most=MAX_TIMEOUT)
+        arguments.number("The write timeout", write_timeout, above=0, most=MAX_TIMEOUT)
+        arguments.whole("The batch size", max_batch, least=1, most=MAX_BATCH)
         clock = clock or SystemClock()
         policy = policy or LedgerPolicy()
         effects = Effects(progress or ProgressRules(timezone=policy.timezone))
@@ -156,9 +173,9 @@ class PointsEngine:
         `tag` says what earned it (a message kind, an event type) for progress counters.
         """
         self._check_amount(base, "base amount")
-        if not isinstance(tag, str) or len(tag) > 100:
-            raise RequestError("A tag is at most 100 characters.")
-        breakdown = apply_multipliers(base, multipliers, tag=tag)
+        arguments.text("A tag", tag, most=100)
+        kind = arguments.posting_kind(kind)
+        breakdown = apply_multipliers(base, arguments.multipliers(multipliers), tag=tag)
         if breakdown.result <= 0:
             raise InvalidAmountError("The amount rounds to zero points.")
         if breakdown.result > self.policy.max_amount:
@@ -181,6 +198,8 @@ class PointsEngine:
     ) -> Receipt:
         """Debit `amount`; below zero only when the policy allows it or `force` is set."""
         self._check_amount(amount, "amount")
+        kind = arguments.posting_kind(kind)
+        arguments.flag("The force flag", force)
         breakdown = Breakdown(base=-amount, result=-amount)
         return await self._post(chat_id, user_id, breakdown, kind, key, actor_id, reason, force)
 
@@ -199,6 +218,7 @@ class PointsEngine:
         if isinstance(delta, bool) or not isinstance(delta, int) or delta == 0:
             raise InvalidAmountError("The adjustment must be a whole number other than zero.")
         self._check_amount(abs(delta), "adjustment")
+        arguments.flag("The force flag", force)
         breakdown = Breakdown(base=delta, result=delta)
         return await self._post(
             chat_id, user_id, breakdown, TxKind.ADMIN, key, actor_id, reason, force
@@ -217,12 +237,10 @@ class PointsEngine:
 
         With `chat_id`, a transaction of another chat is treated as unknown.
         """
-        if isinstance(tx_id, bool) or not isinstance(tx_id, int) or tx_id <= 0:
-            raise RequestError("A transaction id is a positive whole number.")
+        arguments.transaction_id(tx_id)
         self._check_text(key, reason)
-        self._check_ids(actor_id=actor_id)
-        if chat_id is not None:
-            self._check_ids(chat_id=chat_id)
+        arguments.optional_id("actor id", actor_id)
+        arguments.optional_id("chat id", chat_id)
         return await self.store.submit(Reversal(tx_id, key, actor_id, reason, chat_id))
 
     def _post(
@@ -238,7 +256,7 @@ class PointsEngine:
     ) -> Awaitable[Receipt]:
         """Check and queue a posting; await the result for its receipt once committed."""
         self._check_text(key, reason)
-        self._check_ids(chat_id=chat_id, user_id=user_id, actor_id=actor_id)
+        self._check_ids(chat_id, user_id, actor_id)
         # The breakdown's JSON and the request fingerprint are computed here, on the event
         # loop, rather than on the writer's thread, which every award waits for.
         text = breakdown.to_json()
@@ -268,20 +286,16 @@ class PointsEngine:
             raise InvalidAmountError(f"The {what} must be at most {self.policy.max_amount:,}.")
 
     @staticmethod
-    def _check_ids(**ids: int | None) -> None:
+    def _check_ids(chat_id: int, user_id: int, actor_id: int | None = None) -> None:
         """Chat, user and actor ids are 64-bit whole numbers (an actor may be None: system)."""
-        for name, value in ids.items():
-            if value is None and name == "actor_id":
-                continue
-            if isinstance(value, bool) or not isinstance(value, int) or abs(value) >= 2**63:
-                raise RequestError(f"The {name.replace('_', ' ')} must be a whole number.")
+        arguments.whole_id("chat id", chat_id)
+        arguments.whole_id("user id", user_id)
+        arguments.optional_id("actor id", actor_id)
 
     @staticmethod
     def _check_text(key: str, reason: str) -> None:
-        if not isinstance(key, str) or not key or len(key) > MAX_KEY_LENGTH:
-            raise RequestError(f"An idempotency key is 1 to {MAX_KEY_LENGTH} characters.")
-        if not isinstance(reason, str) or len(reason) > MAX_REASON_LENGTH:
-            raise RequestError(f"A reason is at most {MAX_REASON_LENGTH} characters.")
+        arguments.text("An idempotency key", key, least=1, most=MAX_KEY_LENGTH)
+        arguments.text("A reason", reason, most=MAX_REASON_LENGTH)
 
     # -- reads --------------------------------------------------------------------------
 
@@ -291,25 +305,35 @@ class PointsEngine:
         It compares against the latest stored checkpoint; with `record` its result becomes
         the next checkpoint.
         """
+        arguments.flag("The record flag", record)
+        arguments.flag("The quick_check flag", quick_check)
         return await asyncio.to_thread(
             run_check, self.store.path, record=record, quick_check=quick_check, clock=self.clock
         )
 
+    # Reads check their arguments exactly like writes: balance("1", "1") is refused, not
+    # answered with an empty account that a caller would take for a real one.
+
     async def balance(self, chat_id: int, user_id: int) -> AccountBalance:
+        self._check_ids(chat_id, user_id)
         return await self.store.balance(chat_id, user_id)
 
     async def history(self, chat_id: int, user_id: int, limit: int = 10) -> list[Transaction]:
-        """The account's latest transactions, newest first."""
-        return await self.store.history(chat_id, user_id, max(1, min(limit, 500)))
+        """The account's latest transactions, newest first (at most 500)."""
+        self._check_ids(chat_id, user_id)
+        return await self.store.history(chat_id, user_id, arguments.limit(limit, 500))
 
     async def transaction(self, tx_id: int) -> Transaction | None:
-        return await self.store.transaction(tx_id)
+        return await self.store.transaction(arguments.transaction_id(tx_id))
 
     async def leaderboard(
         self, chat_id: int, period: Period = Period.WEEK, limit: int = 10
     ) -> Leaderboard:
+        """The period's best (at most 100), ties sharing the better rank."""
+        arguments.whole_id("chat id", chat_id)
+        period = arguments.period(period)
         since = self.period_start(period)
-        rows = await self.store.standings(chat_id, since, max(1, min(limit, 100)))
+        rows = await self.store.standings(chat_id, since, arguments.limit(limit, 100))
         lines: list[Standing] = []
         for position, (user, points) in enumerate(rows, 1):
             # Ties share the better rank (1, 2, 2, 4), as `standing` reports it.
@@ -319,11 +343,14 @@ class PointsEngine:
 
     async def standing(self, chat_id: int, user_id: int, period: Period) -> Standing | None:
         """The user's rank and points in the period; ties share the better rank."""
+        self._check_ids(chat_id, user_id)
+        period = arguments.period(period)
         found = await self.store.standing_of(chat_id, user_id, self.period_start(period))
         return Standing(found[0], user_id, found[1]) if found else None
 
     async def progress(self, chat_id: int, user_id: int) -> Progress:
         """Counters, streak, level and unlocked achievements of one account."""
+        self._check_ids(chat_id, user_id)
         rows = await self.store.fetchall(SELECT_PROGRESS, (chat_id, user_id))
         counters = {str(name): int(value) for name, value in rows}
         streak_rows = await self.store.fetchall(SELECT_STREAK, (chat_id, user_id))
@@ -349,9 +376,10 @@ class PointsEngine:
     def period_start(self, period: Period, at: datetime | None = None) -> str | None:
         """Start of the calendar day, ISO week or month in the policy's timezone that
         holds `at` (default: now)."""
+        period = arguments.period(period)
         if period is Period.ALL:
             return None
-        local = (at or self.clock.now()).astimezone(self._zone)
+        local = (arguments.moment(at) or self.clock.now()).astimezone(self._zone)
         midnight = local.replace(hour=0, minute=0, second=0, microsecond=0)
         if period is Period.WEEK:
             midnight -= timedelta(days=local.weekday())

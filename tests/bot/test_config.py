@@ -11,6 +11,7 @@ from pydantic import BaseModel
 from bot.config import AppConfig, ConfigError, load_config
 from bot.plugins import default_registry
 from plugins.gamification.config import GamificationConfig
+from tests.bot.test_cli import bot
 
 ROOT = Path(__file__).resolve().parents[2]
 MODELS = default_registry().config_models()
@@ -116,3 +117,160 @@ def test_example_config_documents_every_key_and_loads() -> None:
     assert config.bot.model_dump(exclude={"token"}) == AppConfig().bot.model_dump(
         exclude={"token"}
     )
+
+
+# -- ranges, accidental switches, the environment, encodings ----------------------------
+
+INT64 = "-9,223,372,036,854,775,808 to 9,223,372,036,854,775,807 (a signed 64-bit id)"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            "[bot]\nadmin_ids = [99999999999999999999]\n",
+            f"bot.admin_ids.0: must be from {INT64}.",
+        ),
+        (
+            "[bot]\nadmin_chat_id = -9223372036854775809\n",
+            f"bot.admin_chat_id: must be from {INT64}.",
+        ),
+        (
+            "[storage]\nbusy_timeout_seconds = 1e9\n",
+            "storage.busy_timeout_seconds: must be above 0 and at most 600 seconds,"
+            " got 1000000000.0.",
+        ),
+        (
+            "[storage]\nwrite_timeout_seconds = nan\n",
+            "storage.write_timeout_seconds: must be above 0 and at most 3,600 seconds, got nan.",
+        ),
+        (
+            "[storage]\ndatabase = ''\n",
+            "storage.database: must be the path of a file, like 'data/bot.sqlite3', got ''.",
+        ),
+        (
+            "[scheduler]\nmisfire_grace_seconds = 1e30\n",
+            "scheduler.misfire_grace_seconds: must be from 1 to 604,800 seconds (7 days),"
+            " got 1e+30.",
+        ),
+        (
+            "[scheduler]\nmisfire_grace_seconds = 99999999999999999999\n",
+            "scheduler.misfire_grace_seconds: must be from 1 to 604,800 seconds (7 days),"
+            " got 99999999999999999999.",
+        ),
+        (
+            "[scheduler]\nmisfire_grace_seconds = 0\n",
+            "scheduler.misfire_grace_seconds: must be from 1 to 604,800 seconds (7 days), got 0.",
+        ),
+        (
+            "[metrics]\nlisten = '127.0.0.1:99999'\n",
+            "metrics.listen: must be host:port with a port from 0 to 65535, like"
+            " '127.0.0.1:9464', got '127.0.0.1:99999'.",
+        ),
+        (
+            "[bot]\napi_server = 'http://'\n",
+            "bot.api_server: must be an http:// or https:// URL, like 'http://127.0.0.1:8081'.",
+        ),
+        (
+            "[bot]\napi_server = 'http://host:99999'\n",
+            "bot.api_server: must be an http:// or https:// URL, like 'http://127.0.0.1:8081'.",
+        ),
+        (
+            "[bot]\ntoken = 'not a token'\n",
+            "bot.token: is malformed (it must look like 123456:ABC-DEF, from BotFather).",
+        ),
+    ],
+)
+def test_a_host_value_out_of_range_is_one_sentence_with_its_range(
+    tmp_path: Path, text: str, expected: str
+) -> None:
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as caught:
+        load(path)
+    assert str(caught.value) == f"{path}: {expected}"
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "expected"),
+    [
+        (
+            "BOT_API_SERVER",
+            "localhost:8081",
+            "must be an http:// or https:// URL, like 'http://127.0.0.1:8081'.",
+        ),
+        (
+            "BOT_TOKEN",
+            "no-colon-secret",
+            "is malformed (it must look like 123456:ABC-DEF, from BotFather).",
+        ),
+        ("BOT_DATABASE", ".", "must be the path of a file, like 'data/bot.sqlite3', got '.'."),
+    ],
+)
+@pytest.mark.parametrize("with_file", [True, False])
+def test_a_wrong_environment_variable_is_named_not_the_file(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    variable: str,
+    value: str,
+    expected: str,
+    with_file: bool,
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    path = write(tmp_path, "[bot]\nadmin_ids = [1]\n") if with_file else None
+    with pytest.raises(ConfigError) as caught:
+        load(path, **{variable: value})
+    assert str(caught.value) == f"environment variable {variable}: {expected}"
+    assert "config.toml" not in str(caught.value)
+    if variable == "BOT_TOKEN":
+        assert value not in str(caught.value)
+
+
+def test_the_same_value_in_the_file_is_blamed_on_the_file(tmp_path: Path) -> None:
+    path = write(tmp_path, "[bot]\napi_server = 'localhost:8081'\n")
+    with pytest.raises(ConfigError) as caught:
+        load(path)
+    assert str(caught.value).startswith(f"{path}: bot.api_server: must be an http")
+
+
+def test_a_file_saved_with_a_utf8_bom_loads(tmp_path: Path) -> None:
+    path = tmp_path / "config.toml"
+    text = (
+        '[storage]\ndatabase = "bom.sqlite3"\n'
+        '[gamification.thanks]\ntriggers = { ru = ["спасибо"] }\n'
+    )
+    path.write_bytes(b"\xef\xbb\xbf" + text.encode("utf-8"))
+    config = load(path)
+    assert config.storage.database == Path("bom.sqlite3")
+    section = config.section("gamification")
+    assert isinstance(section, GamificationConfig)
+    assert section.thanks.triggers == {"ru": ("спасибо",)}
+
+
+def test_a_utf16_file_is_refused_in_one_sentence(tmp_path: Path) -> None:
+    path = tmp_path / "config.toml"
+    path.write_bytes("[storage]\n".encode("utf-16"))
+    with pytest.raises(ConfigError) as caught:
+        load(path)
+    assert str(caught.value) == f"{path}: not valid TOML (not UTF-8 text; save it as UTF-8)."
+
+
+def test_cli_refuses_a_value_out_of_range_in_one_line_with_exit_2(tmp_path: Path) -> None:
+    bad = write(tmp_path, "[gamification.thanks]\npair_cooldown_seconds = 1e11\n")
+    db = tmp_path / "ledger.sqlite3"
+    result = bot("check", "--config", str(bad), "--db", str(db), cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert result.stderr.splitlines() == [
+        f"{bad}: gamification.thanks.pair_cooldown_seconds: must be from 0 to 31,536,000"
+        " seconds (365 days), got 100000000000.0."
+    ]
+    assert not db.exists()
+
+
+def test_cli_names_a_wrong_environment_variable(tmp_path: Path) -> None:
+    result = bot("check", cwd=tmp_path, env={"BOT_API_SERVER": "localhost:8081"})
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        "environment variable BOT_API_SERVER: must be an http:// or https:// URL,"
+        " like 'http://127.0.0.1:8081'."
+    ]
