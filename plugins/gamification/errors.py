@@ -54,5 +54,17 @@ class SchemaVersionError(StorageError):
     """The database was written by a newer version of the plugin."""
 
 
+class ForeignDatabaseError(StorageError):
+    """The file is another application's SQLite database; it was left untouched."""
+
+
+class ReadOnlyLedgerError(StorageError):
+    """The ledger file, or the folder SQLite keeps its -wal and -shm files in, is read-only."""
+
+
+class DiskFullError(StorageError):
+    """The disk holding the ledger has no room left for SQLite's own files."""
+
+
 class WriteTimeoutError(StorageError):
     """The writer did not confirm an operation in time; it may still commit later."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import sqlite3
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -18,13 +19,17 @@ from plugins.gamification.clock import Clock, SystemClock
 from plugins.gamification.errors import (
     DatabaseCorruptError,
     DatabaseLockedError,
+    DiskFullError,
     EngineClosedError,
     GamificationError,
+    ReadOnlyLedgerError,
     StorageError,
     WriteTimeoutError,
 )
+from plugins.gamification.ledger import files
+from plugins.gamification.ledger.files import read_only_part
 from plugins.gamification.ledger.rows import SELECT_HISTORY, SELECT_TX_BY_ID, row_to_transaction
-from plugins.gamification.ledger.schema import migrate
+from plugins.gamification.ledger.schema import ledger_version, migrate
 from plugins.gamification.ledger.writer import (
     BatchWriter,
     Operation,
@@ -42,8 +47,12 @@ T = TypeVar("T")
 Synchronous = Literal["OFF", "NORMAL", "FULL", "EXTRA"]
 
 
-def storage_error(exc: sqlite3.Error, path: str | Path) -> StorageError:
-    """Turn a sqlite3 error into one sentence an operator can act on."""
+def storage_error(exc: sqlite3.Error, path: str | Path, *, writing: bool = True) -> StorageError:
+    """Turn a sqlite3 error into one sentence an operator can act on.
+
+    `writing`: the failed statement was a write, so "nothing was written" is worth saying;
+    a reader that never writes says what to do instead.
+    """
     text = str(exc).lower()
     if "locked" in text or "busy" in text:
         return DatabaseLockedError(
@@ -52,9 +61,21 @@ def storage_error(exc: sqlite3.Error, path: str | Path) -> StorageError:
     if "not a database" in text or "malformed" in text or "corrupt" in text:
         return DatabaseCorruptError(f"The file {path} is not a usable SQLite database ({exc}).")
     if "readonly" in text or "read-only" in text:
-        return StorageError(f"The database {path} is read-only; nothing was written.")
-    if "full" in text:
-        return StorageError(f"The disk holding {path} is full; nothing was written.")
+        part = read_only_part(Path(path)) or f"The database {path}"
+        if writing:
+            return ReadOnlyLedgerError(f"{part} is read-only; nothing was written.")
+        return ReadOnlyLedgerError(
+            f"{part} is read-only, and SQLite must write the ledger's -wal and -shm files to"
+            " read it; make it writable."
+        )
+    full = "full" in text
+    if not full and "disk i/o" in text:
+        # SQLite reports a failed growth of its WAL index on a full disk as an I/O error.
+        with contextlib.suppress(OSError):
+            full = files.free_bytes(Path(os.path.realpath(path)).parent) < files.FREE_MARGIN
+    if full:
+        outcome = "nothing was written" if writing else "SQLite needs room for its -shm file"
+        return DiskFullError(f"The disk holding {path} is full; {outcome}; free some space.")
     return StorageError(f"The database {path} failed: {exc}.")
 
 
@@ -124,6 +145,7 @@ class LedgerStore:
 
     async def open(self) -> LedgerStore:
         """Connect, migrate and start the writer; raises StorageError with one sentence."""
+        files.check_ledger_path(self.path, writing=True)
         try:
             self._write_conn = await aiosqlite.connect(
                 self.path, isolation_level=None, timeout=self._busy_timeout
@@ -144,6 +166,8 @@ class LedgerStore:
         return self
 
     def _prepare_writer(self, conn: sqlite3.Connection) -> None:
+        # Before the first write: someone else's database is refused untouched.
+        ledger_version(conn, self.path)
         conn.execute("PRAGMA journal_mode = WAL")
         conn.execute(f"PRAGMA synchronous = {self._synchronous}")
         conn.execute("PRAGMA foreign_keys = ON")
@@ -347,7 +371,7 @@ class LedgerStore:
         try:
             rows = await self._read_conn.execute_fetchall(sql, params)
         except sqlite3.Error as exc:
-            raise storage_error(exc, self.path) from exc
+            raise storage_error(exc, self.path, writing=False) from exc
         return list(rows)
 
     async def balance(self, chat_id: int, user_id: int) -> AccountBalance:
