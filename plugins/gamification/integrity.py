@@ -151,7 +151,11 @@ def open_for_check(path: str | Path, *, read_only: bool = False) -> sqlite3.Conn
     through a file: URI built by pathlib, so names with '?' or '#' open the right file.
     """
     path = Path(path)
-    if not path.exists() and not path.is_symlink():
+    try:
+        missing = not path.exists() and not path.is_symlink()
+    except OSError as exc:
+        raise StorageError(f"Cannot look at the ledger {path}: {exc.strerror or exc}.") from exc
+    if missing:
         raise StorageError(f"There is no database at {path}.")
     check_ledger_path(path, writing=False)
     if path.stat().st_size == 0:

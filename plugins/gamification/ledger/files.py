@@ -20,6 +20,8 @@ _HEADER = b"SQLite format 3\x00"
 
 def free_bytes(folder: Path) -> int:
     """Bytes an unprivileged process may still write on the file system holding `folder`."""
+    if not hasattr(os, "statvfs"):  # not POSIX: nothing to measure, SQLite reports errors
+        return 1 << 62
     st = os.statvfs(folder)
     return st.f_bavail * st.f_frsize
 
@@ -95,6 +97,14 @@ def is_wal(path: Path) -> bool:
 
 
 def check_ledger_path(path: Path, *, writing: bool) -> None:
+    """Like `_check_ledger_path`; a file or folder that cannot even be looked at is a sentence."""
+    try:
+        _check_ledger_path(Path(path), writing=writing)
+    except OSError as exc:
+        raise StorageError(f"Cannot look at the ledger {path}: {exc.strerror or exc}.") from exc
+
+
+def _check_ledger_path(path: Path, *, writing: bool) -> None:
     """Refuse, in one sentence, a ledger path SQLite would fail on obscurely or dangerously.
 
     `writing`: the caller is about to write (the bot, a checkpoint, a rebuild), so the file
@@ -102,7 +112,6 @@ def check_ledger_path(path: Path, *, writing: bool) -> None:
     WAL database whose memory-mapped index must be built needs a little free space: without
     it SQLite can die with SIGBUS instead of reporting an error.
     """
-    path = Path(path)
     if path.is_symlink() and not path.exists():
         raise StorageError(f"{path} is a symbolic link to nothing; point it at the ledger file.")
     if path.exists() and not path.is_file():
