@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -13,6 +14,7 @@ from bot.config import ConfigError, load_config
 from bot.plugins import CliCommand, PluginRegistry, default_registry
 
 EXIT_USAGE = 2
+EXIT_BROKEN_PIPE = 128 + 13  # 128 + SIGPIPE, what a shell reports for `... | head`
 
 
 def build_parser(commands: Sequence[CliCommand]) -> argparse.ArgumentParser:
@@ -63,12 +65,22 @@ def main(argv: Sequence[str] | None = None, registry: PluginRegistry | None = No
         level=config.logging.level,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    if args.handler is None:
-        from bot.app import run_bot
+    try:
+        if args.handler is None:
+            from bot.app import run_bot
 
-        return asyncio.run(run_bot(config, registry))
-    command: CliCommand = args.handler
-    return asyncio.run(command.run(args, config))
+            code = asyncio.run(run_bot(config, registry))
+        else:
+            command: CliCommand = args.handler
+            code = asyncio.run(command.run(args, config))
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # The reader (`| head`) stopped early. As Python's docs advise: point stdout at
+        # devnull so the flush at exit cannot fail again, and end quietly with the code a
+        # process killed by SIGPIPE reports.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
+    return code
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ from bot.config import AppConfig
 from bot.errors import not_for_redelivery, on_error
 from bot.flood import FloodControl
 from bot.metrics import MetricsServer, serve_metrics
-from bot.plugins import PluginContext, PluginRegistry
+from bot.plugins import PluginContext, PluginRegistry, StartupError
 from bot.polling import Poller
 from bot.scheduler import build_scheduler
 
@@ -112,7 +112,13 @@ async def build_app(
             app.user_commands.extend(ctx.user_commands)
             app.admin_commands.extend(ctx.admin_commands)
             app.plugins.append(plugin.name)
-        app.metrics_server = serve_metrics(app.metrics, config.metrics)
+        try:
+            app.metrics_server = serve_metrics(app.metrics, config.metrics)
+        except OSError as exc:
+            raise StartupError(
+                f"Cannot serve metrics at [metrics] listen = {config.metrics.listen!r}:"
+                f" {exc.strerror or exc}; choose another address or stop what uses it."
+            ) from exc
     except BaseException:
         await app.close()
         raise
@@ -140,7 +146,11 @@ async def run_bot(config: AppConfig, registry: PluginRegistry) -> int:
     except TokenValidationError:
         log.error("The bot token is malformed: it must look like 123456:ABC-DEF (from BotFather).")
         return EXIT_USAGE
-    app = await build_app(config, registry, token=token)
+    try:
+        app = await build_app(config, registry, token=token)
+    except StartupError as exc:
+        log.error("%s", exc)
+        return EXIT_USAGE
     # Everything built so far (aiogram's and pydantic's type machinery, the plugins) lives
     # as long as the process: moving it out of the collector's generations keeps full
     # collections short while thousands of updates are in flight.

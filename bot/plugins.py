@@ -19,6 +19,14 @@ if TYPE_CHECKING:
     from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 
+class StartupError(Exception):
+    """The host or a plugin cannot start; the message is one sentence for the operator.
+
+    A plugin raises it from `setup` for failures the operator must fix (a damaged, locked or
+    read-only database); the host prints the sentence and exits 2 instead of a traceback.
+    """
+
+
 @dataclass(frozen=True, slots=True)
 class CliCommand:
     """A `python -m bot NAME` subcommand a plugin contributes; `run` returns the exit code."""

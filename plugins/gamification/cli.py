@@ -14,17 +14,21 @@ from typing import Literal
 from bot.config import AppConfig
 from bot.plugins import CliCommand
 from plugins.gamification.errors import GamificationError, StorageError
-from plugins.gamification.integrity import run_check
+from plugins.gamification.integrity import CheckpointNotStoredError, run_check
+from plugins.gamification.ledger.files import fd_belongs_to
 from plugins.gamification.operations import (
     BalanceDifference,
+    OperationRefusedError,
     RebuildRefusedError,
     backup,
     export,
     partial_name,
     rebuild_balances,
+    refuse_unsafe_output,
 )
 
 EXIT_CLEAN, EXIT_VIOLATIONS, EXIT_CANNOT_RUN = 0, 1, 2
+CHAT_ID_MIN, CHAT_ID_MAX = -(2**63), 2**63 - 1
 
 
 def _database(args: argparse.Namespace, config: AppConfig) -> Path:
@@ -43,12 +47,19 @@ def _add_check_arguments(parser: argparse.ArgumentParser) -> None:
 
 async def _check(args: argparse.Namespace, config: AppConfig) -> int:
     path = _database(args, config)
+    unstored: CheckpointNotStoredError | None = None
     try:
         report = await asyncio.to_thread(run_check, path, record=not args.no_record)
+    except CheckpointNotStoredError as exc:
+        # The verdict stands; only the anchor for the next check is missing.
+        report, unstored = exc.report, exc
     except StorageError as exc:
         print(f"check: {exc}", file=sys.stderr)
         return EXIT_CANNOT_RUN
     print(report.to_json() if args.json else report.to_text(listed=20))
+    if unstored is not None:
+        sys.stdout.flush()
+        print(f"check: {unstored}", file=sys.stderr)
     return EXIT_CLEAN if report.ok else EXIT_VIOLATIONS
 
 
@@ -57,7 +68,11 @@ def _add_db(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_backup_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("dest", metavar="DEST", help="the backup file to create; must not exist")
+    parser.add_argument(
+        "dest",
+        metavar="DEST",
+        help="the backup file to create; must not exist (never a link, device or ledger file)",
+    )
     _add_db(parser)
 
 
@@ -86,14 +101,28 @@ def _add_export_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--out",
         metavar="FILE",
-        help="write here instead of stdout; FILE is replaced only once the export is complete",
+        help=(
+            "write here instead of stdout: a new file, or an existing regular file, which is"
+            " replaced only once the export is complete; the ledger and its -wal/-shm files,"
+            " symbolic links, devices, named pipes and folders are refused"
+        ),
     )
 
 
 async def _export(args: argparse.Namespace, config: AppConfig) -> int:
     path = _database(args, config)
+    if args.chat is not None and not CHAT_ID_MIN <= args.chat <= CHAT_ID_MAX:
+        print(
+            f"export: --chat {args.chat} is not a chat id (ids are signed 64-bit integers).",
+            file=sys.stderr,
+        )
+        return EXIT_CANNOT_RUN
     try:
         if args.out is None:
+            if _stdout_is_part_of(path):
+                raise OperationRefusedError(
+                    f"stdout is the ledger {path} or one of its own files; redirect it elsewhere."
+                )
             if isinstance(sys.stdout, io.TextIOWrapper):  # UTF-8 and csv's own line ends
                 sys.stdout.reconfigure(encoding="utf-8", newline="")
             await asyncio.to_thread(export, path, sys.stdout, args.fmt, args.chat)
@@ -104,22 +133,33 @@ async def _export(args: argparse.Namespace, config: AppConfig) -> int:
         print(f"export: {exc}", file=sys.stderr)
         return EXIT_CANNOT_RUN
     except BrokenPipeError:
-        # The reader (`| head`) stopped early; that is its choice, not an error.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        raise  # the reader (`| head`) stopped early: `python -m bot` ends quietly
     except OSError as exc:
         print(f"export: could not write {args.out}: {exc.strerror}.", file=sys.stderr)
         return EXIT_CANNOT_RUN
     return EXIT_CLEAN
 
 
+def _stdout_is_part_of(ledger: Path) -> bool:
+    """`export >> ledger` (the shell's `>` has already truncated it: nothing to save then)."""
+    try:
+        fd = sys.stdout.fileno()
+    except (OSError, ValueError):  # not a real file (captured in tests, closed)
+        return False
+    return fd_belongs_to(fd, ledger)
+
+
 def _export_to_file(
     path: Path, out: Path, fmt: Literal["csv", "jsonl"], chat_id: int | None
 ) -> int:
     """Export into a temporary file beside `out`, renamed only when complete."""
+    refuse_unsafe_output(out, path)
     partial = partial_name(out)
     try:
         with partial.open("x", encoding="utf-8", newline="") as stream:
             count = export(path, stream, fmt, chat_id)
+        # Again: `out` may have become something else while the export ran.
+        refuse_unsafe_output(out, path)
         os.replace(partial, out)
     finally:
         partial.unlink(missing_ok=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import html
 import logging
+import os
 import re
 import sys
 import tempfile
@@ -18,10 +19,13 @@ from typing import Any
 from bot.app import build_app
 from bot.config import AppConfig
 from bot.offline import RecordingSession, UpdateFactory
-from bot.plugins import CliCommand, default_registry
+from bot.plugins import CliCommand, StartupError, default_registry
 from plugins.gamification.clock import FakeClock
+from plugins.gamification.errors import GamificationError
 from plugins.gamification.events import Event, InProcessBus
+from plugins.gamification.ledger.files import SIDE_SUFFIXES
 from plugins.gamification.models import Period
+from plugins.gamification.operations import OperationRefusedError
 from plugins.gamification.services import GamificationServices
 
 START = datetime(2026, 3, 11, 9, 0, tzinfo=UTC)
@@ -41,15 +45,48 @@ def plain(text: str) -> str:
 
 def _add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--db", metavar="PATH", help="keep the demo's ledger in PATH (default: a temporary file)"
+        "--db",
+        metavar="PATH",
+        help=(
+            "keep the demo's ledger in PATH, a new or empty file (an existing ledger is"
+            " refused: the demo writes sample data); default: a temporary file"
+        ),
     )
 
 
 async def _demo(args: argparse.Namespace, config: AppConfig) -> int:
-    if args.db:
-        return await replay(config, Path(args.db))
-    with tempfile.TemporaryDirectory(prefix="points-demo-") as folder:
-        return await replay(config, Path(folder) / "demo.sqlite3")
+    try:
+        if args.db:
+            database = Path(args.db)
+            claim_new_file(database)
+            return await replay(config, database)
+        with tempfile.TemporaryDirectory(prefix="points-demo-") as folder:
+            return await replay(config, Path(folder) / "demo.sqlite3")
+    except (StartupError, GamificationError) as exc:
+        print(f"demo: {exc}", file=sys.stderr)
+        return 2
+
+
+def claim_new_file(path: Path) -> None:
+    """Create `path` for the demo, or accept an empty regular file; refuse anything else.
+
+    The demo writes sample rows dated in the past and publishes (then prunes) the outbox:
+    run on a real ledger it would corrupt its history and steal its undelivered events.
+    """
+    refusal = (
+        f"{path} already exists and is not empty; the demo only writes a new file"
+        " (omit --db for a temporary one)."
+    )
+    own = [path.with_name(path.name + suffix) for suffix in SIDE_SUFFIXES]
+    if any(side.exists() and side.stat().st_size > 0 for side in own):
+        raise OperationRefusedError(refusal)
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
+    except FileExistsError:
+        if path.is_symlink() or not path.is_file() or path.stat().st_size > 0:
+            raise OperationRefusedError(refusal) from None
+    except OSError as exc:
+        raise OperationRefusedError(f"Cannot create {path}: {exc.strerror or exc}.") from exc
 
 
 async def replay(config: AppConfig, database: Path, out: Any = None) -> int:

@@ -80,5 +80,13 @@ class SchemaVersionError(StorageError):
     """The database was written by a newer version of the plugin."""
 
 
+class ForeignDatabaseError(StorageError):
+    """The file is another application's SQLite database; it was left untouched."""
+
+
+class ReadOnlyLedgerError(StorageError):
+    """The ledger file, or the folder SQLite keeps its -wal and -shm files in, is read-only."""
+
+
 class WriteTimeoutError(StorageError):
     """The writer did not confirm an operation in time; it may still commit later."""

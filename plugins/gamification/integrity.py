@@ -10,8 +10,9 @@ from pathlib import Path
 
 from plugins.gamification.clock import Clock, SystemClock, format_utc
 from plugins.gamification.errors import DatabaseCorruptError, StorageError
+from plugins.gamification.ledger.files import check_ledger_path
 from plugins.gamification.ledger.hashing import chain_hash, heads_digest
-from plugins.gamification.ledger.schema import GENESIS_HASH, SCHEMA_VERSION
+from plugins.gamification.ledger.schema import GENESIS_HASH, SCHEMA_VERSION, ledger_version
 from plugins.gamification.ledger.store import storage_error
 
 MAX_LISTED = 1000
@@ -32,6 +33,18 @@ INSERT_CHECKPOINT_HEAD = (
 DELETE_OLDER_HEADS = "DELETE FROM checkpoint_heads WHERE checkpoint_id < ?"
 OUTBOX_LAG = "SELECT COUNT(*), MIN(occurred_at) FROM outbox WHERE delivered_at IS NULL"
 FETCH_CHUNK = 5000
+
+
+class CheckpointNotStoredError(StorageError):
+    """The check ran to its verdict, but its checkpoint could not be stored; `report` holds it."""
+
+    def __init__(self, report: IntegrityReport, cause: StorageError) -> None:
+        reason = str(cause).rstrip(".").split("; nothing was written")[0]
+        super().__init__(
+            f"The checkpoint was not stored: {reason[:1].lower()}{reason[1:]}; run with"
+            " --no-record to check without storing one."
+        )
+        self.report = report
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,18 +151,32 @@ def open_for_check(path: str | Path, *, read_only: bool = False) -> sqlite3.Conn
     through a file: URI built by pathlib, so names with '?' or '#' open the right file.
     """
     path = Path(path)
-    if not path.is_file():
+    try:
+        missing = not path.exists() and not path.is_symlink()
+    except OSError as exc:
+        raise StorageError(f"Cannot look at the ledger {path}: {exc.strerror or exc}.") from exc
+    if missing:
         raise StorageError(f"There is no database at {path}.")
+    check_ledger_path(path, writing=False)
+    if path.stat().st_size == 0:
+        raise DatabaseCorruptError(f"The file {path} is empty, not a points ledger.")
     uri = f"{path.resolve().as_uri()}?mode={'ro' if read_only else 'rw'}"
     try:
         conn = sqlite3.connect(uri, uri=True, isolation_level=None, timeout=5)
-        (version,) = conn.execute("PRAGMA user_version").fetchone()
     except sqlite3.Error as exc:
-        raise storage_error(exc, path) from exc
+        raise storage_error(exc, path, writing=False) from exc
+    try:
+        version = ledger_version(conn, path)
+    except sqlite3.Error as exc:
+        conn.close()
+        raise storage_error(exc, path, writing=False) from exc
+    except StorageError:
+        conn.close()
+        raise
     if version != SCHEMA_VERSION:
         conn.close()
         if version == 0:
-            raise DatabaseCorruptError(f"The file {path} is not a points ledger.")
+            raise DatabaseCorruptError(f"The file {path} is an empty database, not a ledger.")
         raise StorageError(
             f"The ledger {path} has schema version {version}; this program reads {SCHEMA_VERSION}."
         )
@@ -197,7 +224,7 @@ def check_ledger(
         finally:
             conn.execute("ROLLBACK")
     except sqlite3.Error as exc:
-        raise storage_error(exc, "the ledger") from exc
+        raise storage_error(exc, _path_of(conn), writing=False) from exc
     heads = sorted((c, u, chain.seq, chain.head) for (c, u), chain in chains.items())
     report.accounts = len(chains)
     report.digest = heads_digest(heads)
@@ -394,7 +421,16 @@ def record_checkpoint(conn: sqlite3.Connection, report: IntegrityReport) -> None
             conn.execute("ROLLBACK")
             raise
     except sqlite3.Error as exc:
-        raise storage_error(exc, "the ledger") from exc
+        raise storage_error(exc, _path_of(conn)) from exc
+
+
+def _path_of(conn: sqlite3.Connection) -> str:
+    """The file behind a connection, for a sentence (the connection may be failing)."""
+    try:
+        row = conn.execute("PRAGMA database_list").fetchone()
+    except sqlite3.Error:
+        return "the ledger"
+    return str(row[2]) if row and row[2] else "the ledger"
 
 
 def run_check(
@@ -413,7 +449,10 @@ def run_check(
             raise storage_error(exc, path) from exc
         report = check_ledger(conn, anchor=anchor, quick_check=quick_check, clock=clock)
         if record:
-            record_checkpoint(conn, report)
+            try:
+                record_checkpoint(conn, report)
+            except StorageError as exc:
+                raise CheckpointNotStoredError(report, exc) from exc
         return report
     finally:
         conn.close()

@@ -20,6 +20,7 @@ from typing import Literal, TextIO
 from plugins.gamification.clock import Clock, SystemClock, format_utc
 from plugins.gamification.errors import GamificationError, StorageError
 from plugins.gamification.integrity import IntegrityReport, open_for_check, run_check
+from plugins.gamification.ledger.files import belongs_to, kind_of
 from plugins.gamification.ledger.schema import GENESIS_HASH
 from plugins.gamification.ledger.sidetables import INSERT_ADMIN_ACTION
 from plugins.gamification.ledger.store import storage_error
@@ -110,7 +111,8 @@ def backup(source: Path, dest: Path) -> IntegrityReport:
     `dest` is never replaced.
     """
     source, dest = Path(source), Path(dest)
-    if dest.exists() or dest.is_symlink():
+    refuse_unsafe_output(dest, source)
+    if dest.exists():
         raise OperationRefusedError(f"{dest} already exists; choose a new name for the backup.")
     if not dest.parent.is_dir():
         raise StorageError(f"The folder {dest.parent} does not exist.")
@@ -128,7 +130,7 @@ def backup(source: Path, dest: Path) -> IntegrityReport:
         _publish(partial, dest)
     except sqlite3.Error as exc:
         writing = any(word in str(exc).lower() for word in ("full", "readonly", "disk i/o"))
-        raise storage_error(exc, dest if writing else source) from exc
+        raise storage_error(exc, dest if writing else source, writing=writing) from exc
     except OSError as exc:
         raise StorageError(f"Could not write the backup {dest}: {exc.strerror}.") from exc
     finally:
@@ -136,6 +138,28 @@ def backup(source: Path, dest: Path) -> IntegrityReport:
         for leftover in (partial, partial.with_name(partial.name + "-journal")):
             leftover.unlink(missing_ok=True)
     return run_check(dest, record=False)
+
+
+def refuse_unsafe_output(out: Path, ledger: Path) -> None:
+    """Refuse an output that is the ledger, one of its -wal/-shm/-journal files, a symbolic
+    link or anything but a regular file (a folder, a device, a named pipe); changes nothing.
+
+    Writing next to a file and renaming over it would replace a device or a link with a
+    regular file, and a ledger overwritten while the bot has it open is lost.
+    """
+    out, ledger = Path(out), Path(ledger)
+    if belongs_to(out, ledger):
+        raise OperationRefusedError(
+            f"{out} is the ledger {ledger} or one of its own files; choose another file."
+        )
+    if out.is_symlink():
+        raise OperationRefusedError(
+            f"{out} is a symbolic link; name a regular file (links are never written through)."
+        )
+    if out.exists() and not out.is_file():
+        raise OperationRefusedError(
+            f"{out} is {kind_of(out)}, not a regular file; choose another file."
+        )
 
 
 def partial_name(path: Path) -> Path:
@@ -189,7 +213,7 @@ def export(path: Path, out: TextIO, fmt: Literal["csv", "jsonl"], chat_id: int |
                 )
             count += len(rows)
     except sqlite3.Error as exc:
-        raise storage_error(exc, path) from exc
+        raise storage_error(exc, path, writing=False) from exc
     finally:
         conn.close()
     return count
@@ -218,7 +242,7 @@ def rebuild_balances(
         try:
             differences = _scan(conn)
         except sqlite3.Error as exc:
-            raise storage_error(exc, path) from exc
+            raise storage_error(exc, path, writing=False) from exc
         if not apply or not differences:
             return differences
         # After the scan, so the check covers every row the recomputation used.

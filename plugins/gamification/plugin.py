@@ -8,10 +8,11 @@ from aiogram import Router
 from apscheduler.triggers.cron import CronTrigger
 from pydantic import BaseModel
 
-from bot.plugins import CliCommand, PluginContext
+from bot.plugins import CliCommand, PluginContext, StartupError
 from plugins.gamification.announcer import Announcer
 from plugins.gamification.cli import cli_commands
 from plugins.gamification.config import GamificationConfig
+from plugins.gamification.errors import GamificationError
 from plugins.gamification.events import EventBus, InProcessBus
 from plugins.gamification.inbound import InboundEvents
 from plugins.gamification.jobs import integrity_job, weekly_job
@@ -93,7 +94,10 @@ class GamificationPlugin:
         section = ctx.section
         if not isinstance(section, GamificationConfig):
             raise TypeError("the gamification plugin needs its own config section")
-        services = await open_services(ctx.config, section, clock=ctx.extras.get("clock"))
+        try:
+            services = await open_services(ctx.config, section, clock=ctx.extras.get("clock"))
+        except GamificationError as exc:  # one sentence already: the host prints it, exit 2
+            raise StartupError(str(exc)) from exc
         ctx.exit_stack.push_async_callback(services.close)
         ctx.workflow_data["gamification"] = services
         wire_events(ctx, services)

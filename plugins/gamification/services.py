@@ -18,7 +18,7 @@ from plugins.gamification.anti_abuse import AntiAbuseGate, Refusal
 from plugins.gamification.clock import Clock, SystemClock, format_utc
 from plugins.gamification.config import GamificationConfig
 from plugins.gamification.engine import LedgerPolicy, PointsEngine
-from plugins.gamification.errors import TransientStorageError
+from plugins.gamification.errors import StorageError, TransientStorageError
 from plugins.gamification.keys import message_key, thanks_key
 from plugins.gamification.ledger import sidetables as sql
 from plugins.gamification.models import Period, Receipt, TxKind
@@ -372,7 +372,13 @@ async def open_services(
 ) -> GamificationServices:
     """Open the ledger named in `[storage]` and load the state that survives restarts."""
     storage = app_config.storage
-    storage.database.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        storage.database.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StorageError(
+            f"Cannot create the folder {storage.database.parent} for the ledger:"
+            f" {exc.strerror or exc}."
+        ) from exc
     engine = await PointsEngine.open(
         storage.database,
         policy=LedgerPolicy(

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import sqlite3
+from pathlib import Path
 
-from plugins.gamification.errors import SchemaVersionError
+from plugins.gamification.errors import ForeignDatabaseError, SchemaVersionError
 
 GENESIS_HASH = "0" * 64
 
@@ -194,6 +195,39 @@ MIGRATIONS: tuple[str, ...] = (
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)
+# Present in every ledger from version 1 on: how a ledger is told from someone else's file.
+LEDGER_TABLES = frozenset({"accounts", "transactions", "checkpoints"})
+
+
+def ledger_version(conn: sqlite3.Connection, path: str | Path) -> int:
+    """The ledger's schema version, 0 for an empty database; reads only, changes nothing.
+
+    Refuses another application's database (tables, but not the ledger's) and one written
+    by a newer version, before anything (a migration, the switch to WAL) is written to it.
+    """
+    (version,) = conn.execute("PRAGMA user_version").fetchone()
+    tables = {
+        str(name)
+        for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+        if not str(name).startswith("sqlite_")
+    }
+    if (version or tables) and not tables >= LEDGER_TABLES:
+        raise ForeignDatabaseError(
+            f"The file {path} is another application's SQLite database, not a points ledger;"
+            " it was left untouched (point [storage] database or --db at a ledger or a new"
+            " file)."
+        )
+    if version > SCHEMA_VERSION:
+        raise SchemaVersionError(_newer(version, path))
+    return int(version)
+
+
+def _newer(version: int, path: str | Path | None) -> str:
+    subject = "The database" if path is None else f"The ledger {path}"
+    return (
+        f"{subject} has schema version {version}, newer than this program's "
+        f"{SCHEMA_VERSION}; upgrade the program instead of downgrading the data."
+    )
 
 
 def migrate(conn: sqlite3.Connection) -> int:
@@ -206,10 +240,7 @@ def migrate(conn: sqlite3.Connection) -> int:
     try:
         (version,) = conn.execute("PRAGMA user_version").fetchone()
         if version > SCHEMA_VERSION:
-            raise SchemaVersionError(
-                f"The database has schema version {version}, newer than this program's "
-                f"{SCHEMA_VERSION}; upgrade the program instead of downgrading the data."
-            )
+            raise SchemaVersionError(_newer(version, None))
         for target in range(version + 1, SCHEMA_VERSION + 1):
             for statement in _split(MIGRATIONS[target - 1]):
                 conn.execute(statement)

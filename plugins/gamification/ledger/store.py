@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import sqlite3
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -21,14 +22,17 @@ from plugins.gamification.errors import (
     DiskFullError,
     EngineClosedError,
     GamificationError,
+    ReadOnlyLedgerError,
     StorageError,
     StorageIOError,
     TransientStorageError,
     WriteTimeoutError,
 )
+from plugins.gamification.ledger import files
+from plugins.gamification.ledger.files import read_only_part
 from plugins.gamification.ledger.health import StorageHealth
 from plugins.gamification.ledger.rows import SELECT_HISTORY, SELECT_TX_BY_ID, row_to_transaction
-from plugins.gamification.ledger.schema import migrate
+from plugins.gamification.ledger.schema import ledger_version, migrate
 from plugins.gamification.ledger.writer import (
     BatchWriter,
     Operation,
@@ -50,11 +54,13 @@ Synchronous = Literal["OFF", "NORMAL", "FULL", "EXTRA"]
 SQLITE_BUSY, SQLITE_LOCKED, SQLITE_IOERR, SQLITE_FULL = 5, 6, 10, 13
 
 
-def storage_error(exc: sqlite3.Error, path: str | Path) -> StorageError:
+def storage_error(exc: sqlite3.Error, path: str | Path, *, writing: bool = True) -> StorageError:
     """Turn a sqlite3 error into one sentence an operator can act on.
 
     A lock past the busy timeout, a full disk and an I/O error are TransientStorageErrors
-    (worth retrying); the rest are permanent until someone acts.
+    (worth retrying); the rest are permanent until someone acts. `writing`: the failed
+    statement was a write, so "nothing was written" is worth saying; a reader that never
+    writes says what to do instead.
     """
     text = str(exc).lower()
     # The extended code's low byte is the primary code; errors raised without one (some
@@ -67,9 +73,21 @@ def storage_error(exc: sqlite3.Error, path: str | Path) -> StorageError:
     if "not a database" in text or "malformed" in text or "corrupt" in text:
         return DatabaseCorruptError(f"The file {path} is not a usable SQLite database ({exc}).")
     if "readonly" in text or "read-only" in text:
-        return StorageError(f"The database {path} is read-only; nothing was written.")
-    if code == SQLITE_FULL or "full" in text:
-        return DiskFullError(f"The disk holding {path} is full; nothing was written.")
+        part = read_only_part(Path(path)) or f"The database {path}"
+        if writing:
+            return ReadOnlyLedgerError(f"{part} is read-only; nothing was written.")
+        return ReadOnlyLedgerError(
+            f"{part} is read-only, and SQLite must write the ledger's -wal and -shm files to"
+            " read it; make it writable."
+        )
+    full = code == SQLITE_FULL or "full" in text
+    if not full and (code == SQLITE_IOERR or "disk i/o" in text):
+        # SQLite reports a failed growth of its WAL index on a full disk as an I/O error.
+        with contextlib.suppress(OSError):
+            full = files.free_bytes(Path(os.path.realpath(path)).parent) < files.FREE_MARGIN
+    if full:
+        outcome = "nothing was written" if writing else "SQLite needs room for its -shm file"
+        return DiskFullError(f"The disk holding {path} is full; {outcome}; free some space.")
     if code == SQLITE_IOERR or "disk i/o error" in text:
         return StorageIOError(f"The disk holding {path} reported an I/O error ({exc}).")
     return StorageError(f"The database {path} failed: {exc}.")
@@ -148,6 +166,7 @@ class LedgerStore:
 
     async def open(self) -> LedgerStore:
         """Connect, migrate and start the writer; raises StorageError with one sentence."""
+        files.check_ledger_path(self.path, writing=True)
         try:
             self._write_conn = await aiosqlite.connect(
                 self.path, isolation_level=None, timeout=self._busy_timeout
@@ -168,6 +187,8 @@ class LedgerStore:
         return self
 
     def _prepare_writer(self, conn: sqlite3.Connection) -> None:
+        # Before the first write: someone else's database is refused untouched.
+        ledger_version(conn, self.path)
         conn.execute("PRAGMA journal_mode = WAL")
         conn.execute(f"PRAGMA synchronous = {self._synchronous}")
         conn.execute("PRAGMA foreign_keys = ON")
@@ -386,7 +407,7 @@ class LedgerStore:
         try:
             rows = await self._read_conn.execute_fetchall(sql, params)
         except sqlite3.Error as exc:
-            raise storage_error(exc, self.path) from exc
+            raise storage_error(exc, self.path, writing=False) from exc
         return list(rows)
 
     async def balance(self, chat_id: int, user_id: int) -> AccountBalance:
