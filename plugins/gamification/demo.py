@@ -18,8 +18,8 @@ from typing import Any
 
 from bot.app import build_app
 from bot.config import AppConfig
-from bot.offline import RecordingSession, UpdateFactory
 from bot.plugins import CliCommand, StartupError, default_registry
+from bot.testing import RecordingSession, UpdateFactory
 from plugins.gamification.clock import FakeClock
 from plugins.gamification.errors import GamificationError
 from plugins.gamification.events import Event, InProcessBus

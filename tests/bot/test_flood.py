@@ -8,7 +8,7 @@ from aiogram.exceptions import TelegramRetryAfter
 
 import bot.flood
 from bot.flood import FloodControl
-from bot.offline import RecordingSession
+from bot.testing import RecordingSession
 
 
 class Sleeps:

@@ -8,8 +8,8 @@ from pathlib import Path
 
 from bot.app import build_app
 from bot.config import load_config
-from bot.offline import RecordingSession, UpdateFactory
 from bot.plugins import default_registry
+from bot.testing import RecordingSession, UpdateFactory
 
 
 async def scrape(url: str) -> str:

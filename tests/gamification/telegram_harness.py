@@ -14,8 +14,8 @@ from aiogram.types import Update
 
 from bot.app import App, build_app
 from bot.config import AppConfig, load_config
-from bot.offline import BOT_USER, RecordingSession, UpdateFactory
 from bot.plugins import default_registry
+from bot.testing import BOT_USER, RecordingSession, UpdateFactory
 from plugins.gamification import FakeClock
 from plugins.gamification.config import GamificationConfig
 from plugins.gamification.services import GamificationServices

@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 
 from bot.app import build_app
-from bot.offline import UpdateFactory
 from bot.plugins import default_registry
+from bot.testing import UpdateFactory
 from plugins.gamification.events import Event, EventBus, EventHandler, InProcessBus, Subscription
 from plugins.gamification.inbound import InboundEvents
 from plugins.gamification.relay import OutboxRelay

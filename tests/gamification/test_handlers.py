@@ -10,7 +10,7 @@ from aiogram import Router
 from aiogram.methods import GetChatMember, SendMessage
 from aiogram.types import Message
 
-from bot.offline import UpdateFactory
+from bot.testing import UpdateFactory
 from plugins.gamification.activity import points_for
 from plugins.gamification.handlers.user import GROUP_ONLY
 from plugins.gamification.keys import message_key

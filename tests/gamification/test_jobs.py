@@ -10,8 +10,8 @@ from zoneinfo import ZoneInfo
 
 from bot.app import build_app
 from bot.config import load_config
-from bot.offline import RecordingSession
 from bot.plugins import default_registry
+from bot.testing import RecordingSession
 from plugins.gamification import PointsEngine
 from plugins.gamification.config import GamificationConfig
 from plugins.gamification.jobs import integrity_job, weekly_job

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from aiogram.types import Update
 
-from bot.offline import UpdateFactory
+from bot.testing import UpdateFactory
 from plugins.gamification.activity import points_for
 from plugins.gamification.events import Event, InProcessBus
 from plugins.gamification.keys import admin_key, event_key, message_key, thanks_key

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from aiogram.types import Update
 
-from bot.offline import UpdateFactory
+from bot.testing import UpdateFactory
 from plugins.gamification import (
     DatabaseLockedError,
     FakeClock,

@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from bot.offline import UpdateFactory
+from bot.testing import UpdateFactory
 from plugins.gamification import FakeClock
 from plugins.gamification.anti_abuse import Refusal, Verdict
 from plugins.gamification.models import Receipt

@@ -19,8 +19,8 @@ from bot.__main__ import main as cli_main
 from bot.app import build_app
 from bot.config import ConfigError, load_config
 from bot.errors import SORRY
-from bot.offline import UpdateFactory
 from bot.plugins import default_registry
+from bot.testing import UpdateFactory
 from plugins.gamification import FakeClock
 from plugins.gamification.jobs import integrity_job
 from tests.bot.fake_bot_api import FakeBotAPI

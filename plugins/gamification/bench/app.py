@@ -21,8 +21,8 @@ from aiogram.types import Message, Update
 
 from bot.app import App, build_app
 from bot.config import AppConfig, StorageSettings
-from bot.offline import RecordingSession, UpdateFactory
 from bot.plugins import default_registry
+from bot.testing import RecordingSession, UpdateFactory
 from plugins.gamification.bench.ledger import frozen_inputs
 from plugins.gamification.bench.rows import account_of
 from plugins.gamification.clock import FakeClock

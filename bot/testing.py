@@ -1,4 +1,4 @@
-"""A Bot API session that never touches the network: it answers and records every call.
+"""Offline Telegram for the demo and tests: a recording Bot API session, an update factory.
 
 The demo and the tests drive the real Dispatcher with it. Results go through aiogram's
 own response parsing (`check_response`), so handlers receive the same objects as online.
