@@ -22,11 +22,11 @@ STAMP = VENV / ".installed"
 
 TASKS: dict[str, list[list[str]]] = {
     "demo": [["-m", "bot", "demo"]],
-    "bench": [["-m", "bot", "bench"]],
+    "bench": [["-m", "benchmarks"]],
     "test": [
         ["-m", "ruff", "check", "."],
         ["-m", "ruff", "format", "--check", "."],
-        ["-m", "mypy", "bot", "plugins"],
+        ["-m", "mypy", "bot", "plugins", "benchmarks"],
         ["-m", "pytest"],
     ],
 }

@@ -11,7 +11,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from bot.config import ConfigError, load_config
-from bot.plugins import CliCommand, PluginRegistry, default_registry
+from bot.plugins import CliCommand, PluginRegistry
+from bot.registry import default_plugins, default_registry
 
 EXIT_USAGE = 2
 EXIT_BROKEN_PIPE = 128 + 13  # 128 + SIGPIPE, what a shell reports for `... | head`
@@ -57,7 +58,11 @@ def main(argv: Sequence[str] | None = None, registry: PluginRegistry | None = No
     parser = build_parser(registry.commands())
     args = parser.parse_args(argv)
     try:
-        config = load_config(args.config, plugin_models=registry.config_models())
+        config = load_config(
+            args.config,
+            plugin_models=registry.config_models(),
+            default_plugins=default_plugins(),
+        )
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return EXIT_USAGE

@@ -6,7 +6,7 @@ import gc
 import logging
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
-from typing import Any, TypedDict
+from typing import TypedDict
 
 from aiogram import Bot, Dispatcher
 from aiogram.client.default import DefaultBotProperties
@@ -24,7 +24,7 @@ from bot.config import AppConfig
 from bot.errors import not_for_redelivery, on_error
 from bot.flood import FloodControl
 from bot.metrics import MetricsServer, serve_metrics
-from bot.plugins import PluginContext, PluginRegistry, StartupError
+from bot.plugins import Clock, EventBus, PluginContext, PluginRegistry, StartupError
 from bot.polling import Poller
 from bot.scheduler import build_scheduler
 
@@ -74,9 +74,13 @@ async def build_app(
     *,
     session: BaseSession | None = None,
     token: str | None = None,
-    extras: dict[str, Any] | None = None,
+    event_bus: EventBus | None = None,
+    clock: Clock | None = None,
 ) -> App:
-    """Wire the enabled plugins into one Dispatcher; on failure everything opened is closed."""
+    """Wire the enabled plugins into one Dispatcher; on failure everything opened is closed.
+
+    `event_bus` and `clock` are handed to every plugin (None: each uses its own).
+    """
     online = session is None
     bot = Bot(
         token or config.bot.token.get_secret_value() or OFFLINE_TOKEN,
@@ -101,13 +105,16 @@ async def build_app(
                 config=config,
                 section=section,
                 bot=bot,
+                dispatcher=dispatcher,
                 scheduler=scheduler,
                 exit_stack=stack,
                 metrics=app.metrics,
-                extras=dict(extras or {}),
+                event_bus=event_bus,
+                clock=clock,
             )
             router = await plugin.setup(ctx)
-            dispatcher.include_router(router)
+            if router is not None:
+                dispatcher.include_router(router)
             dispatcher.workflow_data.update(ctx.workflow_data)
             app.user_commands.extend(ctx.user_commands)
             app.admin_commands.extend(ctx.admin_commands)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -175,18 +175,23 @@ class StorageSettings(Section):
 
 
 class PluginsSettings(Section):
-    enabled: tuple[str, ...] = ("gamification",)
+    # Left out of the file: the plugins the program ships (see load_config's default_plugins).
+    enabled: tuple[str, ...] = ()
 
 
 class SchedulerSettings(Section):
     timezone: str = "UTC"
-    integrity_cron: str = "0 3 * * *"
+    # Deprecated: the integrity check is the gamification plugin's, set in its own section.
+    integrity_cron: str | None = None
     misfire_grace_seconds: Annotated[int, within(1, 7 * 86_400, unit="seconds (7 days)")] = 3600
     coalesce: bool = True
 
     _tz = field_validator("timezone")(check_timezone)
 
-    _cron = field_validator("integrity_cron")(check_crontab)
+    @field_validator("integrity_cron")
+    @classmethod
+    def _cron(cls, value: str | None) -> str | None:
+        return None if value is None else check_crontab(value)
 
 
 class MetricsSettings(Section):
@@ -280,8 +285,11 @@ def describe_errors(
     for item in error.errors():
         loc: tuple[object, ...] = item["loc"]
         cause = (item.get("ctx") or {}).get("error")
-        if isinstance(cause, KeyedError):
-            loc = (*loc, *cause.key.split("."))
+        # Any error carrying the dotted key it blames (a plugin's settings may raise their
+        # own kind, as the host's KeyedError does) is reported under that key.
+        blamed = getattr(cause, "key", None) if isinstance(cause, ValueError) else None
+        if isinstance(blamed, str):
+            loc = (*loc, *blamed.split("."))
         key = ".".join(str(part) for part in (prefix, *loc) if part != "")
         key = key.replace("\n", "\\n")
         variable = (origins or {}).get(key)
@@ -293,7 +301,7 @@ def describe_errors(
         # The bot section holds the token: none of its values is ever echoed back, so a
         # token pasted under the wrong key cannot end up in a terminal or a log.
         secret = key.split(".")[0] == "bot" or "token" in key
-        hidden = isinstance(given, dict | list) or secret or isinstance(cause, KeyedError)
+        hidden = isinstance(given, dict | list) or secret or isinstance(blamed, str)
         shown = "" if hidden else f", got {given!r}"
         message = item["msg"].removeprefix("Value error, ")
         lines.append(f"{where}: {message}{shown}.")
@@ -305,8 +313,12 @@ def load_config(
     *,
     plugin_models: Mapping[str, type[BaseModel]] | None = None,
     environ: Mapping[str, str] | None = None,
+    default_plugins: Sequence[str] | None = None,
 ) -> AppConfig:
     """Read `path` (default config.toml, optional), apply the environment, validate it all.
+
+    Without `[plugins] enabled` in the file, `default_plugins` run (None: every plugin of
+    `plugin_models`).
 
     Raises ConfigError naming the file, the key and what was expected. A table that is
     neither a host section nor a known plugin's is an error, so a typo never goes unnoticed.
@@ -324,6 +336,9 @@ def load_config(
     except ValidationError as exc:
         problems.append(describe_errors(source, "", exc, origins))
         config = AppConfig()
+    if "enabled" not in config.plugins.model_fields_set:
+        defaults = tuple(models if default_plugins is None else default_plugins)
+        config = config.model_copy(update={"plugins": PluginsSettings(enabled=defaults)})
     sections: dict[str, BaseModel] = {}
     for key, value in data.items():
         if key in HOST_SECTIONS:

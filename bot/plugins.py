@@ -1,4 +1,4 @@
-"""The plugin protocol and the explicit registry the host builds its bot from."""
+"""The plugin protocol, the typed context the host hands a plugin, and the registry type."""
 
 from __future__ import annotations
 
@@ -6,9 +6,10 @@ import argparse
 from collections.abc import Callable, Coroutine, Iterable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
-from aiogram import Bot, Router
+from aiogram import Bot, Dispatcher, Router
 from aiogram.types import BotCommand
 from prometheus_client import CollectorRegistry
 from pydantic import BaseModel
@@ -37,24 +38,47 @@ class CliCommand:
     run: Callable[[argparse.Namespace, AppConfig], Coroutine[Any, Any, int]]
 
 
+class Clock(Protocol):
+    """Where the plugins read the time: aware UTC datetimes (a fake one in the demo and tests)."""
+
+    def now(self) -> datetime: ...
+
+
+class EventBus(Protocol):
+    """A publish/subscribe bus the plugins share (the gamification plugin's bus fits).
+
+    The host only passes it along, so events and handlers are the plugins' own types.
+    """
+
+    async def publish(self, event: Any) -> None: ...
+
+    def subscribe(self, pattern: str, handler: Any, *, name: str | None = None) -> Any: ...
+
+    async def close(self) -> None: ...
+
+
 @dataclass(slots=True)
 class PluginContext:
     """What the host hands a plugin's setup: configuration and shared infrastructure.
 
     `exit_stack` closes whatever the plugin opened, in reverse order, when the host stops;
-    `workflow_data` is merged into the dispatcher's data so handlers receive it.
+    `workflow_data` is merged into the dispatcher's data so handlers receive it. A plugin may
+    include its routers into `dispatcher` itself, or return one router from `setup`.
+    `event_bus` and `clock`: shared ones the program passes in; None lets a plugin use its own.
     """
 
     config: AppConfig
     section: BaseModel
     bot: Bot
+    dispatcher: Dispatcher
     scheduler: AsyncIOScheduler | None
     exit_stack: AsyncExitStack
     metrics: CollectorRegistry
     workflow_data: dict[str, Any] = field(default_factory=dict)
     user_commands: list[BotCommand] = field(default_factory=list)
     admin_commands: list[BotCommand] = field(default_factory=list)
-    extras: dict[str, Any] = field(default_factory=dict)
+    event_bus: EventBus | None = None
+    clock: Clock | None = None
 
 
 class Plugin(Protocol):
@@ -66,8 +90,9 @@ class Plugin(Protocol):
     @property
     def config_model(self) -> type[BaseModel]: ...
 
-    async def setup(self, ctx: PluginContext) -> Router:
-        """Open what the plugin needs (register cleanup on ctx.exit_stack), build its router."""
+    async def setup(self, ctx: PluginContext) -> Router | None:
+        """Open what the plugin needs (register cleanup on ctx.exit_stack); return a router
+        for the host to include, or None when the plugin included its own."""
         ...
 
     def commands(self) -> Iterable[CliCommand]:
@@ -105,10 +130,3 @@ class PluginRegistry:
 
     def commands(self) -> list[CliCommand]:
         return [command for plugin in self._plugins.values() for command in plugin.commands()]
-
-
-def default_registry() -> PluginRegistry:
-    """Every plugin this bot ships; `[plugins] enabled` chooses which of them run."""
-    from plugins.gamification.plugin import GamificationPlugin
-
-    return PluginRegistry([GamificationPlugin()])

@@ -1,4 +1,4 @@
-"""The plugin's operator commands for `python -m bot`: check, backup, export, rebuild-balances."""
+"""The plugin's operator commands (check, backup, export, rebuild-balances), for any host CLI."""
 
 from __future__ import annotations
 
@@ -11,8 +11,7 @@ import sys
 from pathlib import Path
 from typing import Literal
 
-from bot.config import AppConfig
-from bot.plugins import CliCommand
+from plugins.gamification.commands import Command, CommandContext
 from plugins.gamification.errors import GamificationError, StorageError
 from plugins.gamification.integrity import CheckpointNotStoredError, run_check
 from plugins.gamification.ledger.files import fd_belongs_to
@@ -31,8 +30,8 @@ EXIT_CLEAN, EXIT_VIOLATIONS, EXIT_CANNOT_RUN = 0, 1, 2
 CHAT_ID_MIN, CHAT_ID_MAX = -(2**63), 2**63 - 1
 
 
-def _database(args: argparse.Namespace, config: AppConfig) -> Path:
-    return Path(args.db) if args.db else config.storage.database
+def _database(args: argparse.Namespace, context: CommandContext) -> Path:
+    return Path(args.db) if args.db else context.database.path
 
 
 def _add_check_arguments(parser: argparse.ArgumentParser) -> None:
@@ -45,8 +44,8 @@ def _add_check_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-async def _check(args: argparse.Namespace, config: AppConfig) -> int:
-    path = _database(args, config)
+async def _check(args: argparse.Namespace, context: CommandContext) -> int:
+    path = _database(args, context)
     unstored: CheckpointNotStoredError | None = None
     try:
         report = await asyncio.to_thread(run_check, path, record=not args.no_record)
@@ -76,8 +75,8 @@ def _add_backup_arguments(parser: argparse.ArgumentParser) -> None:
     _add_db(parser)
 
 
-async def _backup(args: argparse.Namespace, config: AppConfig) -> int:
-    source, dest = _database(args, config), Path(args.dest)
+async def _backup(args: argparse.Namespace, context: CommandContext) -> int:
+    source, dest = _database(args, context), Path(args.dest)
     try:
         report = await asyncio.to_thread(backup, source, dest)
     except GamificationError as exc:
@@ -109,8 +108,8 @@ def _add_export_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-async def _export(args: argparse.Namespace, config: AppConfig) -> int:
-    path = _database(args, config)
+async def _export(args: argparse.Namespace, context: CommandContext) -> int:
+    path = _database(args, context)
     if args.chat is not None and not CHAT_ID_MIN <= args.chat <= CHAT_ID_MAX:
         print(
             f"export: --chat {args.chat} is not a chat id (ids are signed 64-bit integers).",
@@ -175,8 +174,8 @@ def _add_rebuild_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-async def _rebuild(args: argparse.Namespace, config: AppConfig) -> int:
-    path = _database(args, config)
+async def _rebuild(args: argparse.Namespace, context: CommandContext) -> int:
+    path = _database(args, context)
     try:
         differences = await asyncio.to_thread(
             rebuild_balances, path, apply=args.apply, actor=f"cli:{_operator()}"
@@ -218,14 +217,12 @@ def _operator() -> str:
         return "unknown"
 
 
-def cli_commands() -> list[CliCommand]:
-    from plugins.gamification.bench.runner import bench_command
+def cli_commands() -> list[Command]:
     from plugins.gamification.demo import demo_command
 
     return [
         demo_command(),
-        bench_command(),
-        CliCommand(
+        Command(
             name="check",
             help=(
                 "verify the ledger: balances equal sums, hash chains, revert links, and the"
@@ -234,7 +231,7 @@ def cli_commands() -> list[CliCommand]:
             add_arguments=_add_check_arguments,
             run=_check,
         ),
-        CliCommand(
+        Command(
             name="backup",
             help=(
                 "copy the ledger to DEST while the bot may keep writing (one consistent"
@@ -244,7 +241,7 @@ def cli_commands() -> list[CliCommand]:
             add_arguments=_add_backup_arguments,
             run=_backup,
         ),
-        CliCommand(
+        Command(
             name="export",
             help=(
                 "write every ledger transaction (or one --chat's) in id order as CSV with a"
@@ -254,7 +251,7 @@ def cli_commands() -> list[CliCommand]:
             add_arguments=_add_export_arguments,
             run=_export,
         ),
-        CliCommand(
+        Command(
             name="rebuild-balances",
             help=(
                 "recompute every account's cached balance, earned, seq and head from the"

@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from bot.config import (
+from plugins.gamification.validation import (
     INT64_MAX,
     INT64_MIN,
     ChatId,
@@ -358,6 +358,19 @@ class WeeklySection(Section):
         return self
 
 
+class IntegritySection(Section):
+    # When the daily ledger check runs (crontab), in `timezone` or else the scheduler's.
+    cron: str = "0 3 * * *"
+    timezone: str | None = None
+
+    _cron = field_validator("cron")(check_crontab)
+
+    @field_validator("timezone")
+    @classmethod
+    def _tz(cls, value: str | None) -> str | None:
+        return None if value is None else check_timezone(value)
+
+
 class GamificationConfig(Section):
     ledger: LedgerSection = LedgerSection()
     activity: ActivitySection = ActivitySection()
@@ -368,6 +381,7 @@ class GamificationConfig(Section):
     multipliers: MultipliersSection = MultipliersSection()
     events: EventsSection = EventsSection()
     weekly: WeeklySection = WeeklySection()
+    integrity: IntegritySection = IntegritySection()
 
     @model_validator(mode="after")
     def _amounts_within_ledger(self) -> GamificationConfig:

@@ -1,4 +1,4 @@
-"""`python -m bot demo`: replays a bundled sample chat offline through the real bot."""
+"""The demo command: replays a bundled sample chat offline through a real Dispatcher."""
 
 from __future__ import annotations
 
@@ -11,24 +11,35 @@ import sys
 import tempfile
 import tomllib
 from collections import Counter
+from dataclasses import replace
 from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from bot.app import build_app
-from bot.config import AppConfig
-from bot.plugins import CliCommand, StartupError, default_registry
-from bot.testing import RecordingSession, UpdateFactory
+from aiogram import Bot, Dispatcher
+from aiogram.client.default import DefaultBotProperties
+from aiogram.client.session.middlewares.base import (
+    BaseRequestMiddleware,
+    NextRequestMiddlewareType,
+)
+from aiogram.enums import ParseMode
+from aiogram.methods import Response, SendMessage, TelegramMethod
+from aiogram.methods.base import TelegramType
+
 from plugins.gamification.clock import FakeClock
+from plugins.gamification.commands import Command, CommandContext, OfflineTelegram
 from plugins.gamification.errors import GamificationError
 from plugins.gamification.events import Event, InProcessBus
 from plugins.gamification.ledger.files import SIDE_SUFFIXES
 from plugins.gamification.models import Period
 from plugins.gamification.operations import OperationRefusedError
 from plugins.gamification.services import GamificationServices
+from plugins.gamification.setup import setup_gamification
 
 START = datetime(2026, 3, 11, 9, 0, tzinfo=UTC)
+# Never used to reach Telegram: the session answers offline, but aiogram checks the form.
+OFFLINE_TOKEN = "1000000000:offline-token-that-never-leaves-this-process"
 _TAG = re.compile(r"<[^>]+>")
 _TX = re.compile(r"\{tx:(\w+)\}")
 
@@ -54,15 +65,18 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-async def _demo(args: argparse.Namespace, config: AppConfig) -> int:
+async def _demo(args: argparse.Namespace, context: CommandContext) -> int:
+    if context.offline is None:
+        print("demo: this program offers no offline Telegram session to run it.", file=sys.stderr)
+        return 2
     try:
         if args.db:
             database = Path(args.db)
             claim_new_file(database)
-            return await replay(config, database)
+            return await replay(context, database)
         with tempfile.TemporaryDirectory(prefix="points-demo-") as folder:
-            return await replay(config, Path(folder) / "demo.sqlite3")
-    except (StartupError, GamificationError) as exc:
+            return await replay(context, Path(folder) / "demo.sqlite3")
+    except GamificationError as exc:
         print(f"demo: {exc}", file=sys.stderr)
         return 2
 
@@ -89,14 +103,34 @@ def claim_new_file(path: Path) -> None:
         raise OperationRefusedError(f"Cannot create {path}: {exc.strerror or exc}.") from exc
 
 
-async def replay(config: AppConfig, database: Path, out: Any = None) -> int:
-    """Feed every step of the script to the real Dispatcher and print what happens."""
+class Transcript(BaseRequestMiddleware):
+    """Remembers what the bot said, whichever session carries it."""
+
+    def __init__(self) -> None:
+        self.sent: list[str] = []
+
+    async def __call__(
+        self,
+        make_request: NextRequestMiddlewareType[TelegramType],
+        bot: Bot,
+        method: TelegramMethod[TelegramType],
+    ) -> Response[TelegramType]:
+        if isinstance(method, SendMessage):
+            self.sent.append(method.text)
+        return await make_request(bot, method)
+
+
+async def replay(context: CommandContext, database: Path, out: Any = None) -> int:
+    """Feed every step of the script to a real Dispatcher and print what happens."""
+    assert context.offline is not None
+    offline: OfflineTelegram = context.offline
     out = out or sys.stdout
     script = load_script()
-    chat = UpdateFactory.group(script["chat"]["id"], script["chat"]["title"])
+    chat = {"id": script["chat"]["id"], "type": "supergroup", "title": script["chat"]["title"]}
     people = {p["name"]: p for p in script["people"]}
     users = {
-        name: UpdateFactory.user(p["id"], p["first_name"], p["username"])
+        name: {"id": p["id"], "is_bot": False, "first_name": p["first_name"]}
+        | ({"username": p["username"]} if p.get("username") else {})
         for name, p in people.items()
     }
     admins = {chat["id"]: {p["id"] for p in people.values() if p.get("admin")}}
@@ -105,12 +139,28 @@ async def replay(config: AppConfig, database: Path, out: Any = None) -> int:
     def now() -> float:
         return clock.now().timestamp()
 
-    session = RecordingSession(admins=admins, now=now)
-    factory = UpdateFactory(now=now)
-    storage = config.storage.model_copy(update={"database": database})
-    config = config.model_copy(update={"storage": storage})
-    app = await build_app(config, default_registry(), session=session, extras={"clock": clock})
-    services: GamificationServices = app.dispatcher.workflow_data["gamification"]
+    factory = offline.updates(now)
+    bot = Bot(
+        OFFLINE_TOKEN,
+        session=offline.session(admins, now),
+        default=DefaultBotProperties(parse_mode=ParseMode.HTML, link_preview_is_disabled=True),
+    )
+    transcript = Transcript()
+    bot.session.middleware(transcript)
+    dispatcher = Dispatcher()
+    try:
+        plugin = await setup_gamification(
+            dispatcher,
+            bot,
+            database=replace(context.database, path=database),
+            config=context.settings,
+            admin_ids=context.admin_ids,
+            clock=clock,
+        )
+    except BaseException:
+        await bot.session.close()
+        raise
+    services = plugin.services
     print(f"Replaying {len(script['steps'])} updates in “{chat['title']}”, offline.", file=out)
     print(f"Ledger: {database}\n", file=out)
     labels: dict[str, int] = {}
@@ -127,7 +177,7 @@ async def replay(config: AppConfig, database: Path, out: Any = None) -> int:
                 day = clock.now().date()
                 print(f"\n— {day:%A %d %B %Y} —", file=out)
             refused_before = Counter(services.stats.refusals)
-            session.clear()
+            transcript.sent.clear()
             if "event" in step:
                 await _publish(step, services, people, chat["id"], clock, out)
             else:
@@ -142,21 +192,22 @@ async def replay(config: AppConfig, database: Path, out: Any = None) -> int:
                 stamp = clock.now().strftime("%H:%M:%S")
                 shown = f"[photo] {text}" if content else text
                 print(f"{stamp}  {plain(user['first_name'])}: {shown}", file=out)
-                await app.dispatcher.feed_update(app.bot, update)
+                await dispatcher.feed_update(bot, update)
                 if step.get("redeliver"):
-                    await app.dispatcher.feed_update(app.bot, update)
+                    await dispatcher.feed_update(bot, update)
                     print("          (Telegram delivered this update twice)", file=out)
             await _settle(services)
             newest = await _report_step(services, refused_before, last_tx, out)
             if "label" in step and newest > last_tx:
                 step_tx[step["label"]] = last_tx + 1
             last_tx = newest
-            for sent in session.sent:
-                for line in plain(sent.text).splitlines():
+            for sent in transcript.sent:
+                for line in plain(sent).splitlines():
                     print(f"          🤖 {line}", file=out)
         return await _summary(services, chat["id"], out)
     finally:
-        await app.close()
+        await dispatcher.emit_shutdown()  # commits what is queued, closes the ledger
+        await bot.session.close()
 
 
 async def _publish(
@@ -242,8 +293,8 @@ def _photo() -> dict[str, Any]:
     return {"file_id": "demo-photo", "file_unique_id": "demo-photo", "width": 640, "height": 480}
 
 
-def demo_command() -> CliCommand:
-    return CliCommand(
+def demo_command() -> Command:
+    return Command(
         name="demo",
         help=(
             "replay a bundled sample chat offline through the real dispatcher and ledger;"

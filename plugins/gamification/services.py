@@ -7,16 +7,17 @@ import logging
 import time
 import uuid
 from collections import OrderedDict
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
-from bot.config import AppConfig
 from plugins.gamification.activity import ActivityFact, ThanksFact, points_for
 from plugins.gamification.anti_abuse import AntiAbuseGate, Refusal
 from plugins.gamification.clock import Clock, SystemClock, format_utc
 from plugins.gamification.config import GamificationConfig
+from plugins.gamification.database import DatabaseOptions
 from plugins.gamification.engine import LedgerPolicy, PointsEngine
 from plugins.gamification.errors import StorageError, TransientStorageError
 from plugins.gamification.keys import message_key, thanks_key
@@ -368,28 +369,32 @@ class GamificationServices:
 
 
 async def open_services(
-    app_config: AppConfig, config: GamificationConfig, *, clock: Clock | None = None
+    database: DatabaseOptions,
+    config: GamificationConfig,
+    *,
+    clock: Clock | None = None,
+    admin_ids: Iterable[int] = (),
+    admin_log_chat_id: int | None = None,
 ) -> GamificationServices:
-    """Open the ledger named in `[storage]` and load the state that survives restarts."""
-    storage = app_config.storage
+    """Open the ledger at `database` and load the state that survives restarts."""
     try:
-        storage.database.parent.mkdir(parents=True, exist_ok=True)
+        database.path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise StorageError(
-            f"Cannot create the folder {storage.database.parent} for the ledger:"
+            f"Cannot create the folder {database.path.parent} for the ledger:"
             f" {exc.strerror or exc}."
         ) from exc
     engine = await PointsEngine.open(
-        storage.database,
+        database.path,
         policy=LedgerPolicy(
             max_amount=config.ledger.max_amount,
             allow_negative=config.ledger.allow_negative,
             timezone=config.ledger.timezone,
         ),
         clock=clock or SystemClock(),
-        synchronous=storage.synchronous,
-        busy_timeout=storage.busy_timeout_seconds,
-        write_timeout=storage.write_timeout_seconds,
+        synchronous=database.synchronous,
+        busy_timeout=database.busy_timeout_seconds,
+        write_timeout=database.write_timeout_seconds,
         max_batch=config.ledger.max_batch,
         progress=ProgressRules(
             achievements=config.progress.achievements,
@@ -401,9 +406,9 @@ async def open_services(
     services = GamificationServices(
         engine,
         config,
-        admin_ids=frozenset(app_config.bot.admin_ids),
-        admin_log_chat_id=app_config.bot.admin_log_chat_id,
-        retry_seconds=storage.retry_seconds,
+        admin_ids=frozenset(admin_ids),
+        admin_log_chat_id=admin_log_chat_id,
+        retry_seconds=database.retry_seconds,
     )
     try:
         await services.load()

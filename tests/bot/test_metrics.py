@@ -8,7 +8,7 @@ from pathlib import Path
 
 from bot.app import build_app
 from bot.config import load_config
-from bot.plugins import default_registry
+from bot.registry import default_registry
 from bot.testing import RecordingSession, UpdateFactory
 
 

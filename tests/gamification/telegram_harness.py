@@ -14,7 +14,7 @@ from aiogram.types import Update
 
 from bot.app import App, build_app
 from bot.config import AppConfig, load_config
-from bot.plugins import default_registry
+from bot.registry import default_registry
 from bot.testing import BOT_USER, RecordingSession, UpdateFactory
 from plugins.gamification import FakeClock
 from plugins.gamification.config import GamificationConfig
@@ -148,7 +148,7 @@ class TelegramHarness:
     async def start(self) -> TelegramHarness:
         assert self._app is None, "already started"
         self._app = await build_app(
-            self.config, default_registry(), session=self.session, extras={"clock": self.clock}
+            self.config, default_registry(), session=self.session, clock=self.clock
         )
         return self
 

@@ -1,4 +1,4 @@
-"""`python -m bot bench`: the harness runs end to end and reports every row; figures unchecked.
+"""`python -m benchmarks`: the harness runs end to end and reports every row; figures unchecked.
 
 The run uses the hidden tiny scale, so it proves the wiring (every measurement on the real
 code paths, the table, the file) in a few seconds. No assertion looks at a figure: timings
@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from plugins.gamification.bench.report import percentile
-from plugins.gamification.bench.table import LABELS
+from benchmarks.report import percentile
+from benchmarks.table import LABELS
 
 ROOT = Path(__file__).resolve().parents[2]
 COLUMNS = "| measurement | ours | baseline(s) | ratio | target | met? | published |"
@@ -25,7 +25,7 @@ def bench(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     environ = {k: v for k, v in os.environ.items() if not k.startswith("BOT_")}
     environ["PYTHONPATH"] = str(ROOT)
     return subprocess.run(
-        [sys.executable, "-m", "bot", "bench", *args],
+        [sys.executable, "-m", "benchmarks", *args],
         cwd=cwd,
         env=environ,
         capture_output=True,

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from bot.app import build_app
-from bot.plugins import default_registry
+from bot.registry import default_registry
 from bot.testing import UpdateFactory
 from plugins.gamification.events import Event, EventBus, EventHandler, InProcessBus, Subscription
 from plugins.gamification.inbound import InboundEvents
@@ -129,7 +129,7 @@ class SwitchableBus:
 
 
 class BusHarness(TelegramHarness):
-    """The harness with the bus passed in `extras`, as a host sharing one bus would."""
+    """The harness with the bus passed to build_app, as a host sharing one bus would."""
 
     def __init__(self, database: Path, bus: EventBus, **kwargs: Any) -> None:
         super().__init__(database, **kwargs)
@@ -141,7 +141,8 @@ class BusHarness(TelegramHarness):
             self.config,
             default_registry(),
             session=self.session,
-            extras={"clock": self.clock, "event_bus": self.bus},
+            clock=self.clock,
+            event_bus=self.bus,
         )
         return self
 

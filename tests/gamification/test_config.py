@@ -12,7 +12,7 @@ import pytest
 from pydantic import BaseModel
 
 from bot.config import AppConfig, ConfigError, load_config
-from bot.plugins import default_registry
+from bot.registry import default_registry
 from plugins.gamification.config import GamificationConfig
 from tests.gamification.conftest import MakeHarness
 from tests.gamification.test_handlers import ALICE, CHAT, FIXED, bob_says, thanks_rows

@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 
 from bot.app import build_app
 from bot.config import load_config
-from bot.plugins import default_registry
+from bot.registry import default_registry
 from bot.testing import RecordingSession
 from plugins.gamification import PointsEngine
 from plugins.gamification.config import GamificationConfig

@@ -26,8 +26,8 @@ from aiogram.client.telegram import TelegramAPIServer
 from aiogram.utils.backoff import BackoffConfig
 
 from bot.app import App, build_app
-from bot.plugins import default_registry
 from bot.polling import Poller
+from bot.registry import default_registry
 from plugins.gamification.events import Event
 from plugins.gamification.integrity import run_check
 from plugins.gamification.keys import admin_key, event_key, message_key, thanks_key

@@ -27,7 +27,7 @@ from pydantic import BaseModel
 
 from bot.config import AppConfig, ConfigError, load_config
 from bot.errors import SORRY
-from bot.plugins import default_registry
+from bot.registry import default_registry
 from bot.testing import BOT_USER, UpdateFactory
 from plugins.gamification.config import GamificationConfig
 from tests.gamification.conftest import MakeHarness

@@ -19,7 +19,7 @@ from bot.__main__ import main as cli_main
 from bot.app import build_app
 from bot.config import ConfigError, load_config
 from bot.errors import SORRY
-from bot.plugins import default_registry
+from bot.registry import default_registry
 from bot.testing import UpdateFactory
 from plugins.gamification import FakeClock
 from plugins.gamification.jobs import integrity_job
@@ -358,7 +358,7 @@ async def test_token_never_reaches_logs_over_real_http(
     )
     clock = FakeClock(START)
     factory = UpdateFactory(now=lambda: clock.now().timestamp())
-    app = await build_app(config, default_registry(), extras={"clock": clock})
+    app = await build_app(config, default_registry(), clock=clock)
     stopped = False
     try:
         for user, text in (

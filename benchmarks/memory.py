@@ -2,7 +2,7 @@
 
 A process that has already run other measurements holds freed memory it reuses, which
 hides growth (the parent's RSS did not move over a million awards); a child starts clean.
-Run as `python -m plugins.gamification.bench.memory PATH AWARDS ACCOUNTS`: prints JSON.
+Run as `python -m benchmarks.memory PATH AWARDS ACCOUNTS`: prints JSON.
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from plugins.gamification.bench.ledger import drive, ours
-from plugins.gamification.bench.report import rss_bytes
+from benchmarks.ledger import drive, ours
+from benchmarks.report import rss_bytes
 
 WIDTH = 1_000
 CHILD_TIMEOUT = 1_800.0

@@ -6,7 +6,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from plugins.gamification.bench.baselines import BulkLedger
+from benchmarks.baselines import BulkLedger
 from plugins.gamification.integrity import run_check
 
 

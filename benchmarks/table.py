@@ -5,13 +5,13 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
-from plugins.gamification.bench import app
-from plugins.gamification.bench.baselines import RawLimit
-from plugins.gamification.bench.check import IntegrityRun
-from plugins.gamification.bench.ledger import BURST, Flight
-from plugins.gamification.bench.memory import Memory
-from plugins.gamification.bench.outbox import Outbound
-from plugins.gamification.bench.report import (
+from benchmarks import app
+from benchmarks.baselines import RawLimit
+from benchmarks.check import IntegrityRun
+from benchmarks.ledger import BURST, Flight
+from benchmarks.memory import Memory
+from benchmarks.outbox import Outbound
+from benchmarks.report import (
     DASH,
     Row,
     Target,
@@ -22,7 +22,7 @@ from plugins.gamification.bench.report import (
     share,
     times,
 )
-from plugins.gamification.bench.scale import FULL_INTEGRITY_TX, FULL_MEMORY_AWARDS, Scale
+from benchmarks.scale import FULL_INTEGRITY_TX, FULL_MEMORY_AWARDS, Scale
 
 FAILED = "failed (see the notes)"
 WIDTHS = (10, 100, 1_000)

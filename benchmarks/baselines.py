@@ -10,7 +10,7 @@ from pathlib import Path
 
 import aiosqlite
 
-from plugins.gamification.bench.rows import AwardRows, account_of, award_rows, create_ledger
+from benchmarks.rows import AwardRows, account_of, award_rows, create_ledger
 from plugins.gamification.clock import Clock, SystemClock, format_utc
 from plugins.gamification.ledger.rows import INSERT_TX, SELECT_ACCOUNT, UPSERT_ACCOUNT, AccountRow
 from plugins.gamification.progress import INSERT_OUTBOX

@@ -19,12 +19,13 @@ from pathlib import Path
 from aiogram import Bot, Dispatcher, Router
 from aiogram.types import Message, Update
 
+from benchmarks.ledger import frozen_inputs
+from benchmarks.rows import account_of
 from bot.app import App, build_app
-from bot.config import AppConfig, StorageSettings
-from bot.plugins import default_registry
+from bot.config import AppConfig, PluginsSettings, StorageSettings
+from bot.plugins import PluginRegistry
+from bot.registry import shipped_plugins
 from bot.testing import RecordingSession, UpdateFactory
-from plugins.gamification.bench.ledger import frozen_inputs
-from plugins.gamification.bench.rows import account_of
 from plugins.gamification.clock import FakeClock
 from plugins.gamification.events import Event, InProcessBus
 from plugins.gamification.services import GamificationServices
@@ -42,11 +43,12 @@ EVENT_TYPE = "game.won"
 
 def default_config(database: Path) -> AppConfig:
     """The built-in defaults (no file, no environment) on `database`, synchronous=FULL."""
-    sections = {name: model() for name, model in default_registry().config_models().items()}
+    plugins = shipped_plugins()
     return AppConfig().model_copy(
         update={
             "storage": StorageSettings(database=database, synchronous="FULL"),
-            "plugin_sections": sections,
+            "plugins": PluginsSettings(enabled=tuple(plugin.name for plugin in plugins)),
+            "plugin_sections": {plugin.name: plugin.config_model() for plugin in plugins},
             "source": "bench defaults",
         }
     )
@@ -56,7 +58,7 @@ def default_config(database: Path) -> AppConfig:
 async def running_app(database: Path, clock: FakeClock) -> AsyncIterator[App]:
     session = RecordingSession(now=lambda: clock.now().timestamp())
     app = await build_app(
-        default_config(database), default_registry(), session=session, extras={"clock": clock}
+        default_config(database), PluginRegistry(shipped_plugins()), session=session, clock=clock
     )
     try:
         yield app

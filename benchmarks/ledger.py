@@ -15,9 +15,9 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager, context
 from dataclasses import dataclass
 from pathlib import Path
 
-from plugins.gamification.bench.baselines import NaiveEngine
-from plugins.gamification.bench.report import percentile
-from plugins.gamification.bench.rows import AMOUNT, REASON, TAG, account_of
+from benchmarks.baselines import NaiveEngine
+from benchmarks.report import percentile
+from benchmarks.rows import AMOUNT, REASON, TAG, account_of
 from plugins.gamification.engine import PointsEngine
 
 Award = Callable[[int], Awaitable[None]]

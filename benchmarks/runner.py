@@ -1,4 +1,4 @@
-"""Runs every measurement in order, turns the results into the table, and is the CLI command."""
+"""Runs every measurement in order, turns the results into the table; `main` is the CLI."""
 
 from __future__ import annotations
 
@@ -11,17 +11,15 @@ import sqlite3
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import TextIO, TypeVar
 
-from bot.config import AppConfig
-from bot.plugins import CliCommand
-from plugins.gamification.bench import app, check, ledger, memory, outbox
-from plugins.gamification.bench.baselines import raw_limit
-from plugins.gamification.bench.report import machine, render
-from plugins.gamification.bench.scale import FULL, QUICK, TINY, Scale
-from plugins.gamification.bench.table import WIDTHS, Results, notes, rows
+from benchmarks import app, check, ledger, memory, outbox
+from benchmarks.baselines import raw_limit
+from benchmarks.report import machine, render
+from benchmarks.scale import FULL, QUICK, TINY, Scale
+from benchmarks.table import WIDTHS, Results, notes, rows
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -176,7 +174,7 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tiny", action="store_true", help=argparse.SUPPRESS)
 
 
-async def _bench(args: argparse.Namespace, config: AppConfig) -> int:
+async def bench(args: argparse.Namespace) -> int:
     scale = TINY if args.tiny else QUICK if args.quick else FULL
     out = Path(args.out) if args.out else None
     if out is not None and not out.parent.is_dir():
@@ -201,18 +199,22 @@ async def _bench(args: argparse.Namespace, config: AppConfig) -> int:
     return EXIT_RAN
 
 
-def bench_command() -> CliCommand:
-    return CliCommand(
-        name="bench",
-        help=(
-            "measure the points ledger on fresh SQLite files with synchronous=FULL: award"
-            " latency (p50/p99), throughput with 10, 100 and 1,000 awards in flight, a burst"
-            " of 50, end-to-end group messages through the real Dispatcher against a no-op"
-            " Dispatcher, event bus in and out, the integrity check on 1,000,000"
-            " transactions and memory over 1,000,000 awards, each beside a naive engine and"
-            " the raw sqlite3 limit; prints a markdown table with targets (reported, not"
-            " enforced); --quick runs in under a minute; exit 0 when it ran, 2 if not"
-        ),
-        add_arguments=_add_arguments,
-        run=_bench,
+DESCRIPTION = (
+    "Measure the points ledger on fresh SQLite files with synchronous=FULL: award"
+    " latency (p50/p99), throughput with 10, 100 and 1,000 awards in flight, a burst"
+    " of 50, end-to-end group messages through the real Dispatcher against a no-op"
+    " Dispatcher, event bus in and out, the integrity check on 1,000,000"
+    " transactions and memory over 1,000,000 awards, each beside a naive engine and"
+    " the raw sqlite3 limit; prints a markdown table with targets (reported, not"
+    " enforced); --quick runs in under a minute; exit 0 when it ran, 2 if not."
+)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=DESCRIPTION)
+    _add_arguments(parser)
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    return asyncio.run(bench(args))

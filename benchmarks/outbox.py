@@ -6,7 +6,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from plugins.gamification.bench.ledger import drive, ours
+from benchmarks.ledger import drive, ours
 from plugins.gamification.clock import SystemClock
 from plugins.gamification.engine import PointsEngine
 from plugins.gamification.events import Event, InProcessBus

@@ -78,7 +78,7 @@ def create_ledger(path: Path) -> sqlite3.Connection:
     if UPSERT_ACCOUNT.count("?") != 3 + len(AccountRow._fields):
         raise RuntimeError(
             "UPSERT_ACCOUNT no longer binds chat, user, updated_at and every AccountRow field;"
-            " update plugins/gamification/bench/rows.py to match the writer"
+            " update benchmarks/rows.py to match the writer"
         )
     conn = sqlite3.connect(path, isolation_level=None)
     conn.execute("PRAGMA journal_mode = WAL")

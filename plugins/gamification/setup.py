@@ -1,0 +1,263 @@
+"""setup_gamification: points for any aiogram 3 bot, on its own Dispatcher, Bot and scheduler.
+
+    dispatcher = Dispatcher()
+    dispatcher.include_router(my_router)
+    points = await setup_gamification(dispatcher, bot, database="points.sqlite3")
+    await dispatcher.start_polling(bot)  # at shutdown, queued points are committed
+
+The plugin needs nothing from the bundled host (`bot/`): this is the way in for every program,
+the bundled host included.
+"""
+
+from __future__ import annotations
+
+import logging
+import tomllib
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from contextlib import AsyncExitStack, suppress
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from aiogram import Bot, Dispatcher, Router
+from aiogram.types import BotCommand
+from apscheduler.jobstores.base import JobLookupError
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.cron import CronTrigger
+from prometheus_client import CollectorRegistry
+from pydantic import ValidationError
+
+from plugins.gamification.announcer import Announcer
+from plugins.gamification.clock import Clock
+from plugins.gamification.config import GamificationConfig
+from plugins.gamification.database import DatabaseOptions
+from plugins.gamification.engine import PointsEngine
+from plugins.gamification.errors import GamificationError
+from plugins.gamification.events import EventBus, InProcessBus
+from plugins.gamification.handlers import build_router, menu
+from plugins.gamification.inbound import InboundEvents
+from plugins.gamification.jobs import integrity_job, weekly_job
+from plugins.gamification.metrics import PointsCollector
+from plugins.gamification.relay import OutboxRelay
+from plugins.gamification.services import GamificationServices, open_services
+
+log = logging.getLogger(__name__)
+
+INTEGRITY_JOB, WEEKLY_JOB = "gamification.integrity", "gamification.weekly"
+
+
+class SettingsError(GamificationError):
+    """The plugin's settings cannot be used; the message names the key and why."""
+
+
+@dataclass(slots=True)
+class Gamification:
+    """What `setup_gamification` opened. `close` (run at the dispatcher's shutdown) flushes
+    announcements, stops the relay, commits every queued point and closes the ledger."""
+
+    services: GamificationServices
+    bus: EventBus
+    router: Router
+    scheduler: AsyncIOScheduler
+    user_commands: list[BotCommand] = field(default_factory=list)
+    admin_commands: list[BotCommand] = field(default_factory=list)
+    exit_stack: AsyncExitStack = field(default_factory=AsyncExitStack)
+
+    @property
+    def engine(self) -> PointsEngine:
+        return self.services.engine
+
+    async def close(self) -> None:
+        """Idempotent: the dispatcher's shutdown and the program's own cleanup may both call it."""
+        await self.exit_stack.aclose()
+
+
+def load_settings(
+    config: GamificationConfig | Mapping[str, Any] | str | Path | None,
+) -> GamificationConfig:
+    """The plugin's settings from a model, a mapping, or a TOML file (its `[gamification]`
+    table when it has one, else the whole file); None: the defaults."""
+    if config is None:
+        return GamificationConfig()
+    if isinstance(config, GamificationConfig):
+        return config
+    source = "the gamification settings"
+    if isinstance(config, str | Path):
+        source = str(config)
+        try:
+            data = tomllib.loads(Path(config).read_text(encoding="utf-8-sig"))
+        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+            raise SettingsError(f"{source}: cannot be read as TOML ({exc}).") from exc
+        config = data.get("gamification", data)
+        assert isinstance(config, Mapping)
+    try:
+        return GamificationConfig.model_validate(dict(config))
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        cause = (first.get("ctx") or {}).get("error")
+        key = ".".join(str(part) for part in first["loc"])
+        blamed = getattr(cause, "key", None)
+        if isinstance(blamed, str):
+            key = f"{key}.{blamed}" if key else blamed
+        message = first["msg"].removeprefix("Value error, ")
+        raise SettingsError(f"{source}: {key or 'gamification'}: {message}.") from None
+
+
+async def setup_gamification(
+    dispatcher: Dispatcher,
+    bot: Bot,
+    *,
+    database: str | Path | DatabaseOptions,
+    config: GamificationConfig | Mapping[str, Any] | str | Path | None = None,
+    admin_ids: Iterable[int] = (),
+    admin_chat_id: int | None = None,
+    admin_log_chat_id: int | None = None,
+    scheduler: AsyncIOScheduler | None = None,
+    timezone: str | None = None,
+    event_bus: EventBus | None = None,
+    clock: Clock | None = None,
+    metrics: CollectorRegistry | None = None,
+) -> Gamification:
+    """Open the ledger, include the plugin's router in `dispatcher`, and hook its lifecycle.
+
+    Routers included before this call see messages first; the scoring handler lets every
+    message go on (SkipHandler), so routers included after it still see them all.
+    `admin_ids` may use every admin command in every chat; `admin_chat_id` receives the daily
+    integrity report, `admin_log_chat_id` every admin action. `scheduler`: the program's own
+    APScheduler (which it starts); without one the plugin starts its own at the dispatcher's
+    startup. `event_bus`: a bus shared with other features; without one the plugin opens an
+    in-process bus. Both are put in the dispatcher's data, as "gamification" and "event_bus".
+    Raises GamificationError (one sentence) when the ledger or the settings cannot be used.
+    """
+    settings = load_settings(config)
+    services = await open_services(
+        DatabaseOptions.of(database),
+        settings,
+        clock=clock,
+        admin_ids=admin_ids,
+        admin_log_chat_id=admin_log_chat_id,
+    )
+    stack = AsyncExitStack()
+    stack.push_async_callback(services.close)
+    try:
+        bus = await _wire_events(stack, bot, services, event_bus)
+        own = scheduler is None
+        scheduler = scheduler or AsyncIOScheduler(
+            timezone=timezone or "UTC",
+            job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 3600},
+        )
+        _schedule(stack, scheduler, bot, services, admin_chat_id, timezone, own=own)
+        if own:
+            dispatcher.startup.register(_starter(scheduler))
+        if metrics is not None:
+            collector = PointsCollector(services)
+            metrics.register(collector)
+            stack.callback(metrics.unregister, collector)
+    except BaseException:
+        await stack.aclose()
+        raise
+    router = build_router()
+    dispatcher.include_router(router)
+    dispatcher.workflow_data["gamification"] = services
+    dispatcher.workflow_data["event_bus"] = bus
+    user, admin = menu()
+    handle = Gamification(services, bus, router, scheduler, user, admin, stack)
+    dispatcher.shutdown.register(handle.close)
+    return handle
+
+
+async def _wire_events(
+    stack: AsyncExitStack, bot: Bot, services: GamificationServices, bus: EventBus | None
+) -> EventBus:
+    """The bus, the outbox relay, inbound rules, announcements.
+
+    Closed in reverse order: announcements flushed, relay stopped, bus closed (when ours),
+    inbound events drained, then the engine drains its writer.
+    """
+    inbound = InboundEvents(services)
+    # Runs after the bus is closed (no more events come in) and before the engine closes.
+    stack.push_async_callback(inbound.drain)
+    if bus is None:
+        own = InProcessBus()
+        stack.push_async_callback(own.close)
+        bus = own
+    relay = OutboxRelay(services.store, bus, clock=services.clock)
+    services.store.on_commit = relay.notify
+    relay.start()
+    stack.push_async_callback(relay.stop)
+    config = services.config
+    if config.events.enabled:
+        for pattern in config.events.subscribe:
+            bus.subscribe(pattern, inbound.handle, name=f"gamification.inbound {pattern}")
+
+    async def send(chat_id: int, text: str) -> object:
+        return await bot.send_message(chat_id, text)
+
+    announcer = Announcer(config.progress, send, services.name_of)
+    for pattern in announcer.patterns():
+        bus.subscribe(pattern, announcer.on_event, name=f"gamification.announcer {pattern}")
+    stack.push_async_callback(announcer.close)
+    services.bus, services.relay, services.inbound = bus, relay, inbound
+    services.announcer = announcer
+    return bus
+
+
+def _starter(scheduler: AsyncIOScheduler) -> Callable[[], Awaitable[None]]:
+    """Our own scheduler starts with the bot's polling (a program's own one, it starts)."""
+
+    async def start() -> None:
+        if not scheduler.running:
+            scheduler.start()
+
+    return start
+
+
+def _schedule(
+    stack: AsyncExitStack,
+    scheduler: AsyncIOScheduler,
+    bot: Bot,
+    services: GamificationServices,
+    admin_chat_id: int | None,
+    timezone: str | None,
+    *,
+    own: bool,
+) -> None:
+    """The daily integrity job and the weekly post; removed again when the plugin closes."""
+    settings = services.config
+    zone = timezone or str(scheduler.timezone)
+
+    async def notify(chat_id: int, text: str) -> object:
+        return await bot.send_message(chat_id, text)
+
+    scheduler.add_job(
+        integrity_job,
+        CronTrigger.from_crontab(
+            settings.integrity.cron, timezone=settings.integrity.timezone or zone
+        ),
+        args=(services, notify, admin_chat_id),
+        id=INTEGRITY_JOB,
+        name="ledger integrity check",
+        replace_existing=True,
+    )
+    jobs = [INTEGRITY_JOB]
+    weekly = settings.weekly
+    if weekly.enabled and weekly.chats:
+        scheduler.add_job(
+            weekly_job,
+            CronTrigger.from_crontab(weekly.cron, timezone=zone),
+            args=(services, notify, weekly.chats),
+            id=WEEKLY_JOB,
+            name="weekly leaderboard post",
+            replace_existing=True,
+        )
+        jobs.append(WEEKLY_JOB)
+
+    def unschedule() -> None:
+        # A job left behind would run against a closed ledger.
+        for job in jobs:
+            with suppress(JobLookupError):
+                scheduler.remove_job(job)
+        if own and scheduler.running:
+            scheduler.shutdown(wait=False)
+
+    stack.callback(unschedule)
