@@ -1,8 +1,9 @@
-"""The domain never imports aiogram: only the handlers and the plugin wiring may."""
+"""Layers: the domain never imports aiogram; imports point only down, and never in a cycle."""
 
 from __future__ import annotations
 
 import ast
+from dataclasses import dataclass
 from pathlib import Path
 
 PLUGIN = Path(__file__).resolve().parents[1] / "plugins" / "gamification"
@@ -40,3 +41,161 @@ def test_every_module_says_what_it_is_for() -> None:
     for path in [*PLUGIN.rglob("*.py"), *(PLUGIN.parents[1] / "bot").rglob("*.py")]:
         tree = ast.parse(path.read_text(encoding="utf-8"))
         assert ast.get_docstring(tree), f"{path} has no module docstring"
+
+
+# -- import directions over the whole tree ---------------------------------------------------
+
+ROOT = PLUGIN.parents[1]
+OUR_PACKAGES = ("bot", "plugins", "benchmarks")
+
+
+@dataclass(frozen=True)
+class Rule:
+    """Modules under `importer` must not import modules under `imported`, except `allowed`.
+
+    Prefixes are dotted module names and match whole name parts ("bot" is not "bots").
+    """
+
+    importer: str
+    imported: str
+    why: str
+    allowed: frozenset[str] = frozenset()
+
+
+# The table the finer layers of the plugin (domain, storage, engine, services, bus,
+# telegram, ops) extend with one row each.
+RULES = (
+    Rule("plugins", "bot", "a plugin works in any aiogram bot, not only in this host"),
+    Rule(
+        "bot",
+        "plugins",
+        "the host knows its plugins only in its composition root",
+        allowed=frozenset({"bot.registry"}),
+    ),
+    Rule("bot", "benchmarks", "the benchmark is not installed"),
+    Rule("plugins", "benchmarks", "the benchmark is not installed"),
+)
+# Cycles that exist today and are being taken apart; a cycle not listed here fails.
+KNOWN_CYCLES: tuple[frozenset[str], ...] = (
+    # services keeps an InboundEvents reference (under TYPE_CHECKING) that inbound needs.
+    frozenset({"plugins.gamification.inbound", "plugins.gamification.services"}),
+)
+
+
+def our_modules() -> dict[str, Path]:
+    modules: dict[str, Path] = {}
+    for top in OUR_PACKAGES:
+        for path in (ROOT / top).rglob("*.py"):
+            parts = list(path.relative_to(ROOT).with_suffix("").parts)
+            if parts[-1] == "__init__":
+                parts.pop()
+            modules[".".join(parts)] = path
+    return modules
+
+
+def import_graph(modules: dict[str, Path]) -> dict[str, set[str]]:
+    """Module -> the modules of ours it imports anywhere: top level, in a function, or
+    under TYPE_CHECKING. `from package import module` is an edge to that module."""
+    graph: dict[str, set[str]] = {name: set() for name in modules}
+    for name, path in modules.items():
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            targets: list[str] = []
+            if isinstance(node, ast.Import):
+                targets = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                for alias in node.names:
+                    full = f"{node.module}.{alias.name}"
+                    targets.append(full if full in modules else node.module)
+            graph[name].update(t for t in targets if t in modules and t != name)
+    return graph
+
+
+def under(module: str, prefix: str) -> bool:
+    return module == prefix or module.startswith(prefix + ".")
+
+
+def cycles(graph: dict[str, set[str]]) -> list[frozenset[str]]:
+    """Strongly connected components of more than one module (Tarjan, iteratively)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found: list[frozenset[str]] = []
+    for start in graph:
+        if start in index:
+            continue
+        work = [(start, iter(sorted(graph[start])))]
+        index[start] = low[start] = len(index)
+        stack.append(start)
+        on_stack.add(start)
+        while work:
+            node, children = work[-1]
+            child = next(children, None)
+            if child is not None:
+                if child not in index:
+                    index[child] = low[child] = len(index)
+                    stack.append(child)
+                    on_stack.add(child)
+                    work.append((child, iter(sorted(graph[child]))))
+                elif child in on_stack:
+                    low[node] = min(low[node], index[child])
+                continue
+            work.pop()
+            if work:
+                parent = work[-1][0]
+                low[parent] = min(low[parent], low[node])
+            if low[node] == index[node]:
+                component = set()
+                while True:
+                    member = stack.pop()
+                    on_stack.discard(member)
+                    component.add(member)
+                    if member == node:
+                        break
+                if len(component) > 1:
+                    found.append(frozenset(component))
+    return found
+
+
+def test_imports_point_only_in_the_allowed_directions() -> None:
+    modules = our_modules()
+    graph = import_graph(modules)
+    assert "bot.registry" in graph and "plugins.gamification.setup" in graph
+    broken = [
+        f"{importer} imports {imported}: {rule.why}"
+        for importer, targets in sorted(graph.items())
+        for imported in sorted(targets)
+        for rule in RULES
+        if under(importer, rule.importer)
+        and under(imported, rule.imported)
+        and importer not in rule.allowed
+    ]
+    assert not broken, "\n".join(broken)
+
+
+def test_there_is_no_import_cycle_among_our_modules() -> None:
+    found = cycles(import_graph(our_modules()))
+    new = [sorted(c) for c in found if c not in KNOWN_CYCLES]
+    assert not new, f"import cycles: {new}"
+
+
+def test_the_rules_catch_an_upward_import_and_a_cycle() -> None:
+    graph = {
+        "plugins.x.a": {"bot.app", "plugins.x.b"},
+        "plugins.x.b": {"plugins.x.c"},
+        "plugins.x.c": {"plugins.x.a"},
+        "bot.app": {"plugins.x.a"},
+        "bot.registry": {"plugins.x.a"},
+        "bots.other": {"plugins.x.a"},
+    }
+    upward = [
+        (importer, imported)
+        for importer, targets in graph.items()
+        for imported in targets
+        for rule in RULES
+        if under(importer, rule.importer)
+        and under(imported, rule.imported)
+        and importer not in rule.allowed
+    ]
+    assert sorted(upward) == [("bot.app", "plugins.x.a"), ("plugins.x.a", "bot.app")]
+    assert cycles(graph) == [frozenset({"plugins.x.a", "plugins.x.b", "plugins.x.c", "bot.app"})]
