@@ -65,7 +65,7 @@ def echo_installed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_the_registry_ships_gamification_and_it_is_on_by_default() -> None:
     reg = registry.default_registry()
-    assert [p.name for p in reg.all()][0] == "gamification"
+    assert reg.all()[0].name == "gamification"
     assert registry.default_plugins() == ["gamification"]
     config = load_config(None, plugin_models=reg.config_models(), environ={})
     assert config.plugins.enabled == ("gamification",)
@@ -115,7 +115,8 @@ def test_a_broken_entry_point_is_one_line_and_left_out(
     caplog.set_level(logging.WARNING)
     reg = registry.default_registry()
     assert [p.name for p in reg.all()] == ["gamification"]
-    assert "'broken'" in caplog.text and "left out" in caplog.text
+    assert "'broken'" in caplog.text
+    assert "left out" in caplog.text
 
 
 def test_an_entry_point_may_not_take_a_shipped_name(
@@ -155,7 +156,8 @@ async def test_the_old_integrity_cron_key_still_works_with_a_warning_naming_the_
     app = await build_app(config, reg, session=RecordingSession())
     try:
         job = app.scheduler.get_job("gamification.integrity")
-        assert "hour='5'" in str(job.trigger) and "minute='45'" in str(job.trigger)
+        assert "hour='5'" in str(job.trigger)
+        assert "minute='45'" in str(job.trigger)
     finally:
         await app.close()
     warnings = [r.getMessage() for r in caplog.records if "integrity_cron" in r.getMessage()]
@@ -171,6 +173,7 @@ async def test_the_old_integrity_cron_key_still_works_with_a_warning_naming_the_
     app = await build_app(config, reg, session=RecordingSession())
     try:
         job = app.scheduler.get_job("gamification.integrity")
-        assert "hour='1'" in str(job.trigger) and "minute='10'" in str(job.trigger)
+        assert "hour='1'" in str(job.trigger)
+        assert "minute='10'" in str(job.trigger)
     finally:
         await app.close()

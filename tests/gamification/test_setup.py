@@ -147,7 +147,8 @@ async def test_the_plugin_uses_the_programs_scheduler_and_bus(tmp_path: Path) ->
     job = scheduler.get_job("gamification.integrity")
     assert job is not None
     assert str(job.trigger.timezone) == "Europe/Berlin"
-    assert "hour='2'" in str(job.trigger) and "minute='15'" in str(job.trigger)
+    assert "hour='2'" in str(job.trigger)
+    assert "minute='15'" in str(job.trigger)
     assert points.bus is bus
     await bus.publish(Event.new("game.won", chat_id=CHAT["id"], user_id=BEN["id"]))
     await bus.drain()
