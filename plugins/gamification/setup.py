@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from aiogram import Bot, Dispatcher, Router
+from aiogram.enums import ParseMode
 from aiogram.types import BotCommand
 from apscheduler.jobstores.base import JobLookupError
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -130,6 +131,12 @@ async def setup_gamification(
     Raises GamificationError (one sentence) when the ledger or the settings cannot be used.
     """
     settings = load_settings(config)
+    if bot.default.parse_mode != ParseMode.HTML:
+        # Every reply is HTML with user text escaped; in another mode the tags would show.
+        log.warning(
+            "The bot's default parse mode is not HTML: points replies will show their tags;"
+            " create the Bot with default=DefaultBotProperties(parse_mode=ParseMode.HTML)."
+        )
     services = await open_services(
         DatabaseOptions.of(database),
         settings,
