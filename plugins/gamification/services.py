@@ -9,7 +9,7 @@ import uuid
 from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import date, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 from zoneinfo import ZoneInfo
 
 from bot.config import AppConfig
@@ -21,6 +21,7 @@ from plugins.gamification.engine import LedgerPolicy, PointsEngine
 from plugins.gamification.errors import StorageError, TransientStorageError
 from plugins.gamification.keys import message_key, thanks_key
 from plugins.gamification.ledger import sidetables as sql
+from plugins.gamification.ledger.store import LedgerStore
 from plugins.gamification.models import Period, Receipt, TxKind
 from plugins.gamification.multipliers import MultiplierRules
 from plugins.gamification.progress import INSERT_OUTBOX, ProgressRules
@@ -72,7 +73,9 @@ class GamificationServices:
         self.last_report: IntegrityReport | None = None
         # (chat, user) -> (expires at, monotonic seconds; is admin); bounded by the handler.
         self.admin_cache: OrderedDict[tuple[int, int], tuple[float, bool]] = OrderedDict()
-        self.store = engine.store
+        # The SQLite store itself: some statements here are not behind LedgerStorage's
+        # named methods yet.
+        self.store = cast(LedgerStore, engine.store)
         # Every write the handlers and bus events make goes through it (see retry.py).
         self.retry = StorageRetry(engine.store.health, bound=retry_seconds)
         self.config = config

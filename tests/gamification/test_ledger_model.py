@@ -32,7 +32,7 @@ from plugins.gamification import (
     TransactionNotFoundError,
     TxKind,
 )
-from plugins.gamification.integrity import run_check
+from plugins.gamification.ledger.integrity import run_check
 
 T = TypeVar("T")
 Account = tuple[int, int]

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from plugins.gamification import FakeClock, IntegrityReport, PointsEngine, check_ledger
-from plugins.gamification.integrity import run_check
 from plugins.gamification.ledger.hashing import chain_hash, heads_digest
+from plugins.gamification.ledger.integrity import run_check
 from plugins.gamification.ledger.schema import GENESIS_HASH
 
 CHAT = -100_800

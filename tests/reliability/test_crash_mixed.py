@@ -26,7 +26,7 @@ import pytest
 from plugins.gamification import FakeClock, PointsEngine, TxKind
 from plugins.gamification.events import Event, EventHandler, Subscription
 from plugins.gamification.ledger.store import LedgerStore
-from plugins.gamification.progress import ProgressRules
+from plugins.gamification.progression import ProgressRules
 from plugins.gamification.relay import COUNT_PENDING, OutboxRelay
 from tests.gamification.telegram_harness import START
 from tests.reliability.conftest import Show
