@@ -21,6 +21,7 @@ from plugins.gamification.engine import LedgerPolicy, PointsEngine
 from plugins.gamification.errors import StorageError, TransientStorageError
 from plugins.gamification.keys import message_key, thanks_key
 from plugins.gamification.ledger import sidetables as sql
+from plugins.gamification.ledger.records import AdminAction
 from plugins.gamification.ledger.store import LedgerStore
 from plugins.gamification.models import Period, Receipt, TxKind
 from plugins.gamification.multipliers import MultiplierRules
@@ -327,22 +328,35 @@ class GamificationServices:
     def is_frozen(self, chat_id: int, user_id: int) -> bool:
         return (chat_id, user_id) in self.gate.frozen
 
-    async def freeze(self, chat_id: int, user_id: int, actor_id: int | None, reason: str) -> bool:
-        """Freeze the account; False if it already was."""
+    async def freeze(
+        self,
+        chat_id: int,
+        user_id: int,
+        actor_id: int | None,
+        reason: str,
+        *,
+        audit: bool = False,
+    ) -> bool:
+        """Freeze the account; False if it already was. With `audit`, the admin's audit row
+        commits in the same transaction as the freeze."""
         if self.is_frozen(chat_id, user_id):
             return False
         now = format_utc(self.clock.now())
-        await self.retry(
-            self.store.execute, sql.INSERT_FREEZE, chat_id, user_id, now, actor_id, reason
-        )
+        action = AdminAction(chat_id, actor_id, "freeze", user_id, reason) if audit else None
+        await self.retry(self.store.freeze, chat_id, user_id, now, actor_id, reason, action)
         self.gate.frozen.add((chat_id, user_id))
         return True
 
-    async def unfreeze(self, chat_id: int, user_id: int) -> bool:
-        """Lift a freeze; False if there was none."""
+    async def unfreeze(self, chat_id: int, user_id: int, actor_id: int | None = None) -> bool:
+        """Lift a freeze; False if there was none. With `actor_id`, that admin's audit row
+        commits in the same transaction."""
         if not self.is_frozen(chat_id, user_id):
             return False
-        await self.retry(self.store.execute, sql.DELETE_FREEZE, chat_id, user_id)
+        now = format_utc(self.clock.now())
+        action = None
+        if actor_id is not None:
+            action = AdminAction(chat_id, actor_id, "unfreeze", user_id, "")
+        await self.retry(self.store.unfreeze, chat_id, user_id, now, action)
         self.gate.frozen.discard((chat_id, user_id))
         return True
 

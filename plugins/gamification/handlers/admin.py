@@ -25,6 +25,7 @@ from plugins.gamification.handlers.parsing import (
 )
 from plugins.gamification.handlers.texts import cut, esc, history_text, signed
 from plugins.gamification.keys import admin_key
+from plugins.gamification.ledger.records import AuditNote
 from plugins.gamification.models import Receipt
 from plugins.gamification.services import GamificationServices, Person
 
@@ -182,17 +183,13 @@ async def _change(
     key = admin_key(message.chat.id, message.message_id)
     engine = services.engine
     receipt: Receipt
-    if sign > 0:
-        receipt = await services.retry(
-            engine.adjust,
-            message.chat.id, person.user_id, amount, key=key, actor_id=admin.id, reason=reason,
-        )  # fmt: skip
-    else:
-        receipt = await services.retry(
-            engine.adjust,
-            message.chat.id, person.user_id, -amount, key=key, actor_id=admin.id,
-            reason=reason, force=True,
-        )  # fmt: skip
+    delta = amount if sign > 0 else -amount
+    # The audit row commits with the change itself, or neither does.
+    receipt = await services.retry(
+        engine.adjust,
+        message.chat.id, person.user_id, delta, key=key, actor_id=admin.id, reason=reason,
+        force=sign < 0, audit=AuditNote(name, f"{delta} {reason}"),
+    )  # fmt: skip
     tx = receipt.transaction
     # Read back rather than receipt.balance: an achievement this change unlocked (or
     # revoked) moved the balance again in the same commit.
@@ -203,9 +200,6 @@ async def _change(
         + f". Balance {balance}."
     )
     if not receipt.duplicate:
-        await services.audit(
-            message.chat.id, admin.id, name, person.user_id, f"{tx.amount} {reason}"
-        )
         await _log(message, services, f"{esc(admin.full_name)} {name}: {summary}")
     return summary
 
@@ -230,14 +224,13 @@ async def _revert(message: Message, tokens: list[str], services: GamificationSer
         actor_id=admin.id,
         reason=reason,
         chat_id=message.chat.id,
+        audit=AuditNote("revert", f"#{tx_id} {reason}"),
     )
     tx = receipt.transaction
     who = esc(await services.name_of(tx.user_id))
     balance = (await services.engine.balance(tx.chat_id, tx.user_id)).balance
     summary = f"Reverted #{tx_id} with #{tx.id}: {who} {signed(tx.amount)}. Balance {balance}."
     if not receipt.duplicate:
-        detail = f"#{tx_id} {reason}"
-        await services.audit(message.chat.id, admin.id, "revert", tx.user_id, detail)
         await _log(message, services, f"{esc(admin.full_name)} revert: {summary}")
     return summary
 
@@ -248,9 +241,8 @@ async def _freeze(message: Message, tokens: list[str], services: GamificationSer
     person = await _resolve(message, spec, services)
     admin = message.from_user
     assert admin is not None
-    if not await services.freeze(message.chat.id, person.user_id, admin.id, reason):
+    if not await services.freeze(message.chat.id, person.user_id, admin.id, reason, audit=True):
         return f"{esc(person.full_name)} is already frozen here."
-    await services.audit(message.chat.id, admin.id, "freeze", person.user_id, reason)
     summary = f"{esc(person.full_name)} is frozen here and earns nothing until /unfreeze."
     await _log(message, services, f"{esc(admin.full_name)} freeze: {summary} {esc(reason)}")
     return summary
@@ -261,9 +253,8 @@ async def _unfreeze(message: Message, tokens: list[str], services: GamificationS
     person = await _resolve(message, spec, services)
     admin = message.from_user
     assert admin is not None
-    if not await services.unfreeze(message.chat.id, person.user_id):
+    if not await services.unfreeze(message.chat.id, person.user_id, admin.id):
         return f"{esc(person.full_name)} was not frozen here."
-    await services.audit(message.chat.id, admin.id, "unfreeze", person.user_id, "")
     summary = f"{esc(person.full_name)} can earn points here again."
     await _log(message, services, f"{esc(admin.full_name)} unfreeze: {summary}")
     return summary
