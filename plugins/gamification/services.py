@@ -26,6 +26,7 @@ from plugins.gamification.ledger.store import LedgerStore
 from plugins.gamification.models import Period, Receipt, TxKind
 from plugins.gamification.multipliers import MultiplierRules
 from plugins.gamification.progress import INSERT_OUTBOX, ProgressRules
+from plugins.gamification.progression import streak_if_active
 from plugins.gamification.retry import StorageRetry
 from plugins.gamification.rules import apply_multipliers
 from plugins.gamification.stats import Stats
@@ -194,10 +195,9 @@ class GamificationServices:
         days, earned_today = 1, 0
         if rows:
             streak_day, length, activity_day, activity_today = rows[0]
-            if streak_day is not None:
-                gap = (today - date.fromisoformat(streak_day)).days
-                limit = 2 if self.config.progress.streak_grace_day else 1
-                days = int(length) + (0 if gap <= 0 else 1) if gap <= limit else 1
+            last = date.fromisoformat(streak_day) if streak_day is not None else None
+            grace = self.config.progress.streak_grace_day
+            days = streak_if_active(last, int(length), today, grace)
             if activity_day == today.isoformat():
                 earned_today = int(activity_today)
         self._days[(chat_id, user_id)] = (today, days, earned_today)

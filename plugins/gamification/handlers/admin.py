@@ -13,6 +13,7 @@ from aiogram.filters import Command, CommandObject
 from aiogram.types import BotCommand, Message
 
 from plugins.gamification.errors import GamificationError, TransientStorageError
+from plugins.gamification.figures import QUANTILES, Figures, read_figures
 from plugins.gamification.handlers.facts import GROUP_TYPES, replied_message
 from plugins.gamification.handlers.parsing import (
     CommandSyntaxError,
@@ -280,30 +281,29 @@ async def _integrity(message: Message, tokens: list[str], services: Gamification
 
 
 async def _gstats(message: Message, tokens: list[str], services: GamificationServices) -> str:
-    stats = services.stats
-    refusals = ", ".join(f"{k} {v}" for k, v in stats.refusals.most_common()) or "none"
-    store = services.store
+    f = read_figures(services)
+    refusals = ", ".join(f"{k} {v}" for k, v in f.refusals.most_common()) or "none"
+    p50, p95, p99 = (f.latency_ms[q] for q in QUANTILES)
     return (
         "<b>Points service</b>\n"
-        f"Awards: {stats.awards} ({stats.points} points), repeats ignored: {stats.duplicates}\n"
+        f"Awards: {f.awards} ({f.points} points), repeats ignored: {f.duplicates}\n"
         f"Refused: {refusals}\n"
-        f"Award latency: p50 {stats.latency(0.5):.2f} ms, p95 {stats.latency(0.95):.2f} ms,"
-        f" p99 {stats.latency(0.99):.2f} ms\n"
-        f"Writer: queue {store.queue_depth}, {store.stats.batches} batches,"
-        f" largest {store.stats.largest_batch}" + _bus_line(services) + _integrity_line(services)
+        f"Award latency: p50 {p50:.2f} ms, p95 {p95:.2f} ms, p99 {p99:.2f} ms\n"
+        f"Writer: queue {f.queue_depth}, {f.writer_batches} batches,"
+        f" largest {f.writer_largest_batch}" + _bus_line(f) + _integrity_line(f)
     )
 
 
-def _integrity_line(services: GamificationServices) -> str:
-    report = services.last_report
+def _integrity_line(f: Figures) -> str:
+    report = f.last_report
     if report is None:
         return ""
     verdict = "clean" if report.ok else f"{report.violation_count} VIOLATIONS"
     return f"\nLast integrity check: {verdict}, {report.transactions:,} transactions"
 
 
-def _bus_line(services: GamificationServices) -> str:
-    relay, inbound = services.relay, services.inbound
+def _bus_line(f: Figures) -> str:
+    relay = f.relay
     if relay is None:
         return ""
     line = (
@@ -312,8 +312,8 @@ def _bus_line(services: GamificationServices) -> str:
     )
     if relay.last_error:
         line += f"\nLast outbox error: {esc(relay.last_error)}"
-    if inbound is not None and inbound.counts:
-        counts = ", ".join(f"{k} {v}" for k, v in inbound.counts.most_common())
+    if relay.inbound:
+        counts = ", ".join(f"{k} {v}" for k, v in relay.inbound.most_common())
         line += f"\nBus events in: {counts}"
     return line
 
