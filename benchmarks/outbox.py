@@ -10,7 +10,7 @@ from benchmarks.ledger import drive, ours
 from plugins.gamification.clock import SystemClock
 from plugins.gamification.engine import PointsEngine
 from plugins.gamification.events import Event, InProcessBus
-from plugins.gamification.relay import COUNT_PENDING, OutboxRelay
+from plugins.gamification.relay import OutboxRelay
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,7 +42,7 @@ async def outbound(path: Path, awards: int, accounts: int) -> Outbound:
     subscription = bus.subscribe("*", count, name="bench.counter")
     relay = OutboxRelay(engine.store, bus, clock=SystemClock())
     try:
-        ((pending,),) = await engine.store.fetchall(COUNT_PENDING, ())
+        pending = await engine.store.outbox_lag()
         started = time.perf_counter()
         delivered = 0
         while True:

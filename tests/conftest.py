@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from plugins.gamification import FakeClock, LedgerPolicy, PointsEngine
+from tests.support.backends import BACKENDS, LedgerBackend, make_backend
 
 
 @pytest.fixture
@@ -22,8 +23,15 @@ def clock() -> FakeClock:
     return FakeClock(datetime(2026, 11, 25, 12, 0, tzinfo=UTC))
 
 
+@pytest.fixture(params=sorted(BACKENDS))
+def ledger_backend(request: pytest.FixtureRequest, tmp_path: Path) -> LedgerBackend:
+    """Each storage backend in turn, on a fresh ledger (for SQLite: the file at db_path)."""
+    return make_backend(request.param, tmp_path)
+
+
 @pytest.fixture
-async def engine(db_path: Path, clock: FakeClock) -> AsyncIterator[PointsEngine]:
-    engine = await PointsEngine.open(db_path, clock=clock, policy=LedgerPolicy(max_amount=10_000))
+async def engine(ledger_backend: LedgerBackend, clock: FakeClock) -> AsyncIterator[PointsEngine]:
+    """An engine on each backend: the ledger contract tests take it from here."""
+    engine = await ledger_backend.open_engine(clock=clock, policy=LedgerPolicy(max_amount=10_000))
     yield engine
     await engine.close()

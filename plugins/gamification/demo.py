@@ -256,8 +256,7 @@ async def _drain(services: GamificationServices) -> None:
 
 
 async def _last_tx_id(services: GamificationServices) -> int:
-    rows = await services.store.fetchall("SELECT COALESCE(MAX(id), 0) FROM transactions", ())
-    return int(rows[0][0])
+    return await services.engine.store.last_transaction_id()
 
 
 async def _report_step(

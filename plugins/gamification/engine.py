@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Iterable
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -13,7 +12,10 @@ from plugins.gamification import arguments
 from plugins.gamification.clock import Clock, SystemClock, format_utc
 from plugins.gamification.config import Condition
 from plugins.gamification.errors import InvalidAmountError, RequestError
-from plugins.gamification.integrity import IntegrityReport, run_check
+from plugins.gamification.ledger.effects import Effects
+from plugins.gamification.ledger.integrity import IntegrityReport
+from plugins.gamification.ledger.protocol import LedgerStorage
+from plugins.gamification.ledger.records import AuditNote
 from plugins.gamification.ledger.store import LedgerStore, Synchronous
 from plugins.gamification.ledger.writer import MAX_BALANCE, Posting, Reversal, posting_request
 from plugins.gamification.models import (
@@ -27,7 +29,7 @@ from plugins.gamification.models import (
     Transaction,
     TxKind,
 )
-from plugins.gamification.progress import Effects, ProgressRules, counter_of
+from plugins.gamification.progression import Levels, ProgressRules, counter_of, streak_standing
 from plugins.gamification.rules import apply_multipliers
 
 MAX_KEY_LENGTH = 200
@@ -35,15 +37,6 @@ SYNCHRONOUS_MODES: tuple[Synchronous, ...] = ("OFF", "NORMAL", "FULL", "EXTRA")
 # Beyond these, a timeout or batch is a mistake, not a setting (the config allows less).
 MAX_TIMEOUT = 86_400.0
 MAX_BATCH = 100_000
-SELECT_PROGRESS = "SELECT name, value FROM progress WHERE chat_id = ? AND user_id = ?"
-SELECT_STREAK = (
-    "SELECT streak_day, streak_length, streak_best FROM accounts"
-    " WHERE chat_id = ? AND user_id = ? AND streak_day IS NOT NULL"
-)
-SELECT_UNLOCKS = (
-    "SELECT achievement, unlocked_at FROM unlocks"
-    " WHERE chat_id = ? AND user_id = ? AND revoked_tx_id IS NULL"
-)
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,7 +84,7 @@ class PointsEngine:
 
     def __init__(
         self,
-        store: LedgerStore,
+        store: LedgerStorage,
         *,
         policy: LedgerPolicy | None = None,
         clock: Clock | None = None,
@@ -100,7 +93,9 @@ class PointsEngine:
         self.store = store
         self.policy = policy or LedgerPolicy()
         self.clock = clock or SystemClock()
-        self.effects = effects or Effects(ProgressRules(timezone=self.policy.timezone))
+        # The rules the store's writer applies (`effects`); the engine reads by the same ones.
+        self.rules = effects.rules if effects else ProgressRules(timezone=self.policy.timezone)
+        self._levels = Levels(self.rules.level_curve)
         self._zone = ZoneInfo(self.policy.timezone)
 
     @classmethod
@@ -213,15 +208,19 @@ class PointsEngine:
         actor_id: int | None,
         reason: str,
         force: bool = False,
+        audit: AuditNote | None = None,
     ) -> Receipt:
-        """An admin correction by `delta` (either sign), recorded with its actor and reason."""
+        """An admin correction by `delta` (either sign), recorded with its actor and reason.
+
+        `audit`: the admin_actions row, committed in the same transaction (not for a repeat).
+        """
         if isinstance(delta, bool) or not isinstance(delta, int) or delta == 0:
             raise InvalidAmountError("The adjustment must be a whole number other than zero.")
         self._check_amount(abs(delta), "adjustment")
         arguments.flag("The force flag", force)
         breakdown = Breakdown(base=delta, result=delta)
         return await self._post(
-            chat_id, user_id, breakdown, TxKind.ADMIN, key, actor_id, reason, force
+            chat_id, user_id, breakdown, TxKind.ADMIN, key, actor_id, reason, force, audit
         )
 
     async def revert(
@@ -232,16 +231,18 @@ class PointsEngine:
         actor_id: int | None,
         reason: str = "",
         chat_id: int | None = None,
+        audit: AuditNote | None = None,
     ) -> Receipt:
         """Append the compensating transaction of `tx_id` (at most once; never of a revert).
 
-        With `chat_id`, a transaction of another chat is treated as unknown.
+        With `chat_id`, a transaction of another chat is treated as unknown. `audit`: the
+        admin_actions row, committed in the same transaction (not for a repeat).
         """
         arguments.transaction_id(tx_id)
         self._check_text(key, reason)
         arguments.optional_id("actor id", actor_id)
         arguments.optional_id("chat id", chat_id)
-        return await self.store.submit(Reversal(tx_id, key, actor_id, reason, chat_id))
+        return await self.store.submit(Reversal(tx_id, key, actor_id, reason, chat_id, audit))
 
     def _post(
         self,
@@ -253,6 +254,7 @@ class PointsEngine:
         actor_id: int | None,
         reason: str,
         force: bool,
+        audit: AuditNote | None = None,
     ) -> Awaitable[Receipt]:
         """Check and queue a posting; await the result for its receipt once committed."""
         self._check_text(key, reason)
@@ -274,6 +276,7 @@ class PointsEngine:
             request=posting_request(
                 chat_id, user_id, breakdown.result, kind, actor_id, reason, text
             ),
+            audit=audit,
         )
         return self.store.submit(posting)
 
@@ -307,9 +310,7 @@ class PointsEngine:
         """
         arguments.flag("The record flag", record)
         arguments.flag("The quick_check flag", quick_check)
-        return await asyncio.to_thread(
-            run_check, self.store.path, record=record, quick_check=quick_check, clock=self.clock
-        )
+        return await self.store.check(record=record, quick_check=quick_check, clock=self.clock)
 
     # Reads check their arguments exactly like writes: balance("1", "1") is refused, not
     # answered with an empty account that a caller would take for a real one.
@@ -351,26 +352,18 @@ class PointsEngine:
     async def progress(self, chat_id: int, user_id: int) -> Progress:
         """Counters, streak, level and unlocked achievements of one account."""
         self._check_ids(chat_id, user_id)
-        rows = await self.store.fetchall(SELECT_PROGRESS, (chat_id, user_id))
-        counters = {str(name): int(value) for name, value in rows}
-        streak_rows = await self.store.fetchall(SELECT_STREAK, (chat_id, user_id))
-        unlocked_rows = await self.store.fetchall(SELECT_UNLOCKS, (chat_id, user_id))
+        row = await self.store.progress(chat_id, user_id)
         account = await self.balance(chat_id, user_id)
-        level = self.effects.level_of(account.earned)
-        streak, best = 0, 0
-        if streak_rows:
-            last_day, length, best = streak_rows[0]
-            today = self.clock.now().astimezone(self._zone).date()
-            gap = (today - date.fromisoformat(last_day)).days
-            streak = length if gap <= (2 if self.effects.rules.grace_day else 1) else 0
+        level = self._levels.level_of(account.earned)
+        today = self.clock.now().astimezone(self._zone).date()
         return Progress(
-            counters=counters,
-            streak=streak,
-            best_streak=int(best),
+            counters=row.counters,
+            streak=streak_standing(row.streak_day, row.streak_length, today, self.rules.grace_day),
+            best_streak=row.streak_best,
             level=level,
             earned=account.earned,
-            next_level_at=self.effects.level_floor(level + 1),
-            unlocked={str(a): str(at) for a, at in unlocked_rows},
+            next_level_at=self._levels.level_floor(level + 1),
+            unlocked=row.unlocked,
         )
 
     def period_start(self, period: Period, at: datetime | None = None) -> str | None:

@@ -9,22 +9,19 @@ from collections.abc import Awaitable, Callable, Sequence
 from plugins.gamification.errors import GamificationError
 from plugins.gamification.integrity import IntegrityReport
 from plugins.gamification.models import Period
+from plugins.gamification.phrasing import cut, standing_line
 from plugins.gamification.services import GamificationServices
 
 log = logging.getLogger(__name__)
 
 Notify = Callable[[int, str], Awaitable[object]]
-MAX_MESSAGE = 4096
 
 
 def report_message(report: IntegrityReport) -> str:
     """The report as posted to the admins: the verdict first, unmistakable on violations."""
     head = "✅ Ledger check: clean." if report.ok else "🚨 LEDGER CHECK FAILED"
     body = html.escape(report.to_text(listed=10), quote=False)
-    text = f"<b>{head}</b>\n<pre>{body}</pre>"
-    if len(text) > MAX_MESSAGE:
-        text = text[: MAX_MESSAGE - 20].rsplit("\n", 1)[0] + "\n…</pre>"
-    return text
+    return cut(f"<b>{head}</b>\n<pre>{body}</pre>", marker="…</pre>")
 
 
 async def integrity_job(
@@ -78,8 +75,7 @@ async def weekly_job(services: GamificationServices, notify: Notify, chats: Sequ
             continue
         lines = ["<b>🏆 Top of the week</b>"]
         for line in board.lines:
-            name = html.escape(await services.name_of(line.user_id), quote=False)
-            lines.append(f"{line.rank}. {name}: {line.points}")
+            lines.append(standing_line(line, await services.name_of(line.user_id)))
         try:
             await notify(chat_id, "\n".join(lines))
             posted += 1

@@ -7,34 +7,32 @@ from collections.abc import Iterator
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from plugins.gamification.figures import Figures, read_figures
 from plugins.gamification.services import GamificationServices
-
-QUANTILES = (0.5, 0.95, 0.99)
 
 
 class PointsCollector(Collector):
-    """Nothing on the hot path: every figure is computed from existing counters at scrape."""
+    """Nothing on the hot path: every figure is read (read_figures, as /gstats) at scrape."""
 
     def __init__(self, services: GamificationServices) -> None:
         self.services = services
 
     def collect(self) -> Iterator[Metric]:
-        s = self.services
-        stats, store = s.stats, s.store
+        f = read_figures(self.services)
         yield CounterMetricFamily(
-            "gamification_awards", "Points awards committed.", value=stats.awards
+            "gamification_awards", "Points awards committed.", value=f.awards
         )
         yield CounterMetricFamily(
             "gamification_points", "Points awarded by scored messages and thanks.",
-            value=stats.points,
+            value=f.points,
         )  # fmt: skip
         yield CounterMetricFamily(
-            "gamification_duplicates", "Redelivered awards ignored.", value=stats.duplicates
+            "gamification_duplicates", "Redelivered awards ignored.", value=f.duplicates
         )
         refusals = CounterMetricFamily(
             "gamification_refusals", "Messages and thanks refused, by reason.", labels=["reason"]
         )
-        for reason, count in stats.refusals.items():
+        for reason, count in f.refusals.items():
             refusals.add_metric([str(reason)], count)
         yield refusals
         latency = GaugeMetricFamily(
@@ -42,56 +40,57 @@ class PointsCollector(Collector):
             "Award latency over the last 10,000 awards.",
             labels=["quantile"],
         )
-        for quantile in QUANTILES:
-            latency.add_metric([str(quantile)], stats.latency(quantile))
+        for quantile, value in f.latency_ms.items():
+            latency.add_metric([str(quantile)], value)
         yield latency
         yield CounterMetricFamily(
             "gamification_writer_operations", "Operations committed by the writer.",
-            value=store.stats.operations,
+            value=f.writer_operations,
         )  # fmt: skip
         yield CounterMetricFamily(
             "gamification_writer_batches", "Transactions committed by the writer.",
-            value=store.stats.batches,
+            value=f.writer_batches,
         )  # fmt: skip
         yield CounterMetricFamily(
             "gamification_writer_failed_batches", "Batches that failed as a whole.",
-            value=store.stats.failed_batches,
+            value=f.writer_failed_batches,
         )  # fmt: skip
         yield GaugeMetricFamily(
             "gamification_writer_largest_batch", "Largest batch committed.",
-            value=store.stats.largest_batch,
+            value=f.writer_largest_batch,
         )  # fmt: skip
         yield GaugeMetricFamily(
             "gamification_writer_queue_depth", "Operations waiting for the writer.",
-            value=store.queue_depth,
+            value=f.queue_depth,
         )  # fmt: skip
-        yield from self._storage()
-        yield from self._bus()
-        yield from self._integrity()
+        yield from self._storage(f)
+        yield from self._bus(f)
+        yield from self._integrity(f)
 
-    def _storage(self) -> Iterator[Metric]:
-        health = self.services.store.health
+    @staticmethod
+    def _storage(f: Figures) -> Iterator[Metric]:
         yield GaugeMetricFamily(
             "gamification_storage_unavailable",
             "1 while the ledger cannot be written (locked by another process, disk full).",
-            value=1 if health.unavailable else 0,
+            value=1 if f.storage_unavailable else 0,
         )
         yield CounterMetricFamily(
             "gamification_storage_outages", "Times the ledger became unwritable.",
-            value=health.outages,
+            value=f.storage_outages,
         )  # fmt: skip
         yield CounterMetricFamily(
             "gamification_storage_retries", "Waits of a write for another try.",
-            value=health.retries,
+            value=f.storage_retries,
         )  # fmt: skip
         yield CounterMetricFamily(
             "gamification_storage_handed_back",
             "Updates left unconfirmed and events parked after the retries ran out.",
-            value=health.handed_back,
+            value=f.storage_handed_back,
         )
 
-    def _bus(self) -> Iterator[Metric]:
-        relay = self.services.relay
+    @staticmethod
+    def _bus(f: Figures) -> Iterator[Metric]:
+        relay = f.relay
         if relay is None:
             return
         yield GaugeMetricFamily(
@@ -108,22 +107,22 @@ class PointsCollector(Collector):
             "gamification_bus_breaker_open", "1 while the relay's circuit breaker is open.",
             value=1 if relay.breaker_state == "open" else 0,
         )  # fmt: skip
-        inbound = self.services.inbound
-        if inbound is not None:
+        if relay.inbound is not None:
             events = CounterMetricFamily(
                 "gamification_inbound_events", "Bus events received, by outcome.",
                 labels=["outcome"],
             )  # fmt: skip
-            for outcome, count in inbound.counts.items():
+            for outcome, count in relay.inbound.items():
                 events.add_metric([outcome], count)
             yield events
             yield GaugeMetricFamily(
                 "gamification_inbound_parked", "Bus events waiting for the ledger.",
-                value=inbound.parked,
+                value=relay.parked,
             )  # fmt: skip
 
-    def _integrity(self) -> Iterator[Metric]:
-        report = self.services.last_report
+    @staticmethod
+    def _integrity(f: Figures) -> Iterator[Metric]:
+        report = f.last_report
         if report is None:
             return
         yield GaugeMetricFamily(

@@ -14,25 +14,11 @@ from typing import Any, Literal
 from plugins.gamification.clock import Clock, format_utc
 from plugins.gamification.errors import GamificationError, TransientStorageError
 from plugins.gamification.events import EVENT_TYPE_PATTERN, Event, EventBus
-from plugins.gamification.ledger.store import LedgerStore
+from plugins.gamification.ledger.protocol import LedgerStorage
 
 log = logging.getLogger(__name__)
 
 BreakerState = Literal["closed", "open", "half_open"]
-
-# Complete literals with ? parameters, like every statement in the ledger. The partial index
-# outbox_pending covers the two reads of undelivered rows.
-SELECT_PENDING = (
-    "SELECT id, event_id, type, chat_id, user_id, payload, occurred_at FROM outbox"
-    " WHERE delivered_at IS NULL ORDER BY id LIMIT ?"
-)
-COUNT_PENDING = "SELECT COUNT(*) FROM outbox WHERE delivered_at IS NULL"
-MARK_DELIVERED = "UPDATE outbox SET delivered_at = ? WHERE id <= ? AND delivered_at IS NULL"
-# The newest delivered row that falls outside the `keep_delivered` window, if any.
-SELECT_PRUNE_BOUND = (
-    "SELECT id FROM outbox WHERE delivered_at IS NOT NULL ORDER BY id DESC LIMIT 1 OFFSET ?"
-)
-PRUNE_DELIVERED = "DELETE FROM outbox WHERE delivered_at IS NOT NULL AND id <= ?"
 
 # Never spin: even a breaker about to half-open is waited for at least this long.
 _MIN_PAUSE = 0.01
@@ -42,7 +28,7 @@ _EVENT_TYPE = re.compile(EVENT_TYPE_PATTERN)
 
 
 def row_to_event(row: Sequence[Any]) -> Event:
-    """Build the Event of an outbox row selected by SELECT_PENDING (raises when malformed).
+    """Build the Event of a pending outbox row (raises when malformed).
 
     Every row was written by this plugin's own writer, in the model's shape, so the few
     checks that matter are done here and pydantic's validation is skipped: at thousands
@@ -80,7 +66,7 @@ class OutboxRelay:
 
     def __init__(
         self,
-        store: LedgerStore,
+        store: LedgerStorage,
         bus: EventBus,
         *,
         clock: Clock,
@@ -163,20 +149,19 @@ class OutboxRelay:
         failing database raises its StorageError, as every other reader of the store does.
         """
         async with self._running:
-            (count,) = (await self._store.fetchall(COUNT_PENDING, ()))[0]
-            self.lag = int(count)
+            self.lag = await self._store.outbox_lag()
             total = 0
             while self.lag and self.breaker_state != "open":
                 # Half-open lets exactly one event through to probe the bus.
                 limit = 1 if self.breaker_state == "half_open" else self._batch_size
-                rows = await self._store.fetchall(SELECT_PENDING, (limit,))
+                rows = await self._store.outbox_pending(limit)
                 if not rows:
                     self.lag = 0
                     break
                 published, error = await self._publish(rows)
                 if published:
-                    await self._store.execute(
-                        MARK_DELIVERED, format_utc(self._clock.now()), rows[published - 1][0]
+                    await self._store.outbox_delivered(
+                        rows[published - 1][0], format_utc(self._clock.now())
                     )
                     total += published
                     self.delivered += published
@@ -238,9 +223,7 @@ class OutboxRelay:
             )
 
     async def _prune(self) -> None:
-        rows = await self._store.fetchall(SELECT_PRUNE_BOUND, (self._keep,))
-        if rows:
-            await self._store.execute(PRUNE_DELIVERED, rows[0][0])
+        await self._store.outbox_prune(self._keep)
 
     # -- background loop --------------------------------------------------------------------
 

@@ -10,7 +10,7 @@ from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 from zoneinfo import ZoneInfo
 
 from plugins.gamification.activity import ActivityFact, ThanksFact, points_for
@@ -22,9 +22,12 @@ from plugins.gamification.engine import LedgerPolicy, PointsEngine
 from plugins.gamification.errors import StorageError, TransientStorageError
 from plugins.gamification.keys import message_key, thanks_key
 from plugins.gamification.ledger import sidetables as sql
+from plugins.gamification.ledger.records import AdminAction
+from plugins.gamification.ledger.store import LedgerStore
 from plugins.gamification.models import Period, Receipt, TxKind
 from plugins.gamification.multipliers import MultiplierRules
 from plugins.gamification.progress import INSERT_OUTBOX, ProgressRules
+from plugins.gamification.progression import streak_if_active
 from plugins.gamification.retry import StorageRetry
 from plugins.gamification.rules import apply_multipliers
 from plugins.gamification.stats import Stats
@@ -73,7 +76,9 @@ class GamificationServices:
         self.last_report: IntegrityReport | None = None
         # (chat, user) -> (expires at, monotonic seconds; is admin); bounded by the handler.
         self.admin_cache: OrderedDict[tuple[int, int], tuple[float, bool]] = OrderedDict()
-        self.store = engine.store
+        # The SQLite store itself: some statements here are not behind LedgerStorage's
+        # named methods yet.
+        self.store = cast(LedgerStore, engine.store)
         # Every write the handlers and bus events make goes through it (see retry.py).
         self.retry = StorageRetry(engine.store.health, bound=retry_seconds)
         self.config = config
@@ -191,10 +196,9 @@ class GamificationServices:
         days, earned_today = 1, 0
         if rows:
             streak_day, length, activity_day, activity_today = rows[0]
-            if streak_day is not None:
-                gap = (today - date.fromisoformat(streak_day)).days
-                limit = 2 if self.config.progress.streak_grace_day else 1
-                days = int(length) + (0 if gap <= 0 else 1) if gap <= limit else 1
+            last = date.fromisoformat(streak_day) if streak_day is not None else None
+            grace = self.config.progress.streak_grace_day
+            days = streak_if_active(last, int(length), today, grace)
             if activity_day == today.isoformat():
                 earned_today = int(activity_today)
         self._days[(chat_id, user_id)] = (today, days, earned_today)
@@ -325,22 +329,35 @@ class GamificationServices:
     def is_frozen(self, chat_id: int, user_id: int) -> bool:
         return (chat_id, user_id) in self.gate.frozen
 
-    async def freeze(self, chat_id: int, user_id: int, actor_id: int | None, reason: str) -> bool:
-        """Freeze the account; False if it already was."""
+    async def freeze(
+        self,
+        chat_id: int,
+        user_id: int,
+        actor_id: int | None,
+        reason: str,
+        *,
+        audit: bool = False,
+    ) -> bool:
+        """Freeze the account; False if it already was. With `audit`, the admin's audit row
+        commits in the same transaction as the freeze."""
         if self.is_frozen(chat_id, user_id):
             return False
         now = format_utc(self.clock.now())
-        await self.retry(
-            self.store.execute, sql.INSERT_FREEZE, chat_id, user_id, now, actor_id, reason
-        )
+        action = AdminAction(chat_id, actor_id, "freeze", user_id, reason) if audit else None
+        await self.retry(self.store.freeze, chat_id, user_id, now, actor_id, reason, action)
         self.gate.frozen.add((chat_id, user_id))
         return True
 
-    async def unfreeze(self, chat_id: int, user_id: int) -> bool:
-        """Lift a freeze; False if there was none."""
+    async def unfreeze(self, chat_id: int, user_id: int, actor_id: int | None = None) -> bool:
+        """Lift a freeze; False if there was none. With `actor_id`, that admin's audit row
+        commits in the same transaction."""
         if not self.is_frozen(chat_id, user_id):
             return False
-        await self.retry(self.store.execute, sql.DELETE_FREEZE, chat_id, user_id)
+        now = format_utc(self.clock.now())
+        action = None
+        if actor_id is not None:
+            action = AdminAction(chat_id, actor_id, "unfreeze", user_id, "")
+        await self.retry(self.store.unfreeze, chat_id, user_id, now, action)
         self.gate.frozen.discard((chat_id, user_id))
         return True
 

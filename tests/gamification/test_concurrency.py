@@ -25,7 +25,7 @@ from plugins.gamification import (
     TransactionNotFoundError,
     TxKind,
 )
-from plugins.gamification.integrity import run_check
+from plugins.gamification.ledger.integrity import run_check
 from plugins.gamification.ledger.store import LedgerStore
 from plugins.gamification.ledger.writer import MAX_BALANCE
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from plugins.gamification.integrity import run_check
+from plugins.gamification.ledger.integrity import run_check
 
 WORKER = Path(__file__).with_name("crash_worker.py")
 # A guard against a hung worker only; nothing asserts on how long anything took.

@@ -35,8 +35,8 @@ from plugins.gamification import (
     TransactionNotFoundError,
     TxKind,
 )
-from plugins.gamification.integrity import run_check
 from plugins.gamification.ledger.hashing import chain_hash
+from plugins.gamification.ledger.integrity import run_check
 from plugins.gamification.ledger.schema import GENESIS_HASH, SCHEMA_VERSION
 from plugins.gamification.rules import MAX_FACTOR, apply_multipliers
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import re
 import shutil
-import sqlite3
 import tempfile
 from collections import defaultdict
 from collections.abc import Coroutine
@@ -17,7 +16,13 @@ from typing import Any, TypeVar
 import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    invariant,
+    precondition,
+    rule,
+    run_state_machine_as_test,
+)
 
 from plugins.gamification import (
     FakeClock,
@@ -25,14 +30,13 @@ from plugins.gamification import (
     IdempotencyConflictError,
     InsufficientBalanceError,
     LedgerPolicy,
-    PointsEngine,
     Receipt,
     RevertError,
     Transaction,
     TransactionNotFoundError,
     TxKind,
 )
-from plugins.gamification.integrity import run_check
+from tests.support.backends import BACKENDS, make_backend
 
 T = TypeVar("T")
 Account = tuple[int, int]
@@ -111,16 +115,14 @@ class Model:
 
 
 class LedgerMachine(RuleBasedStateMachine):
-    def __init__(self) -> None:
+    def __init__(self, backend: str = "sqlite") -> None:
         super().__init__()
         self.loop = asyncio.new_event_loop()
         self.folder = Path(tempfile.mkdtemp(prefix="ledger-model-"))
-        self.path = self.folder / "ledger.sqlite3"
+        self.backend = make_backend(backend, self.folder)
         self.clock = FakeClock(datetime(2026, 11, 25, 12, 0, tzinfo=UTC))
         self.engine = self.run(
-            PointsEngine.open(
-                self.path, clock=self.clock, policy=LedgerPolicy(max_amount=MAX_AMOUNT)
-            )
+            self.backend.open_engine(clock=self.clock, policy=LedgerPolicy(max_amount=MAX_AMOUNT))
         )
         self.model = Model({}, defaultdict(list), set(), {}, [])
         self.counter = 0
@@ -289,31 +291,29 @@ class LedgerMachine(RuleBasedStateMachine):
                 running += tx.amount
                 assert tx.balance_after == running
 
-        conn = sqlite3.connect(self.path)
-        try:
-            sums = conn.execute(
-                "SELECT chat_id, user_id, SUM(amount), COUNT(*) FROM transactions"
-                " GROUP BY chat_id, user_id"
-            ).fetchall()
-            cached = conn.execute("SELECT chat_id, user_id, balance FROM accounts").fetchall()
-        finally:
-            conn.close()
+        sums = self.backend.sums()
+        cached = self.backend.cached_balances()
         touched = [a for a in ACCOUNTS if model.by_account[a]]
         assert sorted(sums) == sorted(
             (*a, model.balance(a), len(model.by_account[a])) for a in touched
         )
         assert sorted(cached) == sorted((*a, model.balance(a)) for a in touched)
 
-        report = run_check(self.path, quick_check=False)
+        report = self.backend.check(quick_check=False)
         assert report.ok, report.to_text()
         assert report.transactions == len(model.txs)
         assert report.accounts == len(touched)
 
 
-TestLedgerModel = LedgerMachine.TestCase
-TestLedgerModel.settings = settings(
+MODEL_SETTINGS = settings(
     max_examples=30,
     stateful_step_count=30,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow],
 )
+
+
+@pytest.mark.parametrize("backend", sorted(BACKENDS))
+def test_ledger_model(backend: str) -> None:
+    """The ledger against a simple in-memory model, on each storage backend."""
+    run_state_machine_as_test(lambda: LedgerMachine(backend), settings=MODEL_SETTINGS)

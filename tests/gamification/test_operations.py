@@ -16,11 +16,12 @@ from typing import Any
 import pytest
 
 from bot.__main__ import main
-from plugins.gamification import FakeClock, PointsEngine, StorageError, operations
+from plugins.gamification import FakeClock, PointsEngine, StorageError
 from plugins.gamification.clock import format_utc
-from plugins.gamification.integrity import run_check
+from plugins.gamification.ledger import maintenance as operations
 from plugins.gamification.ledger.hashing import chain_hash
-from plugins.gamification.operations import (
+from plugins.gamification.ledger.integrity import run_check
+from plugins.gamification.ledger.maintenance import (
     EXPORT_COLUMNS,
     AccountState,
     BalanceDifference,

@@ -22,7 +22,8 @@ from plugins.gamification import (
     TxKind,
 )
 from plugins.gamification.config import Achievement
-from plugins.gamification.progress import Effects, ProgressRules, level_thresholds
+from plugins.gamification.ledger.effects import Effects
+from plugins.gamification.progression import ProgressRules, level_thresholds
 
 CHAT, USER, OTHER_USER = -100, 7, 8
 NEW_YORK = ZoneInfo("America/New_York")
@@ -411,7 +412,7 @@ async def test_counters_follow_kinds_and_tags(open_engine: OpenEngine) -> None:
         "event:game.won": 1,
         "thanks_received": 1,
     }
-    conditions = {spec.id: spec.condition for spec in engine.effects.rules.achievements}
+    conditions = {spec.id: spec.condition for spec in engine.rules.achievements}
     assert {key: progress.value_of(c) for key, c in conditions.items()} == {
         "any": 3,
         "texts": 2,

@@ -18,8 +18,8 @@ from plugins.gamification.errors import (
     StorageUnavailableError,
     TransientStorageError,
 )
+from plugins.gamification.ledger.faults import storage_error
 from plugins.gamification.ledger.health import StorageHealth
-from plugins.gamification.ledger.store import storage_error
 from plugins.gamification.retry import StorageRetry
 
 HEALTH_LOG = "plugins.gamification.ledger.health"

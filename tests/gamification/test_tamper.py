@@ -4,16 +4,13 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterator
-from contextlib import contextmanager
-from pathlib import Path
 
 import pytest
 
-from plugins.gamification import FakeClock, IntegrityReport, PointsEngine, check_ledger
-from plugins.gamification.integrity import run_check
+from plugins.gamification import FakeClock, IntegrityReport, check_ledger
 from plugins.gamification.ledger.hashing import chain_hash, heads_digest
 from plugins.gamification.ledger.schema import GENESIS_HASH
+from tests.support.backends import LedgerBackend
 
 CHAT = -100_800
 OTHER_CHAT = -100_900
@@ -32,28 +29,16 @@ COLUMNS = (
 
 
 @pytest.fixture
-async def ledger(db_path: Path, clock: FakeClock) -> Path:
+async def ledger(ledger_backend: LedgerBackend, clock: FakeClock) -> LedgerBackend:
     """A closed ledger of three interleaved accounts; C also has a deduction and a revert."""
-    async with await PointsEngine.open(db_path, clock=clock) as engine:
+    async with await ledger_backend.open_engine(clock=clock) as engine:
         for i in range(15):
             chat, user = ACCOUNTS[i % 3]
             clock.advance(90)
             await engine.award(chat, user, i + 1, key=f"k{i}", reason=f"reason {i}")
         await engine.deduct(*C, 4, key="deduct", actor_id=9, reason="shop")
         await engine.revert(3, key="revert", actor_id=9, reason="mistake")
-    return db_path
-
-
-@contextmanager
-def tampering(path: Path) -> Iterator[sqlite3.Connection]:
-    """A plain connection to the file with the append-only triggers dropped, as an attacker has."""
-    conn = sqlite3.connect(path, isolation_level=None)
-    try:
-        conn.execute("DROP TRIGGER transactions_no_update")
-        conn.execute("DROP TRIGGER transactions_no_delete")
-        yield conn
-    finally:
-        conn.close()
+    return ledger_backend
 
 
 def rechain(conn: sqlite3.Connection, account: tuple[int, int]) -> None:
@@ -117,15 +102,15 @@ def swap_ids(conn: sqlite3.Connection, first: int, second: int) -> None:
 # -- A clean ledger --------------------------------------------------------------------------
 
 
-async def test_a_clean_ledger_reports_ok(ledger: Path) -> None:
-    report = run_check(ledger)
+async def test_a_clean_ledger_reports_ok(ledger: LedgerBackend) -> None:
+    report = ledger.check()
 
     assert report.ok, report.to_text()
     assert (report.violation_count, report.violations) == (0, [])
     assert (report.accounts, report.transactions, report.high_water) == (3, TOTAL, TOTAL)
     assert report.quick_check == "ok"
     assert report.anchor is None
-    conn = sqlite3.connect(ledger)
+    conn = sqlite3.connect(ledger.location)
     try:
         heads = conn.execute(
             "SELECT chat_id, user_id, seq, head_hash FROM accounts ORDER BY chat_id, user_id"
@@ -135,9 +120,9 @@ async def test_a_clean_ledger_reports_ok(ledger: Path) -> None:
     assert report.digest == heads_digest(heads)
 
 
-async def test_a_clean_ledger_matches_its_own_checkpoint(ledger: Path) -> None:
-    recorded = run_check(ledger, record=True)
-    again = run_check(ledger)
+async def test_a_clean_ledger_matches_its_own_checkpoint(ledger: LedgerBackend) -> None:
+    recorded = ledger.check(record=True)
+    again = ledger.check()
 
     assert recorded.ok
     assert again.ok, again.to_text()
@@ -147,10 +132,10 @@ async def test_a_clean_ledger_matches_its_own_checkpoint(ledger: Path) -> None:
 
 
 async def test_new_transactions_after_a_checkpoint_are_fine(
-    ledger: Path, clock: FakeClock
+    ledger: LedgerBackend, clock: FakeClock
 ) -> None:
-    run_check(ledger, record=True)
-    async with await PointsEngine.open(ledger, clock=clock) as engine:
+    ledger.check(record=True)
+    async with await ledger.open_engine(clock=clock) as engine:
         await engine.award(*A, 5, key="later")
         await engine.revert(1, key="later-revert", actor_id=9)
         report = await engine.check()
@@ -219,21 +204,21 @@ async def test_new_transactions_after_a_checkpoint_are_fine(
     ],
 )
 async def test_an_edited_row_is_found(
-    ledger: Path, account: tuple[int, int], tx_id: int, sql: str
+    ledger: LedgerBackend, account: tuple[int, int], tx_id: int, sql: str
 ) -> None:
-    with tampering(ledger) as conn:
+    with ledger.tampering() as conn:
         conn.execute(sql, (tx_id,))
 
-    assert_blames(run_check(ledger), account, tx_id)
+    assert_blames(ledger.check(), account, tx_id)
 
 
 async def test_an_edited_row_is_named_even_when_the_edit_was_to_the_last_row(
-    ledger: Path,
+    ledger: LedgerBackend,
 ) -> None:
-    with tampering(ledger) as conn:
+    with ledger.tampering() as conn:
         conn.execute("UPDATE transactions SET reason = 'x' WHERE id = 13")
 
-    assert_blames(run_check(ledger), A, 13)
+    assert_blames(ledger.check(), A, 13)
 
 
 # -- Deleted, inserted and swapped rows ------------------------------------------------------
@@ -242,18 +227,18 @@ async def test_an_edited_row_is_named_even_when_the_edit_was_to_the_last_row(
 @pytest.mark.parametrize(
     ("deleted", "first_bad"), [(7, 10), (1, 4), (4, 7)], ids=["middle", "first", "second"]
 )
-async def test_a_deleted_row_is_found(ledger: Path, deleted: int, first_bad: int) -> None:
-    with tampering(ledger) as conn:
+async def test_a_deleted_row_is_found(ledger: LedgerBackend, deleted: int, first_bad: int) -> None:
+    with ledger.tampering() as conn:
         conn.execute("DELETE FROM transactions WHERE id = ?", (deleted,))
 
-    report = run_check(ledger)
+    report = ledger.check()
 
     assert_blames(report, A, first_bad)
     assert any(v.tx_id is None and "cached" in v.problem for v in report.violations)
 
 
-async def test_an_inserted_row_with_a_made_up_hash_is_found(ledger: Path) -> None:
-    with tampering(ledger) as conn:
+async def test_an_inserted_row_with_a_made_up_hash_is_found(ledger: LedgerBackend) -> None:
+    with ledger.tampering() as conn:
         conn.execute(
             f"INSERT INTO transactions ({COLUMNS}, request_hash) SELECT 18, chat_id, user_id,"
             " seq + 1, 500, balance_after + 500, 'admin', 'forged', 9, 'gift', breakdown,"
@@ -261,13 +246,13 @@ async def test_an_inserted_row_with_a_made_up_hash_is_found(ledger: Path) -> Non
             ("f" * 64,),
         )
 
-    assert_blames(run_check(ledger), A, 18)
+    assert_blames(ledger.check(), A, 18)
 
 
 async def test_an_inserted_row_with_a_forged_hash_is_found_by_its_account_row(
-    ledger: Path,
+    ledger: LedgerBackend,
 ) -> None:
-    with tampering(ledger) as conn:
+    with ledger.tampering() as conn:
         conn.execute(
             f"INSERT INTO transactions ({COLUMNS}, request_hash) SELECT 18, chat_id, user_id,"
             " seq + 1, 500, 0, 'admin', 'forged', 9, 'gift', breakdown, created_at, NULL, hash,"
@@ -282,15 +267,15 @@ async def test_an_inserted_row_with_a_forged_hash_is_found_by_its_account_row(
             A,
         )
 
-    report = run_check(ledger)
+    report = ledger.check()
 
     assert_blames(report, A, None)
     assert [v.tx_id for v in report.violations] == [None]
     assert "cached balance" in report.violations[0].problem
 
 
-async def test_a_row_inserted_before_the_first_is_found(ledger: Path) -> None:
-    with tampering(ledger) as conn:
+async def test_a_row_inserted_before_the_first_is_found(ledger: LedgerBackend) -> None:
+    with ledger.tampering() as conn:
         conn.execute("DROP INDEX transactions_account_seq")  # the attacker goes all the way
         conn.execute(
             f"INSERT INTO transactions ({COLUMNS}, request_hash) SELECT 0, chat_id, user_id,"
@@ -307,25 +292,25 @@ async def test_a_row_inserted_before_the_first_is_found(ledger: Path) -> None:
         conn.execute("UPDATE transactions SET hash = ? WHERE id = 0", (forged,))
 
     # The forged row is consistent on its own; the chain breaks at the genuine first row.
-    assert_blames(run_check(ledger), A, 1)
+    assert_blames(ledger.check(), A, 1)
 
 
 @pytest.mark.parametrize(
     ("first", "second"), [(4, 7), (4, 13), (1, 13)], ids=["adjacent", "apart", "ends"]
 )
-async def test_two_swapped_rows_are_found(ledger: Path, first: int, second: int) -> None:
-    with tampering(ledger) as conn:
+async def test_two_swapped_rows_are_found(ledger: LedgerBackend, first: int, second: int) -> None:
+    with ledger.tampering() as conn:
         swap_ids(conn, first, second)
 
-    assert_blames(run_check(ledger), A, first)
+    assert_blames(ledger.check(), A, first)
 
 
-async def test_a_row_moved_to_another_account_is_found_in_both(ledger: Path) -> None:
-    with tampering(ledger) as conn:
+async def test_a_row_moved_to_another_account_is_found_in_both(ledger: LedgerBackend) -> None:
+    with ledger.tampering() as conn:
         conn.execute("DROP INDEX transactions_account_seq")
         conn.execute("UPDATE transactions SET user_id = 2 WHERE id = 7")
 
-    report = run_check(ledger)
+    report = ledger.check()
 
     assert not report.ok
     chain = {(v.chat_id, v.user_id): v.tx_id for v in report.violations if v.tx_id is not None}
@@ -345,12 +330,14 @@ async def test_a_row_moved_to_another_account_is_found_in_both(ledger: Path) -> 
     ],
     ids=["balance", "earned", "seq", "head"],
 )
-async def test_an_edited_account_row_is_found(ledger: Path, sql: str, problem: str) -> None:
-    with tampering(ledger) as conn:
+async def test_an_edited_account_row_is_found(
+    ledger: LedgerBackend, sql: str, problem: str
+) -> None:
+    with ledger.tampering() as conn:
         params = (GENESIS_HASH,) if "?" in sql else ()
         conn.execute(f"{sql} WHERE chat_id = ? AND user_id = ?", (*params, *B))
 
-    report = run_check(ledger)
+    report = ledger.check()
 
     assert_blames(report, B, None)
     assert len(report.violations) == 1
@@ -358,11 +345,11 @@ async def test_an_edited_account_row_is_found(ledger: Path, sql: str, problem: s
     assert problem in report.violations[0].problem
 
 
-async def test_a_deleted_account_row_is_found(ledger: Path) -> None:
-    with tampering(ledger) as conn:
+async def test_a_deleted_account_row_is_found(ledger: LedgerBackend) -> None:
+    with ledger.tampering() as conn:
         conn.execute("DELETE FROM accounts WHERE chat_id = ? AND user_id = ?", C)
 
-    report = run_check(ledger)
+    report = ledger.check()
 
     assert_blames(report, C, None)
     assert "no balance row" in report.violations[0].problem
@@ -371,22 +358,22 @@ async def test_a_deleted_account_row_is_found(ledger: Path) -> None:
 # -- Rewrites that keep the chain consistent: caught against a checkpoint -------------------
 
 
-async def test_a_truncated_tail_is_found_against_a_checkpoint(ledger: Path) -> None:
-    recorded = run_check(ledger, record=True)
+async def test_a_truncated_tail_is_found_against_a_checkpoint(ledger: LedgerBackend) -> None:
+    recorded = ledger.check(record=True)
     assert recorded.ok
-    with tampering(ledger) as conn:
+    with ledger.tampering() as conn:
         conn.execute("DELETE FROM transactions WHERE id IN (10, 13)")
         rechain(conn, A)
 
     # The chain itself is consistent again: only the checkpoint can tell.
-    conn = sqlite3.connect(ledger, isolation_level=None)
+    conn = sqlite3.connect(ledger.location, isolation_level=None)
     try:
         unanchored = check_ledger(conn)
     finally:
         conn.close()
     assert unanchored.ok, unanchored.to_text()
 
-    report = run_check(ledger)
+    report = ledger.check()
 
     assert not report.ok
     assert report.anchor is not None
@@ -405,18 +392,18 @@ async def test_a_truncated_tail_is_found_against_a_checkpoint(ledger: Path) -> N
     assert "Compared with the checkpoint of" in report.to_text()
 
 
-async def test_a_rewritten_history_is_found_against_a_checkpoint(ledger: Path) -> None:
-    recorded = run_check(ledger, record=True)
-    with tampering(ledger) as conn:
+async def test_a_rewritten_history_is_found_against_a_checkpoint(ledger: LedgerBackend) -> None:
+    recorded = ledger.check(record=True)
+    with ledger.tampering() as conn:
         conn.execute("UPDATE transactions SET amount = 400 WHERE id = 4")
         rechain(conn, A)
 
-    conn = sqlite3.connect(ledger, isolation_level=None)
+    conn = sqlite3.connect(ledger.location, isolation_level=None)
     try:
         assert check_ledger(conn).ok
     finally:
         conn.close()
-    report = run_check(ledger)
+    report = ledger.check()
 
     assert not report.ok
     assert report.anchor is not None
@@ -428,9 +415,9 @@ async def test_a_rewritten_history_is_found_against_a_checkpoint(ledger: Path) -
     assert any((v.chat_id, v.user_id) == A and "changed" in v.problem for v in report.violations)
 
 
-async def test_a_rechained_insertion_is_found_against_a_checkpoint(ledger: Path) -> None:
-    run_check(ledger, record=True)
-    with tampering(ledger) as conn:
+async def test_a_rechained_insertion_is_found_against_a_checkpoint(ledger: LedgerBackend) -> None:
+    ledger.check(record=True)
+    with ledger.tampering() as conn:
         conn.execute(
             f"INSERT INTO transactions ({COLUMNS}, request_hash) SELECT 0, chat_id, user_id,"
             " -1, 1000, 0, 'admin', 'forged', 9, 'gift', breakdown, created_at, NULL, '', '', ''"
@@ -438,7 +425,7 @@ async def test_a_rechained_insertion_is_found_against_a_checkpoint(ledger: Path)
         )
         rechain(conn, A)
 
-    report = run_check(ledger)
+    report = ledger.check()
 
     assert not report.ok
     assert {v.tx_id for v in report.violations if v.chat_id is None} == {TOTAL}
@@ -451,8 +438,8 @@ async def test_a_rechained_insertion_is_found_against_a_checkpoint(ledger: Path)
 # -- The report as text and JSON -------------------------------------------------------------
 
 
-async def test_report_text_and_json_of_a_clean_ledger(ledger: Path) -> None:
-    report = run_check(ledger)
+async def test_report_text_and_json_of_a_clean_ledger(ledger: LedgerBackend) -> None:
+    report = ledger.check()
 
     lines = report.to_text().splitlines()
     assert lines[0] == "Ledger integrity: CLEAN"
@@ -474,15 +461,15 @@ async def test_report_text_and_json_of_a_clean_ledger(ledger: Path) -> None:
     assert data["checked_at"] == report.checked_at
 
 
-async def test_report_text_and_json_list_the_violations(ledger: Path) -> None:
-    run_check(ledger, record=True)
-    with tampering(ledger) as conn:
+async def test_report_text_and_json_list_the_violations(ledger: LedgerBackend) -> None:
+    ledger.check(record=True)
+    with ledger.tampering() as conn:
         conn.execute("UPDATE transactions SET reason = 'x' WHERE id = 7")
         conn.execute("UPDATE transactions SET amount = 1 WHERE id = 8")
         conn.execute("UPDATE accounts SET balance = 0 WHERE chat_id = ? AND user_id = ?", C)
         conn.execute("DELETE FROM transactions WHERE id = 15")
 
-    report = run_check(ledger)
+    report = ledger.check()
     text = report.to_text()
 
     assert report.violation_count == len(report.violations) >= 5

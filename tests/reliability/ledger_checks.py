@@ -18,9 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from plugins.gamification.config import Achievement
-from plugins.gamification.integrity import run_check
+from plugins.gamification.ledger.integrity import run_check
 from plugins.gamification.models import Breakdown
-from plugins.gamification.progress import counter_of
+from plugins.gamification.progression import counter_of
 
 COUNTED = ("activity", "event", "thanks_received")
 

@@ -30,7 +30,7 @@ from plugins.gamification import (
     message_key,
 )
 from plugins.gamification.config import Achievement
-from plugins.gamification.progress import ProgressRules
+from plugins.gamification.progression import ProgressRules
 
 
 def _achievement(id: str, reward: int, **condition: object) -> Achievement:

@@ -26,8 +26,8 @@ import pytest
 from plugins.gamification import FakeClock, PointsEngine, TxKind
 from plugins.gamification.events import Event, EventHandler, Subscription
 from plugins.gamification.ledger.store import LedgerStore
-from plugins.gamification.progress import ProgressRules
-from plugins.gamification.relay import COUNT_PENDING, OutboxRelay
+from plugins.gamification.progression import ProgressRules
+from plugins.gamification.relay import OutboxRelay
 from tests.gamification.telegram_harness import START
 from tests.reliability.conftest import Show
 from tests.reliability.ledger_checks import LedgerFigures, assert_sound, partial_writes
@@ -185,7 +185,7 @@ async def relay_everything(db_path: Path) -> tuple[int, int]:
         async with asyncio.timeout(120):  # a hang guard only
             while delivered:  # each pass delivers what is pending, in batches of 500
                 delivered = await relay.run_once()
-        pending = (await store.fetchall(COUNT_PENDING, ()))[0][0]
+        pending = await store.outbox_lag()
     finally:
         await store.close()
     assert [(e.id, e.type) for e in bus.events] == committed, "not every event, or out of order"

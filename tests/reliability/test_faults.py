@@ -31,6 +31,7 @@ from plugins.gamification import (
 from plugins.gamification.clock import format_utc
 from plugins.gamification.config import Achievement
 from plugins.gamification.ledger import sidetables
+from plugins.gamification.ledger.effects import INSERT_OUTBOX, Effects
 from plugins.gamification.ledger.schema import migrate
 from plugins.gamification.ledger.writer import (
     BatchWriter,
@@ -41,7 +42,7 @@ from plugins.gamification.ledger.writer import (
     SideWrite,
 )
 from plugins.gamification.models import Breakdown
-from plugins.gamification.progress import INSERT_OUTBOX, Effects, ProgressRules
+from plugins.gamification.progression import ProgressRules
 from tests.reliability.conftest import Show
 from tests.reliability.faulty import FaultyConnection, FaultyStore, once_at
 from tests.reliability.ledger_checks import assert_one_sentence, assert_sound

@@ -30,7 +30,8 @@ from plugins.gamification import (
     StorageError,
 )
 from plugins.gamification.errors import StorageUnavailableError
-from plugins.gamification.progress import Effects, ProgressRules
+from plugins.gamification.ledger.effects import Effects
+from plugins.gamification.progression import ProgressRules
 from tests.gamification.telegram_harness import START, TelegramHarness
 from tests.reliability.conftest import Show
 from tests.reliability.faulty import FaultyStore, is_write

@@ -16,7 +16,7 @@ import sqlite3
 import sys
 from pathlib import Path
 
-from plugins.gamification.integrity import run_check
+from plugins.gamification.ledger.integrity import run_check
 from tests.bot.fake_bot_api import FakeBotAPI
 from tests.bot.test_run import ROOT, TOKEN, message, wait_for
 from tests.reliability.conftest import Show

@@ -29,8 +29,8 @@ from bot.app import App, build_app
 from bot.polling import Poller
 from bot.registry import default_registry
 from plugins.gamification.events import Event
-from plugins.gamification.integrity import run_check
 from plugins.gamification.keys import admin_key, event_key, message_key, thanks_key
+from plugins.gamification.ledger.integrity import run_check
 from plugins.gamification.services import GamificationServices
 from tests.bot.fake_bot_api import FakeBotAPI
 from tests.gamification.telegram_harness import make_config

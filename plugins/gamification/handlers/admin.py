@@ -13,6 +13,7 @@ from aiogram.filters import Command, CommandObject
 from aiogram.types import BotCommand, Message
 
 from plugins.gamification.errors import GamificationError, TransientStorageError
+from plugins.gamification.figures import QUANTILES, Figures, read_figures
 from plugins.gamification.handlers.facts import GROUP_TYPES, replied_message
 from plugins.gamification.handlers.parsing import (
     CommandSyntaxError,
@@ -25,6 +26,7 @@ from plugins.gamification.handlers.parsing import (
 )
 from plugins.gamification.handlers.texts import cut, esc, history_text, signed
 from plugins.gamification.keys import admin_key
+from plugins.gamification.ledger.records import AuditNote
 from plugins.gamification.models import Receipt
 from plugins.gamification.services import GamificationServices, Person
 
@@ -182,17 +184,13 @@ async def _change(
     key = admin_key(message.chat.id, message.message_id)
     engine = services.engine
     receipt: Receipt
-    if sign > 0:
-        receipt = await services.retry(
-            engine.adjust,
-            message.chat.id, person.user_id, amount, key=key, actor_id=admin.id, reason=reason,
-        )  # fmt: skip
-    else:
-        receipt = await services.retry(
-            engine.adjust,
-            message.chat.id, person.user_id, -amount, key=key, actor_id=admin.id,
-            reason=reason, force=True,
-        )  # fmt: skip
+    delta = amount if sign > 0 else -amount
+    # The audit row commits with the change itself, or neither does.
+    receipt = await services.retry(
+        engine.adjust,
+        message.chat.id, person.user_id, delta, key=key, actor_id=admin.id, reason=reason,
+        force=sign < 0, audit=AuditNote(name, f"{delta} {reason}"),
+    )  # fmt: skip
     tx = receipt.transaction
     # Read back rather than receipt.balance: an achievement this change unlocked (or
     # revoked) moved the balance again in the same commit.
@@ -203,9 +201,6 @@ async def _change(
         + f". Balance {balance}."
     )
     if not receipt.duplicate:
-        await services.audit(
-            message.chat.id, admin.id, name, person.user_id, f"{tx.amount} {reason}"
-        )
         await _log(message, services, f"{esc(admin.full_name)} {name}: {summary}")
     return summary
 
@@ -230,14 +225,13 @@ async def _revert(message: Message, tokens: list[str], services: GamificationSer
         actor_id=admin.id,
         reason=reason,
         chat_id=message.chat.id,
+        audit=AuditNote("revert", f"#{tx_id} {reason}"),
     )
     tx = receipt.transaction
     who = esc(await services.name_of(tx.user_id))
     balance = (await services.engine.balance(tx.chat_id, tx.user_id)).balance
     summary = f"Reverted #{tx_id} with #{tx.id}: {who} {signed(tx.amount)}. Balance {balance}."
     if not receipt.duplicate:
-        detail = f"#{tx_id} {reason}"
-        await services.audit(message.chat.id, admin.id, "revert", tx.user_id, detail)
         await _log(message, services, f"{esc(admin.full_name)} revert: {summary}")
     return summary
 
@@ -248,9 +242,8 @@ async def _freeze(message: Message, tokens: list[str], services: GamificationSer
     person = await _resolve(message, spec, services)
     admin = message.from_user
     assert admin is not None
-    if not await services.freeze(message.chat.id, person.user_id, admin.id, reason):
+    if not await services.freeze(message.chat.id, person.user_id, admin.id, reason, audit=True):
         return f"{esc(person.full_name)} is already frozen here."
-    await services.audit(message.chat.id, admin.id, "freeze", person.user_id, reason)
     summary = f"{esc(person.full_name)} is frozen here and earns nothing until /unfreeze."
     await _log(message, services, f"{esc(admin.full_name)} freeze: {summary} {esc(reason)}")
     return summary
@@ -261,9 +254,8 @@ async def _unfreeze(message: Message, tokens: list[str], services: GamificationS
     person = await _resolve(message, spec, services)
     admin = message.from_user
     assert admin is not None
-    if not await services.unfreeze(message.chat.id, person.user_id):
+    if not await services.unfreeze(message.chat.id, person.user_id, admin.id):
         return f"{esc(person.full_name)} was not frozen here."
-    await services.audit(message.chat.id, admin.id, "unfreeze", person.user_id, "")
     summary = f"{esc(person.full_name)} can earn points here again."
     await _log(message, services, f"{esc(admin.full_name)} unfreeze: {summary}")
     return summary
@@ -289,30 +281,29 @@ async def _integrity(message: Message, tokens: list[str], services: Gamification
 
 
 async def _gstats(message: Message, tokens: list[str], services: GamificationServices) -> str:
-    stats = services.stats
-    refusals = ", ".join(f"{k} {v}" for k, v in stats.refusals.most_common()) or "none"
-    store = services.store
+    f = read_figures(services)
+    refusals = ", ".join(f"{k} {v}" for k, v in f.refusals.most_common()) or "none"
+    p50, p95, p99 = (f.latency_ms[q] for q in QUANTILES)
     return (
         "<b>Points service</b>\n"
-        f"Awards: {stats.awards} ({stats.points} points), repeats ignored: {stats.duplicates}\n"
+        f"Awards: {f.awards} ({f.points} points), repeats ignored: {f.duplicates}\n"
         f"Refused: {refusals}\n"
-        f"Award latency: p50 {stats.latency(0.5):.2f} ms, p95 {stats.latency(0.95):.2f} ms,"
-        f" p99 {stats.latency(0.99):.2f} ms\n"
-        f"Writer: queue {store.queue_depth}, {store.stats.batches} batches,"
-        f" largest {store.stats.largest_batch}" + _bus_line(services) + _integrity_line(services)
+        f"Award latency: p50 {p50:.2f} ms, p95 {p95:.2f} ms, p99 {p99:.2f} ms\n"
+        f"Writer: queue {f.queue_depth}, {f.writer_batches} batches,"
+        f" largest {f.writer_largest_batch}" + _bus_line(f) + _integrity_line(f)
     )
 
 
-def _integrity_line(services: GamificationServices) -> str:
-    report = services.last_report
+def _integrity_line(f: Figures) -> str:
+    report = f.last_report
     if report is None:
         return ""
     verdict = "clean" if report.ok else f"{report.violation_count} VIOLATIONS"
     return f"\nLast integrity check: {verdict}, {report.transactions:,} transactions"
 
 
-def _bus_line(services: GamificationServices) -> str:
-    relay, inbound = services.relay, services.inbound
+def _bus_line(f: Figures) -> str:
+    relay = f.relay
     if relay is None:
         return ""
     line = (
@@ -321,8 +312,8 @@ def _bus_line(services: GamificationServices) -> str:
     )
     if relay.last_error:
         line += f"\nLast outbox error: {esc(relay.last_error)}"
-    if inbound is not None and inbound.counts:
-        counts = ", ".join(f"{k} {v}" for k, v in inbound.counts.most_common())
+    if relay.inbound:
+        counts = ", ".join(f"{k} {v}" for k, v in relay.inbound.most_common())
         line += f"\nBus events in: {counts}"
     return line
 

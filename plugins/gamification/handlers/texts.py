@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import html
 from collections.abc import Awaitable, Callable, Sequence
 
 from plugins.gamification.models import Leaderboard, Period, Standing, Transaction
+from plugins.gamification.phrasing import MAX_MESSAGE, cut, esc, standing_line
 
-MAX_MESSAGE = 4096
+__all__ = ["MAX_MESSAGE", "cut", "esc", "history_text", "leaderboard_text", "signed"]
 PERIOD_TITLES = {
     Period.DAY: "today",
     Period.WEEK: "this week",
@@ -16,18 +16,6 @@ PERIOD_TITLES = {
 }
 
 Namer = Callable[[int], Awaitable[str]]
-
-
-def esc(text: str) -> str:
-    return html.escape(text, quote=False)
-
-
-def cut(text: str, limit: int = MAX_MESSAGE) -> str:
-    """Cut at a line boundary so no HTML tag is split, and say that it was cut."""
-    if len(text) <= limit:
-        return text
-    kept = text[: limit - 20].rsplit("\n", 1)[0]
-    return f"{kept}\n… (cut)"
 
 
 def signed(amount: int) -> str:
@@ -64,7 +52,7 @@ async def leaderboard_text(
 
 
 async def _line(line: Standing, name_of: Namer) -> str:
-    return f"{line.rank}. {esc(await name_of(line.user_id))}: {line.points}"
+    return standing_line(line, await name_of(line.user_id))
 
 
 def history_text(title: str, transactions: Sequence[Transaction], actors: Sequence[str]) -> str:

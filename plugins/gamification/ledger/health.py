@@ -76,3 +76,13 @@ class StorageHealth:
         self.cause = ""
         self._delayed.clear()
         self._returned = 0
+
+
+@dataclass(slots=True)
+class WriterStats:
+    """Counters the writer keeps for monitoring; read them, never write them."""
+
+    batches: int = 0
+    operations: int = 0
+    largest_batch: int = 0
+    failed_batches: int = 0

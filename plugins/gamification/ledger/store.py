@@ -5,32 +5,39 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import sqlite3
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
-from typing import Literal, TypeVar, cast
+from typing import TYPE_CHECKING, Literal, TextIO, TypeVar, cast
 
 import aiosqlite
 
 from plugins.gamification.clock import Clock, SystemClock
 from plugins.gamification.errors import (
-    DatabaseCorruptError,
-    DatabaseLockedError,
-    DiskFullError,
     EngineClosedError,
     GamificationError,
-    ReadOnlyLedgerError,
     StorageError,
-    StorageIOError,
     TransientStorageError,
     WriteTimeoutError,
 )
-from plugins.gamification.ledger import files
-from plugins.gamification.ledger.files import read_only_part
-from plugins.gamification.ledger.health import StorageHealth
+from plugins.gamification.ledger import files, maintenance, sidetables
+from plugins.gamification.ledger import queries as q
+from plugins.gamification.ledger.effects import Effects
+from plugins.gamification.ledger.faults import storage_error
+from plugins.gamification.ledger.health import StorageHealth, WriterStats
+from plugins.gamification.ledger.integrity import IntegrityReport, run_check
+from plugins.gamification.ledger.maintenance import BalanceDifference
+from plugins.gamification.ledger.protocol import LedgerStorage
+from plugins.gamification.ledger.records import (
+    AdminAction,
+    KnownPerson,
+    OutboxRow,
+    ProgressRow,
+    TodayRow,
+)
 from plugins.gamification.ledger.rows import SELECT_HISTORY, SELECT_TX_BY_ID, row_to_transaction
 from plugins.gamification.ledger.schema import ledger_version, migrate
 from plugins.gamification.ledger.writer import (
@@ -42,65 +49,11 @@ from plugins.gamification.ledger.writer import (
     SideWrite,
 )
 from plugins.gamification.models import AccountBalance, Receipt, Transaction
-from plugins.gamification.progress import Effects
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 Synchronous = Literal["OFF", "NORMAL", "FULL", "EXTRA"]
-
-
-# SQLite's primary result codes of faults that may pass by themselves.
-SQLITE_BUSY, SQLITE_LOCKED, SQLITE_IOERR, SQLITE_FULL = 5, 6, 10, 13
-
-
-def storage_error(exc: sqlite3.Error, path: str | Path, *, writing: bool = True) -> StorageError:
-    """Turn a sqlite3 error into one sentence an operator can act on.
-
-    A lock past the busy timeout, a full disk and an I/O error are TransientStorageErrors
-    (worth retrying); the rest are permanent until someone acts. `writing`: the failed
-    statement was a write, so "nothing was written" is worth saying; a reader that never
-    writes says what to do instead.
-    """
-    text = str(exc).lower()
-    # The extended code's low byte is the primary code; errors raised without one (some
-    # of sqlite3's own) are told apart by their text.
-    code = (getattr(exc, "sqlite_errorcode", None) or 0) & 0xFF
-    if code in (SQLITE_BUSY, SQLITE_LOCKED) or "locked" in text or "busy" in text:
-        return DatabaseLockedError(
-            f"The database {path} is locked by another process; try again when it is released."
-        )
-    if "not a database" in text or "malformed" in text or "corrupt" in text:
-        return DatabaseCorruptError(f"The file {path} is not a usable SQLite database ({exc}).")
-    if "readonly" in text or "read-only" in text:
-        part = read_only_part(Path(path)) or f"The database {path}"
-        if writing:
-            return ReadOnlyLedgerError(f"{part} is read-only; nothing was written.")
-        return ReadOnlyLedgerError(
-            f"{part} is read-only, and SQLite must write the ledger's -wal and -shm files to"
-            " read it; make it writable."
-        )
-    full = code == SQLITE_FULL or "full" in text
-    if not full and (code == SQLITE_IOERR or "disk i/o" in text):
-        # SQLite reports a failed growth of its WAL index on a full disk as an I/O error.
-        with contextlib.suppress(OSError):
-            full = files.free_bytes(Path(os.path.realpath(path)).parent) < files.FREE_MARGIN
-    if full:
-        outcome = "nothing was written" if writing else "SQLite needs room for its -shm file"
-        return DiskFullError(f"The disk holding {path} is full; {outcome}; free some space.")
-    if code == SQLITE_IOERR or "disk i/o error" in text:
-        return StorageIOError(f"The disk holding {path} reported an I/O error ({exc}).")
-    return StorageError(f"The database {path} failed: {exc}.")
-
-
-@dataclass(slots=True)
-class WriterStats:
-    """Counters the writer keeps for monitoring; read them, never write them."""
-
-    batches: int = 0
-    operations: int = 0
-    largest_batch: int = 0
-    failed_batches: int = 0
 
 
 def _log_failure(future: asyncio.Future[Receipt | None]) -> None:
@@ -411,10 +364,7 @@ class LedgerStore:
         return list(rows)
 
     async def balance(self, chat_id: int, user_id: int) -> AccountBalance:
-        rows = await self.fetchall(
-            "SELECT balance, earned, seq FROM accounts WHERE chat_id = ? AND user_id = ?",
-            (chat_id, user_id),
-        )
+        rows = await self.fetchall(q.SELECT_BALANCE, (chat_id, user_id))
         balance, earned, count = rows[0] if rows else (0, 0, 0)
         return AccountBalance(chat_id, user_id, balance, earned, count)
 
@@ -431,45 +381,171 @@ class LedgerStore:
         rows = await self.fetchall(SELECT_TX_BY_ID, (tx_id,))
         return row_to_transaction(rows[0]) if rows else None
 
+    async def last_transaction_id(self) -> int:
+        """The id of the newest transaction (0 for an empty ledger)."""
+        return int((await self.fetchall(q.SELECT_LAST_ID, ()))[0][0])
+
     async def standings(
         self, chat_id: int, since: str | None, limit: int
     ) -> list[tuple[int, int]]:
         """(user_id, points) best first; all-time from balances, a period from the ledger."""
         if since is None:
-            sql = (
-                "SELECT user_id, balance FROM accounts WHERE chat_id = ? AND balance != 0"
-                " ORDER BY balance DESC, user_id LIMIT ?"
-            )
-            params: tuple[object, ...] = (chat_id, limit)
+            rows = await self.fetchall(q.STANDINGS_ALL, (chat_id, limit))
         else:
-            sql = (
-                "SELECT user_id, SUM(amount) AS points FROM transactions"
-                " WHERE chat_id = ? AND created_at >= ? GROUP BY user_id HAVING points != 0"
-                " ORDER BY points DESC, user_id LIMIT ?"
-            )
-            params = (chat_id, since, limit)
-        return [(int(r[0]), int(r[1])) for r in await self.fetchall(sql, params)]
+            rows = await self.fetchall(q.STANDINGS_SINCE, (chat_id, since, limit))
+        return [(int(r[0]), int(r[1])) for r in rows]
 
     async def standing_of(
         self, chat_id: int, user_id: int, since: str | None
     ) -> tuple[int, int] | None:
         """(rank, points) of one user, or None when they have no points in the window."""
-        if since is None:
-            sql = (
-                "WITH board AS (SELECT user_id, balance AS points FROM accounts"
-                " WHERE chat_id = :chat AND balance != 0)"
-                " SELECT points, (SELECT COUNT(*) FROM board AS other"
-                " WHERE other.points > board.points) + 1 FROM board"
-                " WHERE user_id = :user AND points != 0"
-            )
-        else:
-            sql = (
-                "WITH board AS (SELECT user_id, SUM(amount) AS points FROM transactions"
-                " WHERE chat_id = :chat AND created_at >= :since GROUP BY user_id"
-                " HAVING points != 0)"
-                " SELECT points, (SELECT COUNT(*) FROM board AS other"
-                " WHERE other.points > board.points) + 1 FROM board"
-                " WHERE user_id = :user AND points != 0"
-            )
+        sql = q.STANDING_OF_ALL if since is None else q.STANDING_OF_SINCE
         rows = await self.fetchall(sql, {"chat": chat_id, "since": since, "user": user_id})
         return (int(rows[0][1]), int(rows[0][0])) if rows else None
+
+    async def progress(self, chat_id: int, user_id: int) -> ProgressRow:
+        """Counters, streak and unlocked achievements of one account."""
+        counters = await self.fetchall(q.SELECT_PROGRESS, (chat_id, user_id))
+        streak = await self.fetchall(q.SELECT_STREAK, (chat_id, user_id))
+        unlocked = await self.fetchall(q.SELECT_UNLOCKS, (chat_id, user_id))
+        day, length, best = streak[0] if streak else (None, 0, 0)
+        return ProgressRow(
+            counters={str(name): int(value) for name, value in counters},
+            streak_day=date.fromisoformat(day) if day is not None else None,
+            streak_length=int(length),
+            streak_best=int(best),
+            unlocked={str(a): str(at) for a, at in unlocked},
+        )
+
+    async def today(self, chat_id: int, user_id: int) -> TodayRow | None:
+        """The account's streak and today's activity points; None for a new account."""
+        rows = await self.fetchall(sidetables.SELECT_TODAY, (chat_id, user_id))
+        if not rows:
+            return None
+        streak_day, length, activity_day, activity_today = rows[0]
+        return TodayRow(
+            date.fromisoformat(streak_day) if streak_day is not None else None,
+            int(length),
+            activity_day,
+            int(activity_today),
+        )
+
+    # -- the outbox -------------------------------------------------------------------
+
+    async def outbox_lag(self) -> int:
+        """How many committed events wait for delivery."""
+        return int((await self.fetchall(q.COUNT_PENDING, ()))[0][0])
+
+    async def outbox_pending(self, limit: int) -> list[OutboxRow]:
+        """The oldest undelivered events, in commit order."""
+        return [OutboxRow(*r) for r in await self.fetchall(q.SELECT_PENDING, (limit,))]
+
+    async def outbox_delivered(self, up_to_id: int, at: str) -> None:
+        """Mark every event up to `up_to_id` delivered at `at`."""
+        await self.execute(q.MARK_DELIVERED, at, up_to_id)
+
+    async def outbox_prune(self, keep: int) -> None:
+        """Delete delivered events beyond the newest `keep` of them."""
+        rows = await self.fetchall(q.SELECT_PRUNE_BOUND, (keep,))
+        if rows:
+            await self.execute(q.PRUNE_DELIVERED, rows[0][0])
+
+    # -- tables beside the ledger -------------------------------------------------------
+
+    async def frozen_accounts(self) -> set[tuple[int, int]]:
+        rows = await self.fetchall(sidetables.SELECT_FREEZES, ())
+        return {(int(chat), int(user)) for chat, user in rows}
+
+    async def freeze(
+        self,
+        chat_id: int,
+        user_id: int,
+        at: str,
+        by: int | None,
+        reason: str,
+        audit: AdminAction | None = None,
+    ) -> None:
+        """Freeze an account (a no-op when it is); with `audit`, its row commits with it."""
+        await self.execute_all(
+            (sidetables.INSERT_FREEZE, (chat_id, user_id, at, by, reason)),
+            *self._audit_rows(audit, at),
+        )
+
+    async def unfreeze(
+        self, chat_id: int, user_id: int, at: str, audit: AdminAction | None = None
+    ) -> None:
+        """Lift a freeze; with `audit`, its row commits with it."""
+        await self.execute_all(
+            (sidetables.DELETE_FREEZE, (chat_id, user_id)), *self._audit_rows(audit, at)
+        )
+
+    async def record_admin_action(self, action: AdminAction, at: str) -> None:
+        await self.execute_all(*self._audit_rows(action, at))
+
+    @staticmethod
+    def _audit_rows(
+        audit: AdminAction | None, at: str
+    ) -> tuple[tuple[str, tuple[object, ...]], ...]:
+        if audit is None:
+            return ()
+        return (
+            (
+                sidetables.INSERT_ADMIN_ACTION,
+                (audit.chat_id, audit.actor_id, audit.action, audit.target_id, audit.detail, at),
+            ),
+        )
+
+    async def known_person(self, user_id: int) -> KnownPerson | None:
+        rows = await self.fetchall(sidetables.SELECT_KNOWN_USER, (user_id,))
+        return KnownPerson(rows[0][0], rows[0][1], rows[0][2], bool(rows[0][3])) if rows else None
+
+    async def known_username(self, username: str) -> KnownPerson | None:
+        """The person last seen with `username` (any case)."""
+        rows = await self.fetchall(sidetables.SELECT_KNOWN_USERNAME, (username,))
+        return KnownPerson(rows[0][0], rows[0][1], rows[0][2], bool(rows[0][3])) if rows else None
+
+    async def thanks_between(self, chat_id: int, receiver: int, giver: int, since: str) -> int:
+        """Thanks `giver` gave `receiver` in the chat since `since`."""
+        rows = await self.fetchall(sidetables.LAST_THANKS_PAIR, (chat_id, receiver, giver, since))
+        return int(rows[0][0]) if rows else 0
+
+    async def thanks_given(self, chat_id: int, giver: int, since: str) -> int:
+        """Thanks `giver` gave anyone in the chat since `since`."""
+        rows = await self.fetchall(sidetables.COUNT_THANKS_GIVEN, (chat_id, giver, since))
+        return int(rows[0][0]) if rows else 0
+
+    # -- the whole ledger ---------------------------------------------------------------
+
+    async def check(
+        self, *, record: bool = False, quick_check: bool = True, clock: Clock | None = None
+    ) -> IntegrityReport:
+        """The integrity check on a connection of its own, off the event loop."""
+        return await asyncio.to_thread(
+            run_check,
+            self.path,
+            record=record,
+            quick_check=quick_check,
+            clock=clock or self._clock,
+        )
+
+    async def backup(self, dest: Path) -> IntegrityReport:
+        """An online, consistent copy at `dest`, checked."""
+        return await asyncio.to_thread(maintenance.backup, self.path, dest)
+
+    async def export(
+        self, out: TextIO, fmt: Literal["csv", "jsonl"], chat_id: int | None = None
+    ) -> int:
+        """Every ledger row (of one chat) in id order; the number of rows written."""
+        return await asyncio.to_thread(maintenance.export, self.path, out, fmt, chat_id)
+
+    async def rebuild_balances(self, *, apply: bool, actor: str) -> list[BalanceDifference]:
+        """Recompute the cached balances from the ledger; with `apply`, repair them."""
+        return await asyncio.to_thread(
+            maintenance.rebuild_balances, self.path, apply=apply, actor=actor, clock=self._clock
+        )
+
+
+if TYPE_CHECKING:
+    # mypy proves here that the SQLite store implements the whole storage protocol.
+    def _conforms(store: LedgerStore) -> LedgerStorage:
+        return store

@@ -24,7 +24,10 @@ from plugins.gamification.errors import (
     StorageError,
     TransactionNotFoundError,
 )
+from plugins.gamification.ledger.effects import Effects
 from plugins.gamification.ledger.hashing import chain_hash, request_hash
+from plugins.gamification.ledger.queries import SELECT_LAST_ID
+from plugins.gamification.ledger.records import AuditNote
 from plugins.gamification.ledger.rows import (
     INSERT_TX,
     SELECT_ACCOUNT,
@@ -35,12 +38,11 @@ from plugins.gamification.ledger.rows import (
     AccountRow,
     row_to_transaction,
 )
+from plugins.gamification.ledger.sidetables import INSERT_ADMIN_ACTION
 from plugins.gamification.models import Breakdown, Receipt, Transaction, TxKind
-from plugins.gamification.progress import Effects
 
 log = logging.getLogger(__name__)
 
-SELECT_LAST_ID = "SELECT COALESCE(MAX(id), 0) FROM transactions"
 
 # SQLite stores 64-bit integers; staying far below keeps every sum exact.
 MAX_BALANCE = 2**53
@@ -68,6 +70,8 @@ class Posting(NamedTuple):
     # already (the engine does, on the event loop, to keep them off the writer's thread).
     breakdown_json: str = ""
     request: str = ""
+    # The admin's audit row, written with the transaction (never for a repeat of the key).
+    audit: AuditNote | None = None
 
     def fingerprint(self, breakdown: str) -> str:
         """What makes a repeat of this key the same request; `breakdown` is its JSON."""
@@ -103,6 +107,8 @@ class Reversal:
     actor_id: int | None
     reason: str
     chat_id: int | None = None
+    # The admin's audit row, written with the transaction (never for a repeat of the key).
+    audit: AuditNote | None = None
 
     def fingerprint(self) -> str:
         return request_hash("revert", self.tx_id, self.actor_id, self.reason, self.chat_id)
@@ -227,13 +233,19 @@ class BatchWriter:
             if repeated is not None:
                 return repeated
             posting, original = self._reversal_posting(conn, op)
-            return Receipt(self._append(conn, posting, fingerprint, original, state))
+            tx = self._append(conn, posting, fingerprint, original, state)
+            if op.audit is not None:
+                self._audit(conn, tx, op.audit, state)
+            return Receipt(tx)
         breakdown = op.breakdown_json or op.breakdown.to_json()
         fingerprint = op.request or op.fingerprint(breakdown)
         # Optimistic: a new key is the common case, so the insert itself detects a repeat
         # (UNIQUE on idem_key) instead of a lookup before every award.
         try:
-            return Receipt(self._append(conn, op, fingerprint, None, state, breakdown))
+            tx = self._append(conn, op, fingerprint, None, state, breakdown)
+            if op.audit is not None:
+                self._audit(conn, tx, op.audit, state)
+            return Receipt(tx)
         except _KeyTaken as taken:
             if taken.key != op.key:
                 raise
@@ -246,6 +258,17 @@ class BatchWriter:
         repeated = self._repeat(conn, op.key, fingerprint)
         assert repeated is not None
         return repeated
+
+    @staticmethod
+    def _audit(
+        conn: sqlite3.Connection, tx: Transaction, note: AuditNote, state: _BatchState
+    ) -> None:
+        """The admin's audit row, in the transaction's own savepoint and commit: a failure
+        here undoes the change too, so neither exists without the other."""
+        conn.execute(
+            INSERT_ADMIN_ACTION,
+            (tx.chat_id, tx.actor_id, note.action, tx.user_id, note.detail, state.stamp),
+        )
 
     @staticmethod
     def _repeat(conn: sqlite3.Connection, key: str, fingerprint: str) -> Receipt | None:
