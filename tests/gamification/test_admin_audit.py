@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from bot.offline import UpdateFactory
+from bot.testing import UpdateFactory
 from plugins.gamification import PointsEngine, StorageError
 from plugins.gamification.ledger.records import AuditNote
 from tests.gamification.conftest import MakeHarness

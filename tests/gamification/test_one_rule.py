@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from prometheus_client.core import Metric
 
-from bot.offline import UpdateFactory
+from bot.testing import UpdateFactory
 from plugins.gamification.figures import read_figures
 from plugins.gamification.jobs import report_message
 from plugins.gamification.ledger.integrity import IntegrityReport, Violation
