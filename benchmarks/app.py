@@ -26,9 +26,9 @@ from bot.config import AppConfig, PluginsSettings, StorageSettings
 from bot.plugins import PluginRegistry
 from bot.registry import shipped_plugins
 from bot.testing import RecordingSession, UpdateFactory
-from plugins.gamification.clock import FakeClock
-from plugins.gamification.events import Event, InProcessBus
-from plugins.gamification.services import GamificationServices
+from plugins.gamification.bus.events import Event, InProcessBus
+from plugins.gamification.domain.clock import FakeClock
+from plugins.gamification.services.gamification import GamificationServices
 
 START = datetime(2026, 3, 11, 9, 0, tzinfo=UTC)
 CHATS = 10

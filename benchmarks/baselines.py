@@ -11,9 +11,14 @@ from pathlib import Path
 import aiosqlite
 
 from benchmarks.rows import AwardRows, account_of, award_rows, create_ledger
-from plugins.gamification.clock import Clock, SystemClock, format_utc
-from plugins.gamification.ledger.rows import INSERT_TX, SELECT_ACCOUNT, UPSERT_ACCOUNT, AccountRow
-from plugins.gamification.progress import INSERT_OUTBOX
+from plugins.gamification.domain.clock import Clock, SystemClock, format_utc
+from plugins.gamification.storage.sqlite.effects import INSERT_OUTBOX
+from plugins.gamification.storage.sqlite.rows import (
+    INSERT_TX,
+    SELECT_ACCOUNT,
+    UPSERT_ACCOUNT,
+    AccountRow,
+)
 
 RAW_BATCH = 1_000
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from benchmarks.baselines import BulkLedger
-from plugins.gamification.integrity import run_check
+from plugins.gamification.storage.sqlite.integrity import run_check
 
 
 @dataclass(frozen=True, slots=True)

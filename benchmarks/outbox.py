@@ -7,10 +7,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from benchmarks.ledger import drive, ours
-from plugins.gamification.clock import SystemClock
+from plugins.gamification.bus.events import Event, InProcessBus
+from plugins.gamification.bus.relay import OutboxRelay
+from plugins.gamification.domain.clock import SystemClock
 from plugins.gamification.engine import PointsEngine
-from plugins.gamification.events import Event, InProcessBus
-from plugins.gamification.relay import OutboxRelay
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,10 +11,10 @@ import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 
-from plugins.gamification.ledger.hashing import chain_hash, compact_json, request_hash
-from plugins.gamification.ledger.rows import UPSERT_ACCOUNT, AccountRow
-from plugins.gamification.ledger.schema import migrate
-from plugins.gamification.models import Breakdown, TxKind
+from plugins.gamification.domain.models import Breakdown, TxKind
+from plugins.gamification.storage.hashing import chain_hash, compact_json, request_hash
+from plugins.gamification.storage.sqlite.rows import UPSERT_ACCOUNT, AccountRow
+from plugins.gamification.storage.sqlite.schema import migrate
 
 # Every measured award is what a scored text message earns with no multiplier.
 AMOUNT = 20

@@ -20,11 +20,11 @@ from pydantic import BaseModel
 from bot.config import AppConfig
 from bot.plugins import CliCommand, Plugin, PluginContext, PluginRegistry, StartupError
 from bot.testing import RecordingSession, UpdateFactory
-from plugins.gamification.commands import Command, CommandContext, OfflineTelegram
-from plugins.gamification.config import GamificationConfig
-from plugins.gamification.database import DatabaseOptions
-from plugins.gamification.errors import GamificationError
+from plugins.gamification.domain.config import GamificationConfig
+from plugins.gamification.domain.errors import GamificationError
+from plugins.gamification.ops.commands import Command, CommandContext, OfflineTelegram
 from plugins.gamification.setup import setup_gamification
+from plugins.gamification.storage.options import DatabaseOptions
 
 log = logging.getLogger(__name__)
 
@@ -99,7 +99,7 @@ class GamificationPlugin:
         ctx.admin_commands.extend(plugin.admin_commands)
 
     def commands(self) -> Iterable[CliCommand]:
-        from plugins.gamification.cli import cli_commands
+        from plugins.gamification.ops.cli import cli_commands
 
         return [_adapt(command) for command in cli_commands()]
 

@@ -16,9 +16,8 @@ content raises IdempotencyConflictError. Every error the plugin raises on purpos
 GamificationError whose message is one sentence fit to show a person.
 """
 
-from plugins.gamification.clock import Clock, FakeClock, SystemClock
-from plugins.gamification.engine import LedgerPolicy, PointsEngine
-from plugins.gamification.errors import (
+from plugins.gamification.domain.clock import Clock, FakeClock, SystemClock
+from plugins.gamification.domain.errors import (
     DatabaseCorruptError,
     DatabaseLockedError,
     EngineClosedError,
@@ -33,9 +32,8 @@ from plugins.gamification.errors import (
     TransactionNotFoundError,
     WriteTimeoutError,
 )
-from plugins.gamification.integrity import IntegrityReport, Violation, check_ledger
-from plugins.gamification.keys import admin_key, event_key, message_key
-from plugins.gamification.models import (
+from plugins.gamification.domain.keys import admin_key, event_key, message_key
+from plugins.gamification.domain.models import (
     AccountBalance,
     Breakdown,
     Leaderboard,
@@ -46,6 +44,8 @@ from plugins.gamification.models import (
     Transaction,
     TxKind,
 )
+from plugins.gamification.engine import LedgerPolicy, PointsEngine
+from plugins.gamification.storage.sqlite.integrity import IntegrityReport, Violation, check_ledger
 
 __all__ = [
     "AccountBalance",

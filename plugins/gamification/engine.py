@@ -8,17 +8,11 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from plugins.gamification import arguments
-from plugins.gamification.clock import Clock, SystemClock, format_utc
-from plugins.gamification.config import Condition
-from plugins.gamification.errors import InvalidAmountError, RequestError
-from plugins.gamification.ledger.effects import Effects
-from plugins.gamification.ledger.integrity import IntegrityReport
-from plugins.gamification.ledger.protocol import LedgerStorage
-from plugins.gamification.ledger.records import AuditNote
-from plugins.gamification.ledger.store import LedgerStore, Synchronous
-from plugins.gamification.ledger.writer import MAX_BALANCE, Posting, Reversal, posting_request
-from plugins.gamification.models import (
+from plugins.gamification.domain import arguments
+from plugins.gamification.domain.clock import Clock, SystemClock, format_utc
+from plugins.gamification.domain.config import Condition
+from plugins.gamification.domain.errors import InvalidAmountError, RequestError
+from plugins.gamification.domain.models import (
     AccountBalance,
     Breakdown,
     Leaderboard,
@@ -29,8 +23,24 @@ from plugins.gamification.models import (
     Transaction,
     TxKind,
 )
-from plugins.gamification.progression import Levels, ProgressRules, counter_of, streak_standing
-from plugins.gamification.rules import apply_multipliers
+from plugins.gamification.domain.progression import (
+    Levels,
+    ProgressRules,
+    counter_of,
+    streak_standing,
+)
+from plugins.gamification.domain.rules import apply_multipliers
+from plugins.gamification.storage.protocol import LedgerStorage
+from plugins.gamification.storage.records import AuditNote
+from plugins.gamification.storage.sqlite.effects import Effects
+from plugins.gamification.storage.sqlite.integrity import IntegrityReport
+from plugins.gamification.storage.sqlite.store import LedgerStore, Synchronous
+from plugins.gamification.storage.sqlite.writer import (
+    MAX_BALANCE,
+    Posting,
+    Reversal,
+    posting_request,
+)
 
 MAX_KEY_LENGTH = 200
 SYNCHRONOUS_MODES: tuple[Synchronous, ...] = ("OFF", "NORMAL", "FULL", "EXTRA")

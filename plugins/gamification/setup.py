@@ -28,19 +28,19 @@ from apscheduler.triggers.cron import CronTrigger
 from prometheus_client import CollectorRegistry
 from pydantic import ValidationError
 
-from plugins.gamification.announcer import Announcer
-from plugins.gamification.clock import Clock
-from plugins.gamification.config import GamificationConfig
-from plugins.gamification.database import DatabaseOptions
+from plugins.gamification.bus.events import EventBus, InProcessBus
+from plugins.gamification.bus.inbound import InboundEvents
+from plugins.gamification.bus.relay import OutboxRelay
+from plugins.gamification.domain.clock import Clock
+from plugins.gamification.domain.config import GamificationConfig
+from plugins.gamification.domain.errors import GamificationError
 from plugins.gamification.engine import PointsEngine
-from plugins.gamification.errors import GamificationError
-from plugins.gamification.events import EventBus, InProcessBus
-from plugins.gamification.handlers import build_router, menu
-from plugins.gamification.inbound import InboundEvents
-from plugins.gamification.jobs import integrity_job, weekly_job
-from plugins.gamification.metrics import PointsCollector
-from plugins.gamification.relay import OutboxRelay
-from plugins.gamification.services import GamificationServices, open_services
+from plugins.gamification.ops.metrics import PointsCollector
+from plugins.gamification.services.gamification import GamificationServices, open_services
+from plugins.gamification.storage.options import DatabaseOptions
+from plugins.gamification.telegram import build_router, menu
+from plugins.gamification.telegram.announcer import Announcer
+from plugins.gamification.telegram.jobs import integrity_job, weekly_job
 
 log = logging.getLogger(__name__)
 

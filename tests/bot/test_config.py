@@ -10,7 +10,7 @@ from pydantic import BaseModel
 
 from bot.config import AppConfig, ConfigError, load_config
 from bot.registry import default_registry
-from plugins.gamification.config import GamificationConfig
+from plugins.gamification.domain.config import GamificationConfig
 from tests.bot.test_cli import bot
 
 ROOT = Path(__file__).resolve().parents[2]

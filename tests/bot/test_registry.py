@@ -16,7 +16,7 @@ from bot.app import build_app
 from bot.config import load_config
 from bot.plugins import CliCommand, PluginContext
 from bot.testing import RecordingSession, UpdateFactory
-from plugins.gamification.services import GamificationServices
+from plugins.gamification.services.gamification import GamificationServices
 
 ECHO_MODULE = '''
 """A third-party plugin another distribution ships (the test's fake distribution)."""

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tests.bot.fake_bot_api import FakeBotAPI
+from tests.support.fake_bot_api import FakeBotAPI
 
 ROOT = Path(__file__).resolve().parents[2]
 TOKEN = "123456:TEST-token-that-must-never-be-logged"

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from tests.gamification.telegram_harness import TelegramHarness
+from tests.support.telegram_harness import TelegramHarness
 
 MakeHarness = Callable[..., Awaitable[TelegramHarness]]
 

@@ -21,7 +21,7 @@ from plugins.gamification import (
     RequestError,
     TxKind,
 )
-from plugins.gamification import arguments as checks
+from plugins.gamification.domain import arguments as checks
 from tests.gamification.test_bad_input import assert_one_sentence
 
 CHAT = -100_700

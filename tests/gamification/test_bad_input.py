@@ -28,7 +28,7 @@ from plugins.gamification import (
     TransactionNotFoundError,
 )
 from plugins.gamification.engine import MAX_KEY_LENGTH, MAX_REASON_LENGTH
-from plugins.gamification.ledger.integrity import run_check
+from plugins.gamification.storage.sqlite.integrity import run_check
 
 CHAT = -100_700
 ADMIN = 7

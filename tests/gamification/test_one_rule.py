@@ -12,13 +12,13 @@ import pytest
 from prometheus_client.core import Metric
 
 from bot.testing import UpdateFactory
-from plugins.gamification.figures import read_figures
-from plugins.gamification.jobs import report_message
-from plugins.gamification.ledger.integrity import IntegrityReport, Violation
-from plugins.gamification.metrics import PointsCollector
-from plugins.gamification.models import Standing
-from plugins.gamification.phrasing import MAX_MESSAGE, cut, standing_line
-from plugins.gamification.progression import streak_if_active, streak_standing
+from plugins.gamification.domain.models import Standing
+from plugins.gamification.domain.progression import streak_if_active, streak_standing
+from plugins.gamification.ops.metrics import PointsCollector
+from plugins.gamification.services.figures import read_figures
+from plugins.gamification.storage.sqlite.integrity import IntegrityReport, Violation
+from plugins.gamification.telegram.jobs import report_message
+from plugins.gamification.telegram.phrasing import MAX_MESSAGE, cut, standing_line
 from tests.gamification.conftest import MakeHarness
 
 PLUGIN = Path(__file__).resolve().parents[2] / "plugins" / "gamification"
@@ -56,7 +56,7 @@ def test_the_grace_day_is_worked_out_in_one_module_only() -> None:
         for path in PLUGIN.rglob("*.py")
         if pattern.search(path.read_text(encoding="utf-8"))
     ]
-    assert writers == ["progression.py"]
+    assert writers == ["domain/progression.py"]
 
 
 def test_the_message_limit_is_defined_once() -> None:
@@ -66,7 +66,7 @@ def test_the_message_limit_is_defined_once() -> None:
             if isinstance(node, ast.Constant) and node.value == MAX_MESSAGE:
                 holders.append(path.relative_to(PLUGIN).as_posix())
     # anti_abuse's 4,096-bit filter and config's length bound are other quantities.
-    assert set(holders) - {"anti_abuse.py", "config.py"} == {"phrasing.py"}
+    assert set(holders) - {"domain/anti_abuse.py", "domain/config.py"} == {"telegram/phrasing.py"}
 
 
 def test_cut_ends_on_a_line_with_its_marker() -> None:

@@ -21,7 +21,7 @@ from aiogram.types import Message, TelegramObject, Update
 
 from bot.testing import RecordingSession, UpdateFactory
 from plugins.gamification import PointsEngine, event_key
-from plugins.gamification.errors import GamificationError
+from plugins.gamification.domain.errors import GamificationError
 from plugins.gamification.setup import SettingsError, load_settings, setup_gamification
 
 TOKEN = "42:TEST-token-for-a-foreign-bot"
@@ -130,7 +130,7 @@ async def test_a_foreign_bot_keeps_its_handlers_scores_and_commits_at_shutdown(
 async def test_the_plugin_uses_the_programs_scheduler_and_bus(tmp_path: Path) -> None:
     from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-    from plugins.gamification.events import Event, InProcessBus
+    from plugins.gamification.bus.events import Event, InProcessBus
 
     scheduler = AsyncIOScheduler(timezone="Europe/Berlin")
     bus = InProcessBus()

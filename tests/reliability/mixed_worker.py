@@ -29,8 +29,8 @@ from plugins.gamification import (
     event_key,
     message_key,
 )
-from plugins.gamification.config import Achievement
-from plugins.gamification.progression import ProgressRules
+from plugins.gamification.domain.config import Achievement
+from plugins.gamification.domain.progression import ProgressRules
 
 
 def _achievement(id: str, reward: int, **condition: object) -> Achievement:

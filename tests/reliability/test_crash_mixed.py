@@ -24,14 +24,14 @@ from pathlib import Path
 import pytest
 
 from plugins.gamification import FakeClock, PointsEngine, TxKind
-from plugins.gamification.events import Event, EventHandler, Subscription
-from plugins.gamification.ledger.store import LedgerStore
-from plugins.gamification.progression import ProgressRules
-from plugins.gamification.relay import OutboxRelay
-from tests.gamification.telegram_harness import START
+from plugins.gamification.bus.events import Event, EventHandler, Subscription
+from plugins.gamification.bus.relay import OutboxRelay
+from plugins.gamification.domain.progression import ProgressRules
+from plugins.gamification.storage.sqlite.store import LedgerStore
 from tests.reliability.conftest import Show
-from tests.reliability.ledger_checks import LedgerFigures, assert_sound, partial_writes
 from tests.reliability.mixed_worker import ACHIEVEMENTS
+from tests.support.ledger_checks import LedgerFigures, assert_sound, partial_writes
+from tests.support.telegram_harness import START
 
 WORKER = Path(__file__).with_name("mixed_worker.py")
 # A guard against a hung worker only; nothing asserts on how long anything took.

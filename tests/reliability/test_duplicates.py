@@ -18,12 +18,12 @@ import pytest
 from aiogram.types import Update
 
 from bot.testing import UpdateFactory
-from plugins.gamification.activity import points_for
-from plugins.gamification.events import Event, InProcessBus
-from plugins.gamification.keys import admin_key, event_key, message_key, thanks_key
+from plugins.gamification.bus.events import Event, InProcessBus
+from plugins.gamification.domain.activity import points_for
+from plugins.gamification.domain.keys import admin_key, event_key, message_key, thanks_key
 from tests.gamification.conftest import MakeHarness
-from tests.gamification.telegram_harness import START, TelegramHarness
 from tests.reliability.conftest import Show
+from tests.support.telegram_harness import START, TelegramHarness
 
 CHAT_ID = -100
 CHAT = UpdateFactory.group(CHAT_ID, "Club")

@@ -28,12 +28,14 @@ from plugins.gamification import (
     StorageError,
     TxKind,
 )
-from plugins.gamification.clock import format_utc
-from plugins.gamification.config import Achievement
-from plugins.gamification.ledger import sidetables
-from plugins.gamification.ledger.effects import INSERT_OUTBOX, Effects
-from plugins.gamification.ledger.schema import migrate
-from plugins.gamification.ledger.writer import (
+from plugins.gamification.domain.clock import format_utc
+from plugins.gamification.domain.config import Achievement
+from plugins.gamification.domain.models import Breakdown
+from plugins.gamification.domain.progression import ProgressRules
+from plugins.gamification.storage.sqlite import sidetables
+from plugins.gamification.storage.sqlite.effects import INSERT_OUTBOX, Effects
+from plugins.gamification.storage.sqlite.schema import migrate
+from plugins.gamification.storage.sqlite.writer import (
     BatchWriter,
     Operation,
     Outcome,
@@ -41,11 +43,9 @@ from plugins.gamification.ledger.writer import (
     Reversal,
     SideWrite,
 )
-from plugins.gamification.models import Breakdown
-from plugins.gamification.progression import ProgressRules
 from tests.reliability.conftest import Show
-from tests.reliability.faulty import FaultyConnection, FaultyStore, once_at
-from tests.reliability.ledger_checks import assert_one_sentence, assert_sound
+from tests.support.faulty import FaultyConnection, FaultyStore, once_at
+from tests.support.ledger_checks import assert_one_sentence, assert_sound
 
 CHAT = -100_500
 ADMIN = 9

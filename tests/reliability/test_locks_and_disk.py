@@ -29,20 +29,20 @@ from plugins.gamification import (
     Receipt,
     StorageError,
 )
-from plugins.gamification.errors import StorageUnavailableError
-from plugins.gamification.ledger.effects import Effects
-from plugins.gamification.progression import ProgressRules
-from tests.gamification.telegram_harness import START, TelegramHarness
+from plugins.gamification.domain.errors import StorageUnavailableError
+from plugins.gamification.domain.progression import ProgressRules
+from plugins.gamification.storage.sqlite.effects import Effects
 from tests.reliability.conftest import Show
-from tests.reliability.faulty import FaultyStore, is_write
-from tests.reliability.ledger_checks import assert_one_sentence, assert_sound
 from tests.reliability.mixed_worker import ACHIEVEMENTS
+from tests.support.faulty import FaultyStore, is_write
+from tests.support.ledger_checks import assert_one_sentence, assert_sound
+from tests.support.telegram_harness import START, TelegramHarness
 
 CHAT_ID = -100
 CHAT = UpdateFactory.group(CHAT_ID, "Club")
 ALICE = UpdateFactory.user(1, "Alice", "alice")
 BOB = UpdateFactory.user(2, "Bob", "bob")
-HEALTH_LOG = "plugins.gamification.ledger.health"
+HEALTH_LOG = "plugins.gamification.storage.health"
 LOCKER = """
 import sqlite3, sys, time
 conn = sqlite3.connect(sys.argv[1], isolation_level=None)

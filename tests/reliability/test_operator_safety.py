@@ -28,8 +28,8 @@ import pytest
 
 from bot.__main__ import main
 from plugins.gamification import PointsEngine
-from plugins.gamification.errors import ForeignDatabaseError
-from plugins.gamification.ledger import files
+from plugins.gamification.domain.errors import ForeignDatabaseError
+from plugins.gamification.storage.sqlite import files
 
 ROOT = Path(__file__).resolve().parents[2]
 TOKEN = "123456:TEST-token-that-never-leaves-this-test"

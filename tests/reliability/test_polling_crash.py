@@ -16,10 +16,10 @@ import sqlite3
 import sys
 from pathlib import Path
 
-from plugins.gamification.ledger.integrity import run_check
-from tests.bot.fake_bot_api import FakeBotAPI
+from plugins.gamification.storage.sqlite.integrity import run_check
 from tests.bot.test_run import ROOT, TOKEN, message, wait_for
 from tests.reliability.conftest import Show
+from tests.support.fake_bot_api import FakeBotAPI
 
 MESSAGES = 280
 KILLS = 6

@@ -28,14 +28,14 @@ from aiogram.utils.backoff import BackoffConfig
 from bot.app import App, build_app
 from bot.polling import Poller
 from bot.registry import default_registry
-from plugins.gamification.events import Event
-from plugins.gamification.keys import admin_key, event_key, message_key, thanks_key
-from plugins.gamification.ledger.integrity import run_check
-from plugins.gamification.services import GamificationServices
-from tests.bot.fake_bot_api import FakeBotAPI
-from tests.gamification.telegram_harness import make_config
+from plugins.gamification.bus.events import Event
+from plugins.gamification.domain.keys import admin_key, event_key, message_key, thanks_key
+from plugins.gamification.services.gamification import GamificationServices
+from plugins.gamification.storage.sqlite.integrity import run_check
 from tests.reliability.conftest import Show
-from tests.reliability.faulty import FaultyStore
+from tests.support.fake_bot_api import FakeBotAPI
+from tests.support.faulty import FaultyStore
+from tests.support.telegram_harness import make_config
 
 TOKEN = "123456:TEST-transient-faults"
 CHAT_ID = -100_555
@@ -43,7 +43,7 @@ CHAT = {"id": CHAT_ID, "type": "supergroup", "title": "Faults"}
 ALICE = {"id": 501, "is_bot": False, "first_name": "Alice", "username": "alice"}
 MOD = {"id": 502, "is_bot": False, "first_name": "Mod"}
 FAST = BackoffConfig(min_delay=0.05, max_delay=0.2, factor=1.5, jitter=0.01)
-HEALTH_LOG = "plugins.gamification.ledger.health"
+HEALTH_LOG = "plugins.gamification.storage.health"
 DURING = 12  # chat messages sent while the fault lasts
 EVENTS = 8
 

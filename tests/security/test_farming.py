@@ -23,9 +23,9 @@ import pytest
 
 from bot.testing import UpdateFactory
 from plugins.gamification import FakeClock
-from plugins.gamification.anti_abuse import Refusal, Verdict
-from plugins.gamification.models import Receipt
-from tests.gamification.telegram_harness import TelegramHarness
+from plugins.gamification.domain.anti_abuse import Refusal, Verdict
+from plugins.gamification.domain.models import Receipt
+from tests.support.telegram_harness import TelegramHarness
 
 CHAT_ID = -100
 CHAT = UpdateFactory.group(CHAT_ID, "Club")

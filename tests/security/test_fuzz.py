@@ -29,9 +29,9 @@ from bot.config import AppConfig, ConfigError, load_config
 from bot.errors import SORRY
 from bot.registry import default_registry
 from bot.testing import BOT_USER, UpdateFactory
-from plugins.gamification.config import GamificationConfig
+from plugins.gamification.domain.config import GamificationConfig
 from tests.gamification.conftest import MakeHarness
-from tests.gamification.telegram_harness import (
+from tests.support.telegram_harness import (
     ANONYMOUS_ADMIN,
     TelegramHarness,
     assert_telegram_html,

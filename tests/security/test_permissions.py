@@ -22,10 +22,10 @@ from bot.errors import SORRY
 from bot.registry import default_registry
 from bot.testing import UpdateFactory
 from plugins.gamification import FakeClock
-from plugins.gamification.jobs import integrity_job
-from tests.bot.fake_bot_api import FakeBotAPI
+from plugins.gamification.telegram.jobs import integrity_job
 from tests.gamification.conftest import MakeHarness
-from tests.gamification.telegram_harness import (
+from tests.support.fake_bot_api import FakeBotAPI
+from tests.support.telegram_harness import (
     ANONYMOUS_ADMIN,
     START,
     TelegramHarness,
@@ -428,8 +428,14 @@ SQL_CALLS = frozenset(
 # range(), and a Literal["NORMAL", "FULL", "EXTRA"] that the config model validates.
 PRAGMA_EXCEPTIONS = frozenset(
     {
-        ("plugins/gamification/ledger/schema.py", 'f"PRAGMA user_version = {int(target)}"'),
-        ("plugins/gamification/ledger/store.py", 'f"PRAGMA synchronous = {self._synchronous}"'),
+        (
+            "plugins/gamification/storage/sqlite/schema.py",
+            'f"PRAGMA user_version = {int(target)}"',
+        ),
+        (
+            "plugins/gamification/storage/sqlite/store.py",
+            'f"PRAGMA synchronous = {self._synchronous}"',
+        ),
     }
 )
 

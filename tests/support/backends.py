@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from plugins.gamification import PointsEngine
-from plugins.gamification.ledger.integrity import IntegrityReport, run_check
+from plugins.gamification.storage.sqlite.integrity import IntegrityReport, run_check
 
 
 class LedgerBackend(Protocol):

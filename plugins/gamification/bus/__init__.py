@@ -1,0 +1,1 @@
+"""Events: the bus protocol, the in-process bus, the outbox relay, inbound events."""

@@ -1,0 +1,1 @@
+"""Pure rules, no I/O: facts, amounts, multipliers, anti-abuse, streaks, levels."""

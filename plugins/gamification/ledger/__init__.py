@@ -1,1 +1,0 @@
-"""The points ledger: schema, hash chain, the single writer and the readers."""

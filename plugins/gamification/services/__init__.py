@@ -1,0 +1,1 @@
+"""The application layer: scoring, people, moderation, retries, figures."""

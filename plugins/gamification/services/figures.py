@@ -1,0 +1,86 @@
+"""Figures: one read of everything /gstats and the Prometheus collector report.
+
+Both phrase the same snapshot, so a figure cannot mean one thing in the chat and another
+on the dashboard.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from plugins.gamification.services.gamification import GamificationServices
+    from plugins.gamification.storage.sqlite.integrity import IntegrityReport
+
+QUANTILES = (0.5, 0.95, 0.99)
+
+
+@dataclass(frozen=True, slots=True)
+class RelayFigures:
+    delivered: int
+    lag: int
+    failures: int
+    breaker_state: str
+    last_error: str | None
+    # None without inbound bus events wired.
+    inbound: Counter[str] | None
+    parked: int
+
+
+@dataclass(frozen=True, slots=True)
+class Figures:
+    awards: int
+    points: int
+    duplicates: int
+    refusals: Counter[str]
+    # Award latency in ms by quantile (QUANTILES).
+    latency_ms: dict[float, float]
+    writer_operations: int
+    writer_batches: int
+    writer_failed_batches: int
+    writer_largest_batch: int
+    queue_depth: int
+    storage_unavailable: bool
+    storage_outages: int
+    storage_retries: int
+    storage_handed_back: int
+    relay: RelayFigures | None
+    last_report: IntegrityReport | None
+
+
+def read_figures(services: GamificationServices) -> Figures:
+    """Everything at once, from in-process counters only (nothing is read from the disk)."""
+    stats, store = services.stats, services.engine.store
+    writer, health = store.stats, store.health
+    relay = None
+    if services.relay is not None:
+        inbound = services.inbound
+        relay = RelayFigures(
+            delivered=services.relay.delivered,
+            lag=services.relay.lag,
+            failures=services.relay.failures,
+            breaker_state=services.relay.breaker_state,
+            last_error=services.relay.last_error,
+            inbound=Counter(inbound.counts) if inbound is not None else None,
+            parked=inbound.parked if inbound is not None else 0,
+        )
+    return Figures(
+        awards=stats.awards,
+        points=stats.points,
+        duplicates=stats.duplicates,
+        refusals=Counter(stats.refusals),
+        latency_ms={q: stats.latency(q) for q in QUANTILES},
+        writer_operations=writer.operations,
+        writer_batches=writer.batches,
+        writer_failed_batches=writer.failed_batches,
+        writer_largest_batch=writer.largest_batch,
+        queue_depth=store.queue_depth,
+        storage_unavailable=health.unavailable,
+        storage_outages=health.outages,
+        storage_retries=health.retries,
+        storage_handed_back=health.handed_back,
+        relay=relay,
+        last_report=services.last_report,
+    )

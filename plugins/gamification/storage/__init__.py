@@ -1,0 +1,1 @@
+"""The only place with SQL: the LedgerStorage protocol and its backends."""

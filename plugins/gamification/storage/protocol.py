@@ -1,0 +1,137 @@
+"""LedgerStorage: everything the engine, services, relay and operator tools ask of a ledger.
+
+The one boundary of storage. `LedgerStore` (SQLite) implements it; a second backend
+implements the same methods and passes the same contract tests. Callers outside the
+ledger package use these methods only: no SQL, no connection, no file name.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Literal, Protocol, TextIO
+
+from plugins.gamification.domain.clock import Clock
+from plugins.gamification.domain.models import AccountBalance, Receipt, Transaction
+from plugins.gamification.storage.health import StorageHealth, WriterStats
+from plugins.gamification.storage.records import (
+    AdminAction,
+    KnownPerson,
+    OutboxRow,
+    ProgressRow,
+    TodayRow,
+)
+from plugins.gamification.storage.sqlite.integrity import IntegrityReport
+from plugins.gamification.storage.sqlite.maintenance import BalanceDifference
+from plugins.gamification.storage.sqlite.writer import Posting, Reversal
+
+
+class LedgerStorage(Protocol):
+    """A points ledger: one serialised writer, readers beside it (see DESIGN: the contract)."""
+
+    # -- life cycle and monitoring ------------------------------------------------------
+
+    # Called after every committed batch (the outbox relay's wake-up); must not block.
+    on_commit: Callable[[], None] | None
+
+    @property
+    def health(self) -> StorageHealth: ...
+
+    @property
+    def stats(self) -> WriterStats: ...
+
+    @property
+    def queue_depth(self) -> int: ...
+
+    async def open(self) -> LedgerStorage: ...
+
+    async def close(self) -> None: ...
+
+    # -- writing ------------------------------------------------------------------------
+
+    def submit(self, op: Posting | Reversal) -> Awaitable[Receipt]:
+        """Queue one operation; the awaitable resolves once its batch is committed.
+
+        A Posting or Reversal may carry an AuditNote: its admin_actions row is written in
+        the same transaction, and not at all when the key is a repeat.
+        """
+        ...
+
+    # -- reading the ledger -------------------------------------------------------------
+
+    async def balance(self, chat_id: int, user_id: int) -> AccountBalance: ...
+
+    async def history(
+        self, chat_id: int, user_id: int, limit: int, before_seq: int | None = None
+    ) -> list[Transaction]: ...
+
+    async def transaction(self, tx_id: int) -> Transaction | None: ...
+
+    async def last_transaction_id(self) -> int: ...
+
+    async def standings(
+        self, chat_id: int, since: str | None, limit: int
+    ) -> list[tuple[int, int]]: ...
+
+    async def standing_of(
+        self, chat_id: int, user_id: int, since: str | None
+    ) -> tuple[int, int] | None: ...
+
+    async def progress(self, chat_id: int, user_id: int) -> ProgressRow: ...
+
+    async def today(self, chat_id: int, user_id: int) -> TodayRow | None: ...
+
+    # -- the outbox ---------------------------------------------------------------------
+
+    async def outbox_lag(self) -> int: ...
+
+    async def outbox_pending(self, limit: int) -> list[OutboxRow]: ...
+
+    async def outbox_delivered(self, up_to_id: int, at: str) -> None: ...
+
+    async def outbox_prune(self, keep: int) -> None: ...
+
+    # -- tables beside the ledger -------------------------------------------------------
+
+    async def frozen_accounts(self) -> set[tuple[int, int]]: ...
+
+    async def freeze(
+        self,
+        chat_id: int,
+        user_id: int,
+        at: str,
+        by: int | None,
+        reason: str,
+        audit: AdminAction | None = None,
+    ) -> None: ...
+
+    async def unfreeze(
+        self, chat_id: int, user_id: int, at: str, audit: AdminAction | None = None
+    ) -> None: ...
+
+    async def record_admin_action(self, action: AdminAction, at: str) -> None: ...
+
+    async def known_person(self, user_id: int) -> KnownPerson | None: ...
+
+    async def known_username(self, username: str) -> KnownPerson | None: ...
+
+    async def thanks_between(self, chat_id: int, receiver: int, giver: int, since: str) -> int: ...
+
+    async def thanks_given(self, chat_id: int, giver: int, since: str) -> int: ...
+
+    # -- the whole ledger: integrity, checkpoints, operator tasks ------------------------
+
+    async def check(
+        self, *, record: bool = False, quick_check: bool = True, clock: Clock | None = None
+    ) -> IntegrityReport:
+        """Balances = sums, chains, revert links, against (and with `record`, storing) the
+        latest checkpoint."""
+        ...
+
+    async def backup(self, dest: Path) -> IntegrityReport: ...
+
+    async def export(
+        self, out: TextIO, fmt: Literal["csv", "jsonl"], chat_id: int | None = None
+    ) -> int: ...
+
+    async def rebuild_balances(self, *, apply: bool, actor: str) -> list[BalanceDifference]: ...

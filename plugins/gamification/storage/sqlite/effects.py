@@ -1,0 +1,284 @@
+"""What a committed transaction sets off, inside the writer's transaction (SQLite side).
+
+Progress counters, streaks, levels, achievement unlocks (and their revocation when the
+transaction that caused them is reverted) and the outbox rows announcing all of it are
+written in the same SQLite transaction as the ledger row, so they are committed or lost
+together with it. Runs on the write connection's thread; no awaits, no aiogram.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+from datetime import date, datetime
+from zoneinfo import ZoneInfo
+
+from plugins.gamification.domain.clock import format_utc
+from plugins.gamification.domain.config import Achievement
+from plugins.gamification.domain.models import Transaction, TxKind
+from plugins.gamification.domain.progression import (
+    Levels,
+    ProgressRules,
+    counter_of,
+    level_thresholds,
+    streak_if_active,
+)
+from plugins.gamification.storage.hashing import compact_json
+from plugins.gamification.storage.sqlite.rows import AccountRow
+
+__all__ = [
+    "INSERT_OUTBOX",
+    "Effects",
+    "ProgressRules",
+    "counter_of",
+    "level_thresholds",
+]
+
+INSERT_OUTBOX = (
+    "INSERT INTO outbox (event_id, type, chat_id, user_id, payload, occurred_at)"
+    " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (event_id) DO NOTHING"
+)
+BUMP_COUNTER = (
+    "INSERT INTO progress (chat_id, user_id, name, value) VALUES (?, ?, ?, ?)"
+    " ON CONFLICT (chat_id, user_id, name) DO UPDATE SET value = value + excluded.value"
+    " RETURNING value"
+)
+UPSERT_UNLOCK = (
+    "INSERT INTO unlocks (chat_id, user_id, achievement, unlocked_at, cause_tx_id)"
+    " VALUES (?, ?, ?, ?, ?) ON CONFLICT (chat_id, user_id, achievement) DO UPDATE SET"
+    " unlocked_at = excluded.unlocked_at, cause_tx_id = excluded.cause_tx_id,"
+    " reward_tx_id = NULL, revoked_tx_id = NULL"
+)
+SET_UNLOCK_REWARD = (
+    "UPDATE unlocks SET reward_tx_id = ? WHERE chat_id = ? AND user_id = ? AND achievement = ?"
+)
+SELECT_CAUSED = (
+    "SELECT achievement, reward_tx_id FROM unlocks WHERE cause_tx_id = ? AND revoked_tx_id IS NULL"
+)
+REVOKE_UNLOCK = (
+    "UPDATE unlocks SET revoked_tx_id = ? WHERE chat_id = ? AND user_id = ? AND achievement = ?"
+)
+SELECT_ACHIEVEMENTS = "SELECT achievements FROM accounts WHERE chat_id = ? AND user_id = ?"
+SET_ACHIEVEMENTS = "UPDATE accounts SET achievements = ? WHERE chat_id = ? AND user_id = ?"
+
+Append = Callable[[int, int, int, str, str, str], Transaction]
+Revert = Callable[[int, str, str], Transaction | None]
+# Told (chat_id, user_id) whenever the effects write that account's row themselves.
+Forget = Callable[[int, int], object]
+
+
+class Effects:
+    """Called by the batch writer around every appended transaction, in its savepoint."""
+
+    def __init__(self, rules: ProgressRules) -> None:
+        self.rules = rules
+        self._zone = ZoneInfo(rules.timezone)
+        self._levels = Levels(rules.level_curve)
+        # Counters exist to measure achievements: only the ones some condition reads are
+        # kept, so a deployment without such achievements pays nothing for them.
+        self._tracked = frozenset(
+            counter_of(a.condition)
+            for a in rules.achievements
+            if a.condition.type in ("activity", "event", "thanks_received")
+        )
+        # What _at last worked out, and for which moment (Effects runs only on the
+        # writer's thread).
+        self._moment: datetime | None = None
+        self._facts = (date.min, "", "")
+
+    def level_of(self, earned: int) -> int:
+        return self._levels.level_of(earned)
+
+    def level_floor(self, level: int) -> int:
+        """Lifetime points at which `level` is reached (0 for level 0)."""
+        return self._levels.level_floor(level)
+
+    def _at(self, moment: datetime) -> tuple[date, str, str]:
+        """(local day, that day as text, `moment` as stored by format_utc).
+
+        A batch's transactions share one moment, so this is worked out once per batch.
+        """
+        if moment != self._moment:
+            day = moment.astimezone(self._zone).date()
+            self._moment, self._facts = moment, (day, day.isoformat(), format_utc(moment))
+        return self._facts
+
+    def streak(self, tx: Transaction, account: AccountRow) -> AccountRow:
+        """The account after `tx`: its streak and today's activity points.
+
+        Activity and events on a new local day extend the streak; activity points add to
+        the day's total that the daily cap is measured against.
+        """
+        if tx.kind not in (TxKind.ACTIVITY, TxKind.EVENT) or tx.amount <= 0:
+            return account
+        today, day, _ = self._at(tx.created_at)
+        activity_day, activity_today = account.activity_day, account.activity_today
+        if tx.kind is TxKind.ACTIVITY:
+            activity_today = (activity_today if activity_day == day else 0) + tx.amount
+            activity_day = day
+        length, best = account.streak_length, account.streak_best
+        if account.streak_day != day:
+            last = None if account.streak_day is None else date.fromisoformat(account.streak_day)
+            length = streak_if_active(last, length, today, self.rules.grace_day)
+        return AccountRow(
+            account.balance, account.earned, account.seq, account.head,
+            day if account.streak_day is None or day > account.streak_day else account.streak_day,
+            length, max(best, length), account.achievements, activity_day, activity_today,
+        )  # fmt: skip
+
+    def after_append(
+        self,
+        conn: sqlite3.Connection,
+        tx: Transaction,
+        before: AccountRow,
+        after: AccountRow,
+        original: Transaction | None,
+        append: Append,
+        revert: Revert,
+        forget: Forget,
+    ) -> None:
+        self._outbox_points(conn, tx, before.balance)
+        if tx.kind is TxKind.REVERT and original is not None:
+            self._count(conn, original, -1)
+            self._revoke(conn, tx, original, revert, forget)
+            return
+        counters = self._count(conn, tx, +1)
+        old_level, new_level = self.level_of(before.earned), self.level_of(after.earned)
+        if new_level > old_level:
+            self._emit(
+                conn, f"lvl:{tx.chat_id}:{tx.user_id}:{new_level}:{tx.id}", "level.reached", tx,
+                {"level": new_level, "previous_level": old_level, "earned": after.earned,
+                 "tx_id": tx.id},
+            )  # fmt: skip
+        if self.rules.achievements and tx.amount > 0:
+            self._unlock(conn, tx, after, counters, append, forget)
+
+    # -- counters -----------------------------------------------------------------------
+
+    @staticmethod
+    def counter_names(tx: Transaction) -> tuple[str, ...]:
+        tag = tx.breakdown.tag
+        if tx.kind is TxKind.ACTIVITY:
+            return ("activity:*", f"activity:{tag}") if tag else ("activity:*",)
+        if tx.kind is TxKind.EVENT and tag:
+            return (f"event:{tag}",)
+        if tx.kind is TxKind.THANKS:
+            return ("thanks_received",)
+        return ()
+
+    def _count(self, conn: sqlite3.Connection, tx: Transaction, step: int) -> dict[str, int]:
+        """Move the counters `tx` feeds by `step`; their new values."""
+        if tx.amount <= 0 or not self._tracked:
+            return {}
+        values = {}
+        for name in self.counter_names(tx):
+            if name not in self._tracked:
+                continue
+            (value,) = conn.execute(BUMP_COUNTER, (tx.chat_id, tx.user_id, name, step)).fetchone()
+            values[name] = int(value)
+        return values
+
+    # -- achievements -------------------------------------------------------------------
+
+    def _reached(self, spec: Achievement, after: AccountRow, counters: dict[str, int]) -> bool:
+        """Whether this transaction may have completed `spec`, from values already at hand.
+
+        A counter this transaction did not move cannot have just crossed its threshold, so
+        only the moved ones, lifetime points and the streak are looked at.
+        """
+        condition = spec.condition
+        if condition.type == "earned":
+            value = after.earned
+        elif condition.type == "streak":
+            value = after.streak_length
+        else:
+            value = counters.get(counter_of(condition), 0)
+        return value >= condition.at_least
+
+    def _unlock(
+        self,
+        conn: sqlite3.Connection,
+        tx: Transaction,
+        after: AccountRow,
+        counters: dict[str, int],
+        append: Append,
+        forget: Forget,
+    ) -> None:
+        unlocked = after.unlocked()
+        due = [
+            spec
+            for spec in self.rules.achievements
+            if spec.id not in unlocked and self._reached(spec, after, counters)
+        ]
+        if not due:
+            return
+        # Rewards run these effects again and may unlock more; the account row is the one
+        # place that knows what is unlocked now, so it is re-read before each unlock.
+        for spec in due:
+            (current,) = conn.execute(SELECT_ACHIEVEMENTS, (tx.chat_id, tx.user_id)).fetchone()
+            taken = frozenset(current.split(",")) - {""}
+            if spec.id in taken:
+                continue
+            at = self._at(tx.created_at)[2]
+            conn.execute(UPSERT_UNLOCK, (tx.chat_id, tx.user_id, spec.id, at, tx.id))
+            ids = ",".join(sorted(taken | {spec.id}))
+            conn.execute(SET_ACHIEVEMENTS, (ids, tx.chat_id, tx.user_id))
+            forget(tx.chat_id, tx.user_id)
+            reward_tx_id = None
+            if spec.reward:
+                key = f"ach:{tx.chat_id}:{tx.user_id}:{spec.id}:{tx.id}"
+                reward = append(
+                    tx.chat_id, tx.user_id, spec.reward, key, f"achievement: {spec.title}", spec.id
+                )
+                reward_tx_id = reward.id
+                conn.execute(SET_UNLOCK_REWARD, (reward.id, tx.chat_id, tx.user_id, spec.id))
+            self._emit(
+                conn, f"ach:{tx.chat_id}:{tx.user_id}:{spec.id}:{tx.id}", "achievement.unlocked",
+                tx, {"achievement": spec.id, "title": spec.title, "reward": spec.reward,
+                     "cause_tx_id": tx.id, "reward_tx_id": reward_tx_id, "hidden": spec.hidden},
+            )  # fmt: skip
+
+    def _revoke(
+        self,
+        conn: sqlite3.Connection,
+        tx: Transaction,
+        original: Transaction,
+        revert: Revert,
+        forget: Forget,
+    ) -> None:
+        for achievement, reward_tx_id in conn.execute(SELECT_CAUSED, (original.id,)).fetchall():
+            conn.execute(REVOKE_UNLOCK, (tx.id, tx.chat_id, tx.user_id, achievement))
+            (current,) = conn.execute(SELECT_ACHIEVEMENTS, (tx.chat_id, tx.user_id)).fetchone()
+            ids = ",".join(sorted(frozenset(current.split(",")) - {"", achievement}))
+            conn.execute(SET_ACHIEVEMENTS, (ids, tx.chat_id, tx.user_id))
+            forget(tx.chat_id, tx.user_id)
+            if reward_tx_id is not None:
+                revert(reward_tx_id, f"revoke:{reward_tx_id}", f"{achievement} revoked")
+            self._emit(
+                conn, f"achrev:{tx.chat_id}:{tx.user_id}:{achievement}:{tx.id}",
+                "achievement.revoked", tx,
+                {"achievement": achievement, "cause_tx_id": original.id, "revert_tx_id": tx.id},
+            )  # fmt: skip
+
+    # -- outbox -------------------------------------------------------------------------
+
+    def _outbox_points(self, conn: sqlite3.Connection, tx: Transaction, old_balance: int) -> None:
+        if tx.kind is TxKind.REVERT:
+            kind = "points.reverted"
+        else:
+            kind = "points.awarded" if tx.amount > 0 else "points.deducted"
+        payload = {
+            "tx_id": tx.id, "amount": tx.amount, "kind": tx.kind.value, "tag": tx.breakdown.tag,
+            "old_balance": old_balance, "new_balance": tx.balance_after, "reason": tx.reason,
+            "reverts_id": tx.reverts_id, "actor_id": tx.actor_id,
+        }  # fmt: skip
+        self._emit(conn, f"tx:{tx.id}", kind, tx, payload)
+
+    def _emit(
+        self, conn: sqlite3.Connection, event_id: str, kind: str, tx: Transaction, payload: object
+    ) -> None:
+        conn.execute(
+            INSERT_OUTBOX,
+            (event_id, kind, tx.chat_id, tx.user_id, compact_json(payload),
+             self._at(tx.created_at)[2]),
+        )  # fmt: skip

@@ -1,0 +1,83 @@
+"""The passive listener: remembers who wrote, scores group messages and thanks, then lets
+the message go on.
+
+When the ledger stays unwritable past `[storage] retry_seconds` (another process holds
+its lock, the disk is full), the listener lets the StorageUnavailableError out instead of
+raising SkipHandler: its `retry_update` attribute asks the host not to confirm the update,
+so Telegram delivers it again and it is scored then. Routers after the plugin see the
+message on that delivery; they do not see it twice.
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+
+from aiogram.dispatcher.event.bases import SkipHandler
+from aiogram.types import Message
+
+from plugins.gamification.domain.errors import GamificationError, TransientStorageError
+from plugins.gamification.domain.models import Receipt
+from plugins.gamification.services.gamification import GamificationServices
+from plugins.gamification.telegram.facts import (
+    GROUP_TYPES,
+    activity_fact,
+    person_of,
+    thanks_fact,
+)
+
+log = logging.getLogger(__name__)
+
+
+async def on_message(message: Message, gamification: GamificationServices) -> None:
+    """Remember the people in the message and score it when it is group activity, then
+    raise SkipHandler so the plugin's commands and every router after it still see it.
+
+    It is the first handler of the plugin's router, with no filter of its own: every
+    message passes here exactly once, so what it skips costs no filter call.
+    """
+    remember_people(message, gamification)
+    if message.chat.type in GROUP_TYPES and gamification.scores_messages:
+        try:
+            await _score(message, gamification)
+        except TransientStorageError:
+            # Already retried (see retry.py) and logged once for the whole outage.
+            raise
+        except GamificationError as exc:
+            log.warning(
+                "chat %s message %s not scored: %s", message.chat.id, message.message_id, exc
+            )
+        except Exception:
+            log.exception(
+                "chat %s message %s: scoring failed", message.chat.id, message.message_id
+            )
+    raise SkipHandler
+
+
+def remember_people(message: Message, gamification: GamificationServices) -> None:
+    """Keep the author and the replied-to author, for @username targets and names."""
+    if message.from_user is not None:
+        gamification.remember(person_of(message.from_user))
+    replied = message.reply_to_message
+    if replied is not None and replied.from_user is not None:
+        gamification.remember(person_of(replied.from_user))
+
+
+async def _score(message: Message, gamification: GamificationServices) -> None:
+    thanks = thanks_fact(message, gamification.config, gamification.thanks_triggers)
+    if thanks is None:
+        fact = activity_fact(message, gamification.config)
+        if fact is not None:
+            await gamification.score_message(fact)
+        return
+    # A thanks earns the thanked person points; it is not also activity of its own,
+    # otherwise a ring of people thanking each other would farm both.
+    gamification.stats.messages_seen[message.chat.id] += 1
+    outcome = await gamification.thank(thanks)
+    if isinstance(outcome, Receipt) and not outcome.duplicate:
+        giver = await gamification.name_of(thanks.giver_id)
+        receiver = await gamification.name_of(thanks.receiver_id)
+        await message.reply(
+            f"{html.escape(receiver)} +{outcome.transaction.amount} "
+            f"(thanks from {html.escape(giver)}), now {outcome.balance}."
+        )
