@@ -29,6 +29,7 @@ from bot.testing import RecordingSession, UpdateFactory
 from plugins.gamification.bus.events import Event, InProcessBus
 from plugins.gamification.domain.clock import FakeClock
 from plugins.gamification.services.gamification import GamificationServices
+from plugins.gamification.telegram.runtime import Runtime
 
 START = datetime(2026, 3, 11, 9, 0, tzinfo=UTC)
 CHATS = 10
@@ -250,8 +251,9 @@ async def inbound(database: Path, count: int, accounts: int) -> Inbound:
     from the first publish until the last one is awarded (committed)."""
     clock = FakeClock(START)
     async with running_app(database, clock) as app:
-        services = services_of(app)
-        bus, handler = services.bus, services.inbound
+        runtime = app.dispatcher.workflow_data["gamification_runtime"]
+        assert isinstance(runtime, Runtime)
+        bus, handler = runtime.bus, runtime.inbound
         assert bus is not None, "the plugin wires its bus"
         assert handler is not None, "the plugin subscribes its inbound handler"
         warm = min(200, count)

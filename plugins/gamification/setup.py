@@ -41,6 +41,7 @@ from plugins.gamification.storage.options import DatabaseOptions
 from plugins.gamification.telegram import build_router, menu
 from plugins.gamification.telegram.announcer import Announcer
 from plugins.gamification.telegram.jobs import integrity_job, weekly_job
+from plugins.gamification.telegram.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +61,8 @@ class Gamification:
     bus: EventBus
     router: Router
     scheduler: AsyncIOScheduler
+    # The services with the bus, relay, inbound events and announcer beside them.
+    runtime: Runtime
     user_commands: list[BotCommand] = field(default_factory=list)
     admin_commands: list[BotCommand] = field(default_factory=list)
     exit_stack: AsyncExitStack = field(default_factory=AsyncExitStack)
@@ -147,7 +150,9 @@ async def setup_gamification(
     stack = AsyncExitStack()
     stack.push_async_callback(services.close)
     try:
-        bus = await _wire_events(stack, bot, services, event_bus)
+        runtime = await _wire_events(stack, bot, services, event_bus)
+        bus = runtime.bus
+        assert bus is not None
         own = scheduler is None
         scheduler = scheduler or AsyncIOScheduler(
             timezone=timezone or "UTC",
@@ -157,7 +162,7 @@ async def setup_gamification(
         if own:
             dispatcher.startup.register(_starter(scheduler))
         if metrics is not None:
-            collector = PointsCollector(services)
+            collector = PointsCollector(runtime)
             metrics.register(collector)
             stack.callback(metrics.unregister, collector)
     except BaseException:
@@ -167,15 +172,16 @@ async def setup_gamification(
     dispatcher.include_router(router)
     dispatcher.workflow_data["gamification"] = services
     dispatcher.workflow_data["event_bus"] = bus
+    dispatcher.workflow_data["gamification_runtime"] = runtime
     user, admin = menu()
-    handle = Gamification(services, bus, router, scheduler, user, admin, stack)
+    handle = Gamification(services, bus, router, scheduler, runtime, user, admin, stack)
     dispatcher.shutdown.register(handle.close)
     return handle
 
 
 async def _wire_events(
     stack: AsyncExitStack, bot: Bot, services: GamificationServices, bus: EventBus | None
-) -> EventBus:
+) -> Runtime:
     """The bus, the outbox relay, inbound rules, announcements.
 
     Closed in reverse order: announcements flushed, relay stopped, bus closed (when ours),
@@ -204,9 +210,7 @@ async def _wire_events(
     for pattern in announcer.patterns():
         bus.subscribe(pattern, announcer.on_event, name=f"gamification.announcer {pattern}")
     stack.push_async_callback(announcer.close)
-    services.bus, services.relay, services.inbound = bus, relay, inbound
-    services.announcer = announcer
-    return bus
+    return Runtime(services, bus, relay, inbound, announcer)
 
 
 def _starter(scheduler: AsyncIOScheduler) -> Callable[[], Awaitable[None]]:

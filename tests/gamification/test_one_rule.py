@@ -15,7 +15,6 @@ from bot.testing import UpdateFactory
 from plugins.gamification.domain.models import Standing
 from plugins.gamification.domain.progression import streak_if_active, streak_standing
 from plugins.gamification.ops.metrics import PointsCollector
-from plugins.gamification.services.figures import read_figures
 from plugins.gamification.storage.sqlite.integrity import IntegrityReport, Violation
 from plugins.gamification.telegram.jobs import report_message
 from plugins.gamification.telegram.phrasing import MAX_MESSAGE, cut, standing_line
@@ -110,8 +109,8 @@ async def test_gstats_and_the_collector_read_the_same_figures(make_harness: Make
     )
     await h.say(CHAT, ALICE, "hello everyone, good morning")
     await h.say(CHAT, ALICE, "ok")
-    figures = read_figures(h.services)
-    metrics = list(PointsCollector(h.services).collect())
+    figures = h.runtime.figures()
+    metrics = list(PointsCollector(h.runtime).collect())
     await h.say(CHAT, MOD, "/gstats")
     text = h.last_text(-100)
     assert figures.awards == sample(metrics, "gamification_awards") == 1

@@ -152,8 +152,8 @@ async def test_the_plugin_uses_the_programs_scheduler_and_bus(tmp_path: Path) ->
     assert points.bus is bus
     await bus.publish(Event.new("game.won", chat_id=CHAT["id"], user_id=BEN["id"]))
     await bus.drain()
-    assert points.services.inbound is not None
-    await points.services.inbound.drain()
+    assert points.runtime.inbound is not None
+    await points.runtime.inbound.drain()
     assert (await points.engine.balance(CHAT["id"], BEN["id"])).balance == 30
     await dispatcher.emit_shutdown(bot=bot)
     # Its jobs leave with it; the program's scheduler and bus are the program's to stop.

@@ -136,7 +136,7 @@ async def deliver(
     tally: Deliveries,
 ) -> None:  # fmt: skip
     """Each update and event 1 to 5 times, all copies at once in a shuffled order."""
-    bus = h.services.bus
+    bus = h.runtime.bus
     assert isinstance(bus, InProcessBus)
     calls: list[Any] = []
     for update in updates:
@@ -178,8 +178,8 @@ async def run_duplicates(
     before = Deliveries()
     # The first half goes out before the restart, then everything once more after it.
     await deliver(h, plan.updates[: updates // 2], plan.events[: events // 2], rng, before)
-    assert h.services.relay is not None
-    await h.services.relay.run_once()
+    assert h.runtime.relay is not None
+    await h.runtime.relay.run_once()
     await h.restart()
     after = Deliveries()
     await deliver(h, plan.updates, plan.events, rng, after)

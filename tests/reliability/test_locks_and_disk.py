@@ -171,8 +171,8 @@ async def message_during_lock(
     """Alice scores, the lock is taken, Bob writes: retried, then handed back to the host
     (`retry_update`) with one warning for the outage, nothing written, no crash."""
     await h.say(CHAT, ALICE, "hello everyone, good morning")
-    assert h.services.relay is not None
-    await h.services.relay.run_once()  # nothing of the relay's left to write later
+    assert h.runtime.relay is not None
+    await h.runtime.relay.run_once()  # nothing of the relay's left to write later
     await h.services.store.execute("SELECT 1")  # and nothing queued behind it
     await locker.hold()
     update = h.factory.message(CHAT, BOB, "a message while it is locked")

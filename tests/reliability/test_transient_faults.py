@@ -32,6 +32,7 @@ from plugins.gamification.bus.events import Event
 from plugins.gamification.domain.keys import admin_key, event_key, message_key, thanks_key
 from plugins.gamification.services.gamification import GamificationServices
 from plugins.gamification.storage.sqlite.integrity import run_check
+from plugins.gamification.telegram.runtime import Runtime
 from tests.reliability.conftest import Show
 from tests.support.fake_bot_api import FakeBotAPI
 from tests.support.faulty import FaultyStore
@@ -179,7 +180,9 @@ async def test_a_fault_longer_than_the_retries_delays_points_and_drops_none(
     try:
         async with running_bot(tmp_path, api) as (app, poller):
             services = services_of(app)
-            bus, inbound = services.bus, services.inbound
+            runtime = app.dispatcher.workflow_data["gamification_runtime"]
+            assert isinstance(runtime, Runtime)
+            bus, inbound = runtime.bus, runtime.inbound
             assert bus is not None
             assert inbound is not None
             trouble = fault(app, db)

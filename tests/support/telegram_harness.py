@@ -19,6 +19,7 @@ from bot.testing import BOT_USER, RecordingSession, UpdateFactory
 from plugins.gamification import FakeClock
 from plugins.gamification.domain.config import GamificationConfig
 from plugins.gamification.services.gamification import GamificationServices
+from plugins.gamification.telegram.runtime import Runtime
 
 # A Wednesday: day, week and month windows all start on different days.
 START = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
@@ -187,6 +188,12 @@ class TelegramHarness:
         services = self.app.dispatcher.workflow_data["gamification"]
         assert isinstance(services, GamificationServices)
         return services
+
+    @property
+    def runtime(self) -> Runtime:
+        runtime = self.app.dispatcher.workflow_data["gamification_runtime"]
+        assert isinstance(runtime, Runtime)
+        return runtime
 
     async def feed(self, *updates: Update) -> None:
         for update in updates:

@@ -36,6 +36,7 @@ from plugins.gamification.services.gamification import GamificationServices
 from plugins.gamification.setup import setup_gamification
 from plugins.gamification.storage.sqlite.files import SIDE_SUFFIXES
 from plugins.gamification.storage.sqlite.maintenance import OperationRefusedError
+from plugins.gamification.telegram.runtime import Runtime
 
 START = datetime(2026, 3, 11, 9, 0, tzinfo=UTC)
 # Never used to reach Telegram: the session answers offline, but aiogram checks the form.
@@ -181,7 +182,7 @@ async def replay(context: CommandContext, database: Path, out: Any = None) -> in
             refused_before = Counter(services.stats.refusals)
             transcript.sent.clear()
             if "event" in step:
-                await _publish(step, services, people, chat["id"], clock, out)
+                await _publish(step, plugin.runtime, people, chat["id"], clock, out)
             else:
                 user = users[step["from"]]
                 text = _TX.sub(lambda m: str(step_tx.get(m.group(1), 0)), step.get("text", ""))
@@ -198,7 +199,7 @@ async def replay(context: CommandContext, database: Path, out: Any = None) -> in
                 if step.get("redeliver"):
                     await dispatcher.feed_update(bot, update)
                     print("          (Telegram delivered this update twice)", file=out)
-            await _settle(services)
+            await _settle(plugin.runtime)
             newest = await _report_step(services, refused_before, last_tx, out)
             if "label" in step and newest > last_tx:
                 step_tx[step["label"]] = last_tx + 1
@@ -214,14 +215,14 @@ async def replay(context: CommandContext, database: Path, out: Any = None) -> in
 
 async def _publish(
     step: dict[str, Any],
-    services: GamificationServices,
+    runtime: Runtime,
     people: dict[str, Any],
     chat_id: int,
     clock: FakeClock,
     out: Any,
 ) -> None:
     """Another plugin (a game, a story) publishes an event on the shared bus."""
-    assert services.bus is not None
+    assert runtime.bus is not None
     person = people[step["user"]]
     event = Event(
         id=f"demo-{step['event']}-{person['id']}-{int(clock.now().timestamp())}",
@@ -235,26 +236,26 @@ async def _publish(
     source = step.get("source", "another plugin")
     print(f"{stamp}  📣 {source} publishes {event.type} for {person['first_name']}", file=out)
     for _ in range(int(step.get("times", 1))):
-        await services.bus.publish(event)
-        await _drain(services)
+        await runtime.bus.publish(event)
+        await _drain(runtime)
     if step.get("times", 1) > 1:
         print(f"          (the same event was published {step['times']} times)", file=out)
 
 
-async def _settle(services: GamificationServices) -> None:
+async def _settle(runtime: Runtime) -> None:
     """Let the outbox relay, the bus and the announcer finish what the step set off."""
-    if services.relay is not None:
-        await services.relay.run_once()
-        await _drain(services)
-    if services.announcer is not None:
-        await services.announcer.flush()
+    if runtime.relay is not None:
+        await runtime.relay.run_once()
+        await _drain(runtime)
+    if runtime.announcer is not None:
+        await runtime.announcer.flush()
 
 
-async def _drain(services: GamificationServices) -> None:
-    if isinstance(services.bus, InProcessBus):
-        await services.bus.drain()
-    if services.inbound is not None:
-        await services.inbound.drain()
+async def _drain(runtime: Runtime) -> None:
+    if isinstance(runtime.bus, InProcessBus):
+        await runtime.bus.drain()
+    if runtime.inbound is not None:
+        await runtime.inbound.drain()
 
 
 async def _last_tx_id(services: GamificationServices) -> int:

@@ -7,18 +7,18 @@ from collections.abc import Iterator
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from plugins.gamification.services.figures import Figures, read_figures
-from plugins.gamification.services.gamification import GamificationServices
+from plugins.gamification.services.figures import Figures
+from plugins.gamification.telegram.runtime import Runtime
 
 
 class PointsCollector(Collector):
     """Nothing on the hot path: every figure is read (read_figures, as /gstats) at scrape."""
 
-    def __init__(self, services: GamificationServices) -> None:
-        self.services = services
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
 
     def collect(self) -> Iterator[Metric]:
-        f = read_figures(self.services)
+        f = self.runtime.figures()
         yield CounterMetricFamily(
             "gamification_awards", "Points awards committed.", value=f.awards
         )

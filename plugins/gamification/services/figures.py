@@ -50,22 +50,13 @@ class Figures:
     last_report: IntegrityReport | None
 
 
-def read_figures(services: GamificationServices) -> Figures:
-    """Everything at once, from in-process counters only (nothing is read from the disk)."""
+def read_figures(services: GamificationServices, relay: RelayFigures | None = None) -> Figures:
+    """Everything at once, from in-process counters only (nothing is read from the disk).
+
+    `relay` is the bus side's figures (Runtime.figures reads them): the services know no bus.
+    """
     stats, store = services.stats, services.engine.store
     writer, health = store.stats, store.health
-    relay = None
-    if services.relay is not None:
-        inbound = services.inbound
-        relay = RelayFigures(
-            delivered=services.relay.delivered,
-            lag=services.relay.lag,
-            failures=services.relay.failures,
-            breaker_state=services.relay.breaker_state,
-            last_error=services.relay.last_error,
-            inbound=Counter(inbound.counts) if inbound is not None else None,
-            parked=inbound.parked if inbound is not None else 0,
-        )
     return Figures(
         awards=stats.awards,
         points=stats.points,

@@ -33,11 +33,7 @@ from plugins.gamification.storage.sqlite.effects import INSERT_OUTBOX
 from plugins.gamification.storage.sqlite.store import LedgerStore
 
 if TYPE_CHECKING:
-    from plugins.gamification.bus.events import EventBus
-    from plugins.gamification.bus.inbound import InboundEvents
-    from plugins.gamification.bus.relay import OutboxRelay
     from plugins.gamification.storage.sqlite.integrity import IntegrityReport
-    from plugins.gamification.telegram.announcer import Announcer
 
 log = logging.getLogger(__name__)
 
@@ -67,11 +63,6 @@ class GamificationServices:
         self.engine = engine
         self.admin_ids = admin_ids
         self.admin_log_chat_id = admin_log_chat_id
-        # Set by the plugin when it wires the event bus; None when used without one.
-        self.bus: EventBus | None = None
-        self.relay: OutboxRelay | None = None
-        self.inbound: InboundEvents | None = None
-        self.announcer: Announcer | None = None
         # The latest integrity report of this process, for monitoring.
         self.last_report: IntegrityReport | None = None
         # (chat, user) -> (expires at, monotonic seconds; is admin); bounded by the handler.

@@ -15,7 +15,7 @@ from aiogram.types import BotCommand, Message
 from plugins.gamification.domain.errors import GamificationError, TransientStorageError
 from plugins.gamification.domain.keys import admin_key
 from plugins.gamification.domain.models import Receipt
-from plugins.gamification.services.figures import QUANTILES, Figures, read_figures
+from plugins.gamification.services.figures import QUANTILES, Figures
 from plugins.gamification.services.gamification import GamificationServices, Person
 from plugins.gamification.storage.records import AuditNote
 from plugins.gamification.telegram.facts import GROUP_TYPES, replied_message
@@ -28,6 +28,7 @@ from plugins.gamification.telegram.parsing import (
     take_target,
     take_tx_id,
 )
+from plugins.gamification.telegram.runtime import Runtime
 from plugins.gamification.telegram.texts import cut, esc, history_text, signed
 
 log = logging.getLogger(__name__)
@@ -130,19 +131,29 @@ async def _resolve(message: Message, spec: TargetSpec, services: GamificationSer
     return person
 
 
-Action = Callable[[Message, list[str], GamificationServices], Awaitable[str]]
+ServicesAction = Callable[[Message, list[str], GamificationServices], Awaitable[str]]
+Action = Callable[[Message, list[str], Runtime], Awaitable[str]]
+
+
+def _on_services(action: ServicesAction) -> Action:
+    """Most actions need the services only."""
+
+    async def run(message: Message, tokens: list[str], runtime: Runtime) -> str:
+        return await action(message, tokens, runtime.services)
+
+    return run
 
 
 def admin_command(name: str, action: Action) -> Callable[..., Awaitable[None]]:
     """Wrap an action with the admin gate and turn every expected error into one sentence."""
 
     async def handler(
-        message: Message, command: CommandObject, bot: Bot, gamification: GamificationServices
+        message: Message, command: CommandObject, bot: Bot, gamification_runtime: Runtime
     ) -> None:
-        if not await _gate(message, bot, gamification, name):
+        if not await _gate(message, bot, gamification_runtime.services, name):
             return
         try:
-            reply = await action(message, split_args(command.args), gamification)
+            reply = await action(message, split_args(command.args), gamification_runtime)
         except TransientStorageError:
             # Retried to the bound: no reply now; the host delivers the command again
             # (`retry_update`) and the admin gets one answer when it is recorded.
@@ -280,8 +291,8 @@ async def _integrity(message: Message, tokens: list[str], services: Gamification
     return f"<pre>{esc(report.to_text())}</pre>"
 
 
-async def _gstats(message: Message, tokens: list[str], services: GamificationServices) -> str:
-    f = read_figures(services)
+async def _gstats(message: Message, tokens: list[str], runtime: Runtime) -> str:
+    f = runtime.figures()
     refusals = ", ".join(f"{k} {v}" for k, v in f.refusals.most_common()) or "none"
     p50, p95, p99 = (f.latency_ms[q] for q in QUANTILES)
     return (
@@ -321,13 +332,13 @@ def _bus_line(f: Figures) -> str:
 def admin_router() -> Router:
     router = Router(name="gamification.admin")
     actions: dict[str, Action] = {
-        "award": _award,
-        "deduct": _deduct,
-        "revert": _revert,
-        "freeze": _freeze,
-        "unfreeze": _unfreeze,
-        "audit": _audit,
-        "integrity": _integrity,
+        "award": _on_services(_award),
+        "deduct": _on_services(_deduct),
+        "revert": _on_services(_revert),
+        "freeze": _on_services(_freeze),
+        "unfreeze": _on_services(_unfreeze),
+        "audit": _on_services(_audit),
+        "integrity": _on_services(_integrity),
         "gstats": _gstats,
     }
     for name, action in actions.items():

@@ -44,19 +44,19 @@ INBOUND_LOG = "plugins.gamification.bus.inbound"
 
 
 def bus_of(h: TelegramHarness) -> InProcessBus:
-    bus = h.services.bus
+    bus = h.runtime.bus
     assert isinstance(bus, InProcessBus)
     return bus
 
 
 def relay_of(h: TelegramHarness) -> OutboxRelay:
-    assert h.services.relay is not None
-    return h.services.relay
+    assert h.runtime.relay is not None
+    return h.runtime.relay
 
 
 def inbound_of(h: TelegramHarness) -> InboundEvents:
-    assert h.services.inbound is not None
-    return h.services.inbound
+    assert h.runtime.inbound is not None
+    return h.runtime.inbound
 
 
 def event(type_: str, id_: str, *, user: int | None = 1, **payload: Any) -> Event:
@@ -76,19 +76,19 @@ async def publish(h: TelegramHarness, *events: Event) -> None:
     for item in events:
         await bus.publish(item)
     await bus.drain()
-    assert h.services.inbound is not None
+    assert h.runtime.inbound is not None
     # The inbound subscriber processes each event in a task of its own: wait for those too.
-    await h.services.inbound.drain()
+    await h.runtime.inbound.drain()
 
 
 async def settle(h: TelegramHarness) -> None:
     """Relay what is committed, let the bus deliver it, post what the announcer holds."""
     await relay_of(h).run_once()
     await bus_of(h).drain()
-    assert h.services.inbound is not None
-    await h.services.inbound.drain()
-    assert h.services.announcer is not None
-    await h.services.announcer.flush()
+    assert h.runtime.inbound is not None
+    await h.runtime.inbound.drain()
+    assert h.runtime.announcer is not None
+    await h.runtime.announcer.flush()
 
 
 def event_rows(h: TelegramHarness) -> list[tuple[Any, ...]]:
