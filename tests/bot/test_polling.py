@@ -16,8 +16,8 @@ from aiogram.types import Message
 from aiogram.utils.backoff import BackoffConfig
 
 from bot.polling import Poller
-from tests.bot.test_run import ALICE, message
 from tests.support.fake_bot_api import FakeBotAPI
+from tests.support.live_bot import ALICE, message
 
 FAST = BackoffConfig(min_delay=0.05, max_delay=0.2, factor=1.5, jitter=0.01)
 

@@ -7,38 +7,10 @@ import os
 import signal
 import sqlite3
 import sys
-import time
 from pathlib import Path
-from typing import Any
 
 from tests.support.fake_bot_api import FakeBotAPI
-
-ROOT = Path(__file__).resolve().parents[2]
-TOKEN = "123456:TEST-token-that-must-never-be-logged"
-CHAT = {"id": -100777, "type": "supergroup", "title": "Local"}
-ALICE = {"id": 501, "is_bot": False, "first_name": "Alice", "username": "alice"}
-MOD = {"id": 502, "is_bot": False, "first_name": "Mod"}
-
-
-def message(message_id: int, user: dict[str, Any], text: str) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "message_id": message_id,
-        "date": int(time.time()),
-        "chat": CHAT,
-        "from": user,
-        "text": text,
-    }
-    if text.startswith("/"):
-        body["entities"] = [{"type": "bot_command", "offset": 0, "length": len(text.split()[0])}]
-    return body
-
-
-async def wait_for(condition: Any, what: str, limit: float = 60.0) -> None:
-    deadline = time.monotonic() + limit
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.05)
+from tests.support.live_bot import ALICE, CHAT, MOD, ROOT, TOKEN, message, wait_for
 
 
 async def test_run_polls_a_local_server_answers_and_stops_cleanly(tmp_path: Path) -> None:

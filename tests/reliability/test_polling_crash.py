@@ -17,9 +17,9 @@ import sys
 from pathlib import Path
 
 from plugins.gamification.storage.sqlite.integrity import run_check
-from tests.bot.test_run import ROOT, TOKEN, message, wait_for
 from tests.reliability.conftest import Show
 from tests.support.fake_bot_api import FakeBotAPI
+from tests.support.live_bot import ROOT, TOKEN, message, wait_for
 
 MESSAGES = 280
 KILLS = 6
