@@ -230,3 +230,32 @@ def test_the_rules_catch_an_upward_import_and_a_cycle() -> None:
     ]
     assert sorted(upward) == [("bot.app", "plugins.x.a"), ("plugins.x.a", "bot.app")]
     assert cycles(graph) == [frozenset({"plugins.x.a", "plugins.x.b", "plugins.x.c", "bot.app"})]
+
+
+def test_the_layer_rows_catch_an_upward_import_inside_the_plugin() -> None:
+    p = GAMIFICATION
+    graph = {
+        f"{p}.services.gamification": {f"{p}.bus.inbound", f"{p}.engine"},
+        f"{p}.domain.rules": {f"{p}.storage.protocol", f"{p}.domain.models"},
+        f"{p}.bus.relay": {f"{p}.telegram.announcer", f"{p}.services.gamification"},
+        f"{p}.telegram.admin": {f"{p}.bus.events", f"{p}.ops.metrics"},
+        f"{p}.ops.metrics": {f"{p}.telegram.runtime"},
+        f"{p}.setup": {f"{p}.ops.metrics", f"{p}.telegram"},
+    }
+    upward = sorted(
+        (importer, imported)
+        for importer, targets in graph.items()
+        for imported in targets
+        if any(
+            under(importer, rule.importer)
+            and under(imported, rule.imported)
+            and importer not in rule.allowed
+            for rule in RULES
+        )
+    )
+    assert upward == [
+        (f"{p}.bus.relay", f"{p}.telegram.announcer"),
+        (f"{p}.domain.rules", f"{p}.storage.protocol"),
+        (f"{p}.services.gamification", f"{p}.bus.inbound"),
+        (f"{p}.telegram.admin", f"{p}.ops.metrics"),
+    ]

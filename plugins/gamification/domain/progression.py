@@ -1,6 +1,6 @@
 """Pure progression rules: the level curve, the streak with its grace day, progress counters.
 
-No I/O: the writer (ledger/effects.py), the engine's progress read and the scoring service
+No I/O: the writer (storage/sqlite/effects.py), the engine's progress read and the scoring service
 all apply these same functions, so a streak or a level means the same thing everywhere.
 """
 
