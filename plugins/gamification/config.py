@@ -16,6 +16,7 @@ MESSAGE_KINDS = (
 )  # fmt: skip
 
 Points = Annotated[int, Field(ge=0, le=1_000_000)]
+Factor = Annotated[Decimal, Field(gt=0, le=100, max_digits=12)]
 
 
 class LedgerSection(Section):
@@ -64,15 +65,52 @@ class ActivitySection(Section):
 
 class AntiAbuseSection(Section):
     cooldown_seconds: float = Field(default=60, ge=0, le=86_400)
+    cooldown_burst: int = Field(default=3, ge=1, le=100)
     min_length: int = Field(default=3, ge=0, le=4096)
+    answer_seconds: float = Field(default=120, ge=0, le=86_400)
+    short_answer_factor: float = Field(default=0.5, gt=0, le=1)
     repeat_window_seconds: float = Field(default=64_800, ge=0, le=7 * 86_400)
     repeat_similarity: float = Field(default=0.5, gt=0, le=1)
     repeat_memory: int = Field(default=30, ge=1, le=50)
+    copy_similarity: float = Field(default=0.7, gt=0, le=1)
+    copy_min_length: int = Field(default=16, ge=1, le=4096)
+    copy_memory: int = Field(default=200, ge=1, le=10_000)
+    presence_seconds: float = Field(default=1800, ge=0, le=86_400)
+    monologue_factor: float = Field(default=0.25, gt=0, le=1)
+    free_messages: int = Field(default=6, ge=0, le=100_000)
+    messages_per_engagement: int = Field(default=3, ge=0, le=1000)
     daily_cap: int = Field(default=1_000, ge=0)
+    relative_cap: float = Field(default=3.0, ge=0, le=1000)
+    relative_cap_floor: int = Field(default=200, ge=0)
+    relative_cap_days: int = Field(default=7, ge=1, le=90)
     burst_messages: int = Field(default=8, ge=2, le=1000)
     burst_seconds: float = Field(default=10, gt=0, le=3600)
     auto_freeze: bool = False
     tracked_users: int = Field(default=20_000, ge=100, le=10_000_000)
+    tracked_chats: int = Field(default=1_000, ge=10, le=1_000_000)
+
+
+class EngagementSection(Section):
+    """Replies and reactions from other members with history of their own."""
+
+    enabled: bool = True
+    window_seconds: float = Field(default=6 * 3600, gt=0, le=7 * 86_400)
+    bonus: Factor = Decimal("0.5")
+    min_history_messages: int = Field(default=5, ge=0, le=100_000)
+    history_days: int = Field(default=7, ge=1, le=90)
+    pair_daily_limit: int = Field(default=2, ge=0, le=10_000)
+    daily_limit: int = Field(default=20, ge=0, le=100_000)
+    tracked_messages: int = Field(default=50_000, ge=100, le=10_000_000)
+
+
+class ReactionsSection(Section):
+    """Points a member's reaction gives the author of the message."""
+
+    enabled: bool = True
+    points: int = Field(default=1, ge=1, le=1_000_000)
+    pair_daily_limit: int = Field(default=1, ge=0, le=10_000)
+    daily_limit: int = Field(default=10, ge=0, le=100_000)
+    settle_seconds: float = Field(default=60, ge=0, le=86_400)
 
 
 class ThanksSection(Section):
@@ -89,6 +127,11 @@ class ThanksSection(Section):
     pair_cooldown_seconds: float = Field(default=3600, ge=0)
     daily_limit: int = Field(default=10, ge=0)
     max_age_hours: float = Field(default=48, gt=0)
+    min_giver_messages: int = Field(default=5, ge=0, le=100_000)
+    giver_days: int = Field(default=7, ge=1, le=90)
+    thanks_per_message: float = Field(default=0.5, ge=0, le=1000)
+    pair_decay: Factor = Decimal("0.5")
+    pair_decay_days: int = Field(default=7, ge=0, le=90)
 
 
 class AdminSection(Section):
@@ -96,7 +139,6 @@ class AdminSection(Section):
     admin_cache_seconds: float = Field(default=60, ge=0, le=3600)
 
 
-Factor = Annotated[Decimal, Field(gt=0, le=100, max_digits=12)]
 Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 WEEKDAYS: tuple[Weekday, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _CLOCK_TIME = r"^([01][0-9]|2[0-3]):[0-5][0-9]$|^24:00$"
@@ -257,6 +299,8 @@ class GamificationConfig(Section):
     ledger: LedgerSection = LedgerSection()
     activity: ActivitySection = ActivitySection()
     anti_abuse: AntiAbuseSection = AntiAbuseSection()
+    engagement: EngagementSection = EngagementSection()
+    reactions: ReactionsSection = ReactionsSection()
     thanks: ThanksSection = ThanksSection()
     admin: AdminSection = AdminSection()
     progress: ProgressSection = ProgressSection()
