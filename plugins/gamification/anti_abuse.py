@@ -15,11 +15,16 @@ filler code points removed, word order ignored in short texts), never the raw st
   Letter soup: no language makes sense of it (text.py).
 - Monologue: with nobody else talking in the chat within `presence_seconds`, a message is
   worth `monologue_factor` of itself.
-- Engagement allowance: a person earns at once for at most `free_messages` messages a day
-  plus `messages_per_engagement` for each of their messages that other members answered or
-  reacted to (`engaged`); past that, a message earns only if and when people engage with
-  it (services settle that bonus). A script talking to nobody earns a handful of messages
-  a day; a member people answer earns as before.
+- Engagement record: a message is worth its full amount when at least `engaged_share` of
+  the person's recent messages (over `engagement.history_days`) drew replies or reactions
+  from other members; below that, proportionally less (the "engagement" multiplier), and
+  nothing under `min_engagement_factor`. A newcomer starts at a neutral prior
+  (`engagement_prior` messages, half of them engaged), so honest new members are not
+  punished; a script posting hundreds of messages that nobody answers falls to nothing
+  within its first dozens, however ordinary each message looks. Engaged messages still
+  earn their engagement bonus when the response comes (engagement.py). The count of
+  engaged messages comes from the ledger at each day's start; the count of messages sent
+  is kept in memory by day (a restart forgets it: the record restarts from the prior).
 - Caps: the fixed `daily_cap`, and the chat's relative cap passed in by the caller.
 
 Per-user short-term state (recent timestamps and texts) lives in a bounded LRU map: it
@@ -38,6 +43,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from decimal import Decimal
+from typing import Any
 
 from plugins.gamification.activity import ActivityFact
 from plugins.gamification.config import AntiAbuseSection
@@ -130,8 +136,10 @@ class _Track:
     day: str = ""
     today: int | None = None
     flagged_at: float | None = None
-    # Today's messages that earned at once, and today's messages others engaged with.
-    paid: int = 0
+    # Today's messages that earned at once, and the person's messages others engaged with
+    # over the last days (engagement.history_days, from the ledger at the day's start).
+    # Eligible messages judged, per day, over the record's window: [day, count], oldest first.
+    sent: deque[list[Any]] = field(default_factory=deque)
     engaged: int = 0
 
     def remember(self, t: float, shape: frozenset[int], message_id: int) -> None:
@@ -261,12 +269,16 @@ class AntiAbuseGate:
         track = self._track(fact.chat_id, fact.user_id)
         return track.day != day or track.today is None
 
-    def set_daily_total(self, fact: ActivityFact, day: str, total: int) -> None:
+    def set_daily_total(
+        self, fact: ActivityFact, day: str, total: int, *, engaged: int = 0
+    ) -> None:
+        """Today's activity points so far, and the person's messages engaged lately (both
+        from the ledger, so they survive restarts)."""
         track = self._track(fact.chat_id, fact.user_id)
         # Another message of the same user may have loaded and reserved meanwhile.
         if track.day != day or track.today is None:
             track.day, track.today = day, total
-            track.paid = track.engaged = 0
+            track.engaged = engaged
 
     def engaged(self, chat_id: int, user_id: int, day: str) -> None:
         """One of the person's messages drew engagement: it widens today's allowance."""
@@ -330,12 +342,16 @@ class AntiAbuseGate:
         track.seen.append(t)
         while len(track.seen) > s.burst_messages + 1:
             track.seen.popleft()
-        others = chat.others_within(fact.user_id, t, s.presence_seconds)
+        others = sum(
+            1
+            for user in chat.people_within(fact.user_id, t, s.presence_seconds)
+            if self._in_good_standing(fact.chat_id, user)
+        )
         answer = (
             fact.reply_to_user is not None and fact.reply_to_user != fact.user_id
         ) or chat.others_within(fact.user_id, t, s.answer_seconds) > 0
         chat.saw(t, fact.user_id)
-        repeated, copied = self._remember(track, chat, fact, t)
+        repeated, copied = self._remember(track, chat, fact, t, answer)
 
         if key in self.frozen:
             return Verdict(refusal=Refusal.FROZEN)
@@ -359,10 +375,13 @@ class AntiAbuseGate:
         if not self._take_token(track, t):
             return Verdict(refusal=Refusal.COOLDOWN)
         if track.day != day:
-            track.day, track.today, track.paid, track.engaged = day, 0, 0, 0
-        if track.paid >= s.free_messages + s.messages_per_engagement * track.engaged:
-            self._give_token(track)
-            return Verdict(refusal=Refusal.NO_ENGAGEMENT)
+            track.day, track.today = day, 0
+        record = self._record(track, day)
+        if record is not None:
+            if record.factor < s.min_engagement_factor:
+                self._give_token(track)
+                return Verdict(refusal=Refusal.NO_ENGAGEMENT)
+            own.append(record)
         if others == 0:
             own.append(self._alone)
         today = track.today or 0
@@ -379,27 +398,30 @@ class AntiAbuseGate:
         # Reserve now: concurrent messages of one user are judged before either award
         # commits, and must not both pass the rate. `refund` undoes a failed award.
         granted = min(worth, remaining)
-        track.today, track.paid = today + granted, track.paid + 1
+        track.today = today + granted
         return Verdict(amount=granted, multipliers=factors if granted == worth else ())
 
     def _remember(
-        self, track: _Track, chat: ChatTrack, fact: ActivityFact, t: float
+        self, track: _Track, chat: ChatTrack, fact: ActivityFact, t: float, answer: bool
     ) -> tuple[bool, bool]:
         """(repeats the person, copies someone else), remembering the message."""
         s = self.settings
         shapes: list[tuple[frozenset[int], bool]] = []
+        length = content_length(fact.text) if fact.text else 0
+        # "lol", "same", "nice" again, as answers in a conversation, are no repeats.
+        exempt = answer and length < s.repeat_min_length
         if fact.text:
-            shapes.append((fingerprint(fact.text), content_length(fact.text) >= s.copy_min_length))
+            shapes.append((fingerprint(fact.text), length >= s.copy_min_length))
         if fact.media_id:
             shapes.append((media_shape(fact.media_id), fact.kind not in SHARED_MEDIA))
         repeated = copied = False
         for shape, copyable in shapes:
-            repeated = repeated or self._repeats(track, shape, t)
+            repeated = repeated or (not exempt and self._repeats(track, shape, t))
             if copyable and not copied:
                 copied = any(
                     at_least_as_similar(shape, other, s.copy_similarity)
                     for other in chat.copy_candidates(
-                        shape, fact.user_id, t, s.repeat_window_seconds
+                        shape, fact.user_id, t, s.copy_window_seconds
                     )
                 )
             track.remember(t, shape, fact.message_id)
@@ -408,6 +430,40 @@ class AntiAbuseGate:
             if copyable:
                 chat.remember(t, fact.user_id, shape)
         return repeated, copied
+
+    def _record(self, track: _Track, day: str) -> Multiplier | None:
+        """Count this message as sent; the engagement factor of the person's record."""
+        s = self.settings
+        if s.engaged_share <= 0:
+            return None
+        if not track.sent or track.sent[-1][0] != day:
+            track.sent.append([day, 0])
+            while len(track.sent) > s.engagement_days:
+                track.sent.popleft()
+        track.sent[-1][1] += 1
+        # The message itself is not yet answered: it counts as sent, not as engaged.
+        sent = sum(int(count) for _, count in track.sent) - 1
+        prior = s.engagement_prior
+        share = (track.engaged + prior / 2) / (sent + prior)
+        if share >= s.engaged_share:
+            return None
+        # Squared: a record far below the share falls off fast (a script's first dozens of
+        # unanswered messages must not add up to a member's day).
+        factor = Decimal((share / s.engaged_share) ** 2).quantize(Decimal("0.01"))
+        return Multiplier("engagement", max(factor, Decimal("0.01")))
+
+    def _in_good_standing(self, chat_id: int, user_id: int) -> bool:
+        """Whether the person's record is at the engaged share (a newcomer's prior is):
+        only such people make a room "lively" (a dozen scripts posting at 4 a.m. that
+        nobody answers are still an empty room)."""
+        if self.settings.engaged_share <= 0:
+            return True
+        track = self._tracks.get((chat_id, user_id))
+        if track is None:
+            return False
+        sent = sum(int(count) for _, count in track.sent)
+        prior = self.settings.engagement_prior
+        return (track.engaged + prior / 2) / (sent + prior) >= self.settings.engaged_share
 
     def _take_token(self, track: _Track, t: float) -> bool:
         s = self.settings
@@ -443,7 +499,6 @@ class AntiAbuseGate:
         track = self._track(fact.chat_id, fact.user_id)
         if not keep_cooldown:
             self._give_token(track)
-            track.paid = max(track.paid - 1, 0)
             # A failed award may be retried by a redelivery: judge it afresh then.
             track.verdicts.pop(fact.message_id, None)
             # Nor may its own text count as an earlier message it repeats.

@@ -40,7 +40,11 @@ class ChatTrack:
 
     def others_within(self, user: int, t: float, seconds: float) -> int:
         """How many other people wrote here within `seconds` before `t`."""
-        return len({u for when, u in self.seen if u != user and t - seconds <= when <= t})
+        return len(self.people_within(user, t, seconds))
+
+    def people_within(self, user: int, t: float, seconds: float) -> set[int]:
+        """The other people who wrote here within `seconds` before `t`."""
+        return {u for when, u in self.seen if u != user and t - seconds <= when <= t}
 
     def remember(self, t: float, user: int, shape: frozenset[int]) -> None:
         self.serial += 1

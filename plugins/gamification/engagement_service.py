@@ -93,6 +93,17 @@ class EngagementService:
             self._history.popitem(last=False)
         return count
 
+    async def engaged_recently(self, chat_id: int, user_id: int) -> int:
+        """The member's messages others engaged with over `anti_abuse.engagement_days`."""
+        if not self.services.config.engagement.enabled:
+            return 0
+        since = format_utc(
+            self.services.clock.now()
+            - timedelta(days=self.services.config.anti_abuse.engagement_days)
+        )
+        rows = await self.services.store.fetchall(sql.COUNT_ENGAGED, (chat_id, user_id, since))
+        return int(rows[0][0]) if rows else 0
+
     async def has_history(self, chat_id: int, user_id: int) -> bool:
         e = self.services.config.engagement
         if e.min_history_messages <= 0:
@@ -180,6 +191,7 @@ class EngagementService:
             base,
             key=engagement_key(outcome.chat_id, outcome.message_id),
             reason="engagement",
+            actor_id=outcome.responder,
             multipliers=multipliers,
             tag="engagement",
         )

@@ -99,7 +99,7 @@ def make_config(
     if not shipped:
         quiet["progress"]["achievements"] = ()
         quiet["multipliers"]["streak"] = {}
-        quiet["anti_abuse"].update(monologue_factor=1, free_messages=100_000, relative_cap=0)
+        quiet["anti_abuse"].update(monologue_factor=1, engaged_share=0, relative_cap=0)
         quiet["engagement"]["enabled"] = False
         quiet["reactions"]["enabled"] = False
         quiet["thanks"].update(min_giver_messages=0, thanks_per_message=1000, pair_decay_days=0)

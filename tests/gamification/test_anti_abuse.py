@@ -44,8 +44,12 @@ def fact(text: str = "a perfectly ordinary message", *, user: int = 1, **kw: Any
     return ActivityFact(**fields)
 
 
+# The classic rules alone (a hard cooldown, no engagement weighting), unless a test asks.
+PLAIN = {"cooldown_burst": 1, "monologue_factor": 1, "engaged_share": 0}
+
+
 def gate(**settings: Any) -> AntiAbuseGate:
-    return AntiAbuseGate(AntiAbuseSection(**settings))
+    return AntiAbuseGate(AntiAbuseSection(**{**PLAIN, **settings}))
 
 
 def at(seconds: float) -> datetime:

@@ -36,11 +36,12 @@ UNLIMITED = {
 }
 INBOUND_LOG = "plugins.gamification.inbound"
 # Distinct real words: templated lines from many people would be copies of each other.
-NOTES = tuple(
-    "apple river castle garden window yellow morning kitchen planet guitar summer pencil "
-    "forest bridge winter candle silver market island doctor rocket jacket button letter "
-    "monkey orange puzzle rabbit saddle tunnel violin wallet anchor basket".split()
-)
+_NOTES_TEXT = """
+apple river castle garden window yellow morning kitchen planet guitar summer pencil
+forest bridge winter candle silver market island doctor rocket jacket button letter
+monkey orange puzzle rabbit saddle tunnel violin wallet anchor basket
+"""
+NOTES = tuple(_NOTES_TEXT.split())
 
 
 def note(n: int) -> str:

@@ -92,7 +92,8 @@ async def _score(message: Message, gamification: GamificationServices) -> None:
             await gamification.score_message(fact)
         await _engage(message, gamification)
         return
-    await _engage(message, gamification)
+    # A thanks earns through the thanks rules; it is not also engagement (a ring of
+    # accounts thanking each other would open each other's allowance).
     # A thanks earns the thanked person points; it is not also activity of its own,
     # otherwise a ring of people thanking each other would farm both.
     gamification.stats.messages_seen[message.chat.id] += 1

@@ -40,6 +40,10 @@ COUNT_SCORED_MESSAGES = (
     "SELECT COUNT(*) FROM transactions WHERE chat_id = ? AND user_id = ? AND kind = 'activity'"
     " AND idem_key LIKE 'msg:%' AND created_at >= ?"
 )
+COUNT_ENGAGED = (
+    "SELECT COUNT(*) FROM transactions WHERE chat_id = ? AND user_id = ? AND kind = 'activity'"
+    " AND idem_key LIKE 'eng:%' AND created_at >= ?"
+)
 # Activity points per member and UTC day over a range of days: the chat's member-days.
 MEMBER_DAYS = (
     "SELECT SUM(amount) FROM transactions WHERE chat_id = ? AND kind = 'activity'"
