@@ -179,12 +179,14 @@ def _operator() -> str:
 
 
 def cli_commands() -> list[CliCommand]:
+    from plugins.gamification.bench.farming import farming_command
     from plugins.gamification.bench.runner import bench_command
     from plugins.gamification.demo import demo_command
 
     return [
         demo_command(),
         bench_command(),
+        farming_command(),
         CliCommand(
             name="check",
             help=(

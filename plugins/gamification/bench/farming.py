@@ -16,9 +16,11 @@ The honest stream alone also runs under rules that approximate the old scoring (
 
 from __future__ import annotations
 
+import argparse
 import logging
 import random
 import statistics
+import sys
 import tempfile
 from collections import Counter, defaultdict
 from collections.abc import Mapping
@@ -32,7 +34,7 @@ from aiogram.types import Update
 from bot.app import build_app
 from bot.config import AppConfig, StorageSettings
 from bot.offline import RecordingSession, UpdateFactory
-from bot.plugins import default_registry
+from bot.plugins import CliCommand, default_registry
 from plugins.gamification.activity import ActivityFact
 from plugins.gamification.anti_abuse import Verdict
 from plugins.gamification.clock import FakeClock
@@ -91,6 +93,13 @@ FARMERS: dict[int, str] = {
     918: "thanks-ring",
 }  # fmt: skip
 RING = tuple(u for u, p in FARMERS.items() if p == "thanks-ring")
+# Attacks the defences were not tuned on (held out of the test's assertions): a farmer
+# replying to random recent messages, five alts reacting to each other, and a farmer
+# pasting lines of real prose (Python's own documentation).
+HELD_OUT: dict[int, str] = {
+    930: "reply-spammer", 931: "reaction-ring", 932: "reaction-ring", 933: "reaction-ring",
+    934: "reaction-ring", 935: "reaction-ring", 936: "corpus-paster",
+}  # fmt: skip
 # The old rules, approximately: a hard 60 s cooldown, no answers exempt from the minimum
 # length, no copies across people, no engagement weighting, allowance or relative cap.
 TODAY: dict[str, Any] = {
@@ -304,7 +313,9 @@ def in_time_order(events: list[Event]) -> list[Event]:
     return out
 
 
-def build_stream(seed: int, days: int, members: int, *, farmers: bool = True) -> list[Event]:
+def build_stream(
+    seed: int, days: int, members: int, *, farmers: bool = True, held_out: bool = False
+) -> list[Event]:
     """The whole stream in time order; it depends only on its arguments."""
     rng = random.Random(seed)
     honest = honest_stream(rng, days, members)
@@ -314,7 +325,49 @@ def build_stream(seed: int, days: int, members: int, *, farmers: bool = True) ->
         ring_stream(world, days)
     world.events = in_time_order(world.events)
     engage_honestly(world, list(range(1, members + 1)))
+    if held_out:
+        world.events = in_time_order(world.events)
+        held_out_stream(world, days, members)
     return in_time_order(world.events)
+
+
+def prose() -> list[str]:
+    """Sentences of real English prose: the standard library's own docstrings."""
+    import asyncio
+    import collections
+    import decimal
+    import json
+    import logging as log
+    import sqlite3
+
+    text = " ".join((m.__doc__ or "") for m in (asyncio, collections, decimal, json, log, sqlite3))
+    return [s.strip() for s in text.replace("\n", " ").split(". ") if 30 < len(s) < 200]
+
+
+def held_out_stream(world: World, days: int, members: int) -> None:
+    """The HELD_OUT attacks, added to a stream already in time order."""
+    rng, events, end = world.rng, world.events, days * 86400
+    honest_posts = [i for i, e in enumerate(events) if e.user <= members and e.react_to is None]
+    lines = prose()
+    t, k = rng.uniform(0, 60), 0
+    while t < end:
+        while k + 1 < len(honest_posts) and events[honest_posts[k + 1]].at < t:
+            k += 1
+        if events[honest_posts[k]].at < t:
+            target = honest_posts[max(0, k - rng.randrange(10))]
+            world.add(Event(t, events[target].chat, 930, sentence(rng, 6, 14), reply_to=target))
+        world.add(Event(t + 1, CHATS[0], 936, rng.choice(lines)))
+        t += rng.uniform(61, 65)
+    alts = tuple(u for u, p in HELD_OUT.items() if p == "reaction-ring")
+    for day in range(days):
+        t = float(day * 86400 + 8 * 3600)
+        while t < day * 86400 + 23 * 3600:
+            poster = rng.choice(alts)
+            index = world.add(Event(t, CHATS[0], poster, sentence(rng)))
+            for reactor in alts:
+                if reactor != poster:
+                    world.add(Event(t + rng.uniform(5, 60), CHATS[0], reactor, react_to=index))
+            t += rng.uniform(240, 480)
 
 
 # -- running ------------------------------------------------------------------------------
@@ -344,7 +397,7 @@ class Outcome:
     examples: defaultdict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
 
     def role(self, user: int) -> str:
-        return FARMERS.get(user, HONEST)
+        return FARMERS.get(user) or HELD_OUT.get(user) or HONEST
 
     @property
     def total(self) -> int:
@@ -352,7 +405,7 @@ class Outcome:
 
     @property
     def farmers(self) -> int:
-        return sum(v for u, v in self.points.items() if u in FARMERS)
+        return sum(v for u, v in self.points.items() if u in FARMERS or u in HELD_OUT)
 
     def honest_daily(self, members: int) -> list[float]:
         return [self.points[u] / self.days for u in range(1, members + 1)]
@@ -362,6 +415,9 @@ class Outcome:
         accounts: defaultdict[str, list[int]] = defaultdict(list)
         for user, role in FARMERS.items():
             accounts[role].append(self.points[user])
+        for user, role in HELD_OUT.items():
+            if self.messages[role]:
+                accounts[role].append(self.points[user])
         return {role: sum(v) / len(v) / self.days for role, v in accounts.items()}
 
 
@@ -466,7 +522,7 @@ async def _feed(
         clock.set(START + timedelta(seconds=event.at))
         person = people.get(event.user)
         if person is None:
-            name = f"{FARMERS.get(event.user, 'member')} {event.user}"
+            name = f"{outcome.role(event.user)} {event.user}"
             person = people[event.user] = UpdateFactory.user(event.user, name)
         if event.react_to is not None:
             target = ids.get(event.react_to)
@@ -504,10 +560,10 @@ class Figures:
 
 
 async def simulate(
-    seed: int = 2026, days: int = 7, members: int = 52
+    seed: int = 2026, days: int = 7, members: int = 52, *, held_out: bool = False
 ) -> tuple[Figures, list[str]]:
     """Run the full stream with the defaults, and the honest stream under TODAY's rules."""
-    stream = build_stream(seed, days, members)
+    stream = build_stream(seed, days, members, held_out=held_out)
     honest_only = build_stream(seed, days, members, farmers=False)
     now = await run(stream, days)
     today = await run(honest_only, days, TODAY)
@@ -522,11 +578,12 @@ def report(now: Outcome, today: Outcome, members: int, updates: int) -> tuple[Fi
     share = now.farmers / now.total if now.total else 0.0
     potential = max(now.potential, 1)
     content = sum(now.lost[r] for r in ("repeat", "copy", "letter soup")) / potential
+    extra = f" + {len(HELD_OUT)} held-out" if now.messages["corpus-paster"] else ""
+    farmed = sum(now.messages.values()) - now.messages[HONEST]
     lines = [
         f"[farming] {updates:,} updates over {now.days} days in {len(CHATS)} chats:"
         f" {members} honest members ({now.messages[HONEST]:,} messages),"
-        f" {len(FARMERS)} farmer accounts ({sum(now.messages.values()) - now.messages[HONEST]:,}"
-        " messages)",
+        f" {len(FARMERS)}{extra} farmer accounts ({farmed:,} messages)",
         f"[farming] farmers' share of all points: {share:.1%} (target <= 10%);"
         f" total {now.total:,}",
         f"[farming] median honest member: {median:.0f} points/day (today's rules:"
@@ -552,3 +609,49 @@ def report(now: Outcome, today: Outcome, members: int, updates: int) -> tuple[Fi
         lines.append(f"[farming] {group} points by kind: {gained}")
     figures = Figures(share, median, median_today, (worst[0], worst[1] / median), content)
     return figures, lines
+
+
+# -- the command --------------------------------------------------------------------------
+
+
+def _add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--days", type=int, default=7, help="days to simulate (default 7)")
+    parser.add_argument("--seed", type=int, default=2026, help="the stream's seed")
+    parser.add_argument("--members", type=int, default=52, help="honest members (default 52)")
+    parser.add_argument(
+        "--held-out",
+        action="store_true",
+        help="add the attacks the defaults were not tuned on (replies to random messages,"
+        " a ring of alts reacting to each other, pasted prose)",
+    )
+
+
+async def _simulate(args: argparse.Namespace, config: AppConfig) -> int:
+    del config  # the simulation runs the built-in defaults on its own temporary ledger
+    if not 1 <= args.days <= 60 or not 3 <= args.members <= 1000:
+        print("simulate-farming: --days must be 1-60 and --members 3-1000.", file=sys.stderr)
+        return 2
+    figures, lines = await simulate(args.seed, args.days, args.members, held_out=args.held_out)
+    print("\n".join(lines))
+    met = (
+        figures.farmer_share <= 0.10
+        and figures.worst_pattern[1] <= 2.0
+        and figures.content_loss <= 0.01
+        and figures.median_honest >= figures.median_today
+    )
+    print(f"[farming] targets {'met' if met else 'MISSED'}")
+    return 0 if met else 1
+
+
+def farming_command() -> CliCommand:
+    return CliCommand(
+        name="simulate-farming",
+        help=(
+            "feed a simulated week of two chats (honest members and every known kind of"
+            " farmer) through the real Dispatcher on a fake clock with the built-in defaults;"
+            " print farmers' share, each pattern's points per day against the median honest"
+            " member and honest losses by reason; exit 0 when the targets are met, 1 if not"
+        ),
+        add_arguments=_add_arguments,
+        run=_simulate,
+    )
