@@ -117,7 +117,8 @@ async def test_a_monologue_to_an_empty_room_earns_a_quarter(make_harness: MakeHa
     h = await shipped(make_harness)
     await say(h, 1, SENTENCES[0])
     (row,) = h.rows("SELECT amount, breakdown FROM transactions")
-    assert row[0] == 3 and '["monologue","0.25"]' in row[1]
+    assert row[0] == 3
+    assert '["monologue","0.25"]' in row[1]
 
 
 async def test_a_script_nobody_answers_soon_earns_nothing(make_harness: MakeHarness) -> None:
