@@ -61,6 +61,8 @@ FILTER_BITS = 4096
 # Verdicts remembered per person, for updates delivered again (a webhook retry comes
 # within minutes); an older repeat still meets the ledger's idempotency key.
 VERDICTS = 16
+# Distinct responders remembered per person: more never limits the record.
+RESPONDERS = 64
 
 
 class Refusal(enum.StrEnum):
@@ -138,6 +140,8 @@ class _Track:
     flagged_at: float | None = None
     # Today's messages that earned at once, and the person's messages others engaged with
     # over the last days (engagement.history_days, from the ledger at the day's start).
+    # The distinct members who engaged them (at most RESPONDERS).
+    responders: set[int] = field(default_factory=set)
     # Eligible messages judged, per day, over the record's window: [day, count], oldest first.
     sent: deque[list[Any]] = field(default_factory=deque)
     engaged: int = 0
@@ -270,7 +274,13 @@ class AntiAbuseGate:
         return track.day != day or track.today is None
 
     def set_daily_total(
-        self, fact: ActivityFact, day: str, total: int, *, engaged: int = 0
+        self,
+        fact: ActivityFact,
+        day: str,
+        total: int,
+        *,
+        engaged: int = 0,
+        responders: Iterable[int] = (),
     ) -> None:
         """Today's activity points so far, and the person's messages engaged lately (both
         from the ledger, so they survive restarts)."""
@@ -279,12 +289,21 @@ class AntiAbuseGate:
         if track.day != day or track.today is None:
             track.day, track.today = day, total
             track.engaged = engaged
+            track.responders = set(responders)
 
-    def engaged(self, chat_id: int, user_id: int, day: str) -> None:
-        """One of the person's messages drew engagement: it widens today's allowance."""
+    def engaged(self, chat_id: int, user_id: int, day: str, responder: int) -> None:
+        """One of the person's messages drew engagement from `responder`."""
         track = self._track(chat_id, user_id)
         if track.day == day:
             track.engaged += 1
+            if len(track.responders) < RESPONDERS:
+                track.responders.add(responder)
+
+    def _engaged(self, track: _Track) -> int:
+        """Engaged messages as the record counts them: at most `engaged_per_responder` per
+        distinct member who engaged them, so a closed group of accounts answering each
+        other cannot carry a stream of messages (people in a chat are answered by many)."""
+        return min(track.engaged, self.settings.engaged_per_responder * len(track.responders))
 
     def add_engagement_points(self, chat_id: int, user_id: int, day: str, amount: int) -> int:
         """Count an engagement bonus toward today's total; what the caps leave of it."""
@@ -444,7 +463,7 @@ class AntiAbuseGate:
         # The message itself is not yet answered: it counts as sent, not as engaged.
         sent = sum(int(count) for _, count in track.sent) - 1
         prior = s.engagement_prior
-        share = (track.engaged + prior / 2) / (sent + prior)
+        share = (self._engaged(track) + prior / 2) / (sent + prior)
         if share >= s.engaged_share:
             return None
         # Squared: a record far below the share falls off fast (a script's first dozens of
@@ -463,7 +482,7 @@ class AntiAbuseGate:
             return False
         sent = sum(int(count) for _, count in track.sent)
         prior = self.settings.engagement_prior
-        return (track.engaged + prior / 2) / (sent + prior) >= self.settings.engaged_share
+        return (self._engaged(track) + prior / 2) / (sent + prior) >= self.settings.engaged_share
 
     def _take_token(self, track: _Track, t: float) -> bool:
         s = self.settings

@@ -81,6 +81,7 @@ class AntiAbuseSection(Section):
     monologue_factor: float = Field(default=0.25, gt=0, le=1)
     engaged_share: float = Field(default=0.25, ge=0, le=1)
     engagement_prior: int = Field(default=2, ge=1, le=10_000)
+    engaged_per_responder: int = Field(default=2, ge=1, le=1000)
     engagement_days: int = Field(default=7, ge=1, le=90)
     min_engagement_factor: float = Field(default=0.1, ge=0, le=1)
     daily_cap: int = Field(default=1_000, ge=0)

@@ -18,6 +18,7 @@ import logging
 import statistics
 from collections import OrderedDict
 from datetime import datetime, timedelta
+from decimal import Decimal
 from typing import TYPE_CHECKING
 
 from plugins.gamification.activity import ActivityFact, ReactionFact
@@ -93,16 +94,16 @@ class EngagementService:
             self._history.popitem(last=False)
         return count
 
-    async def engaged_recently(self, chat_id: int, user_id: int) -> int:
+    async def engaged_recently(self, chat_id: int, user_id: int) -> tuple[int, list[int]]:
         """The member's messages others engaged with over `anti_abuse.engagement_days`."""
         if not self.services.config.engagement.enabled:
-            return 0
+            return 0, []
         since = format_utc(
             self.services.clock.now()
             - timedelta(days=self.services.config.anti_abuse.engagement_days)
         )
-        rows = await self.services.store.fetchall(sql.COUNT_ENGAGED, (chat_id, user_id, since))
-        return int(rows[0][0]) if rows else 0
+        rows = await self.services.store.fetchall(sql.ENGAGED_BY, (chat_id, user_id, since))
+        return sum(int(count) for _, count in rows), [int(actor) for actor, _ in rows][:64]
 
     async def has_history(self, chat_id: int, user_id: int) -> bool:
         e = self.services.config.engagement
@@ -157,7 +158,9 @@ class EngagementService:
         services, chat_id = self.services, outcome.chat_id
         try:
             if outcome.bonus:
-                services.gate.engaged(chat_id, outcome.author, services.today())
+                services.gate.engaged(
+                    chat_id, outcome.author, services.today(), outcome.responder
+                )
                 await self._bonus_award(outcome)
             if outcome.reaction:
                 await services.engine.award(
@@ -176,7 +179,19 @@ class EngagementService:
 
     async def _bonus_award(self, outcome: Outcome) -> None:
         services = self.services
-        worth = apply_multipliers(outcome.base, [self._bonus]).result
+        # The same two members over and over: each earlier engagement in the window halves
+        # the bonus, as with thanks (friends answer each other; a ring answers nobody else).
+        since = format_utc(
+            services.clock.now() - timedelta(days=services.config.anti_abuse.engagement_days)
+        )
+        rows = await services.store.fetchall(
+            sql.COUNT_ENGAGED_PAIR, (outcome.chat_id, outcome.author, outcome.responder, since)
+        )
+        earlier = int(rows[0][0]) if rows else 0
+        factors = [self._bonus]
+        if earlier:
+            factors.append(Multiplier(f"pair x{earlier}", (Decimal("0.5") ** earlier)))
+        worth = apply_multipliers(outcome.base, factors).result
         if worth <= 0:
             return
         granted = services.gate.add_engagement_points(
@@ -184,7 +199,7 @@ class EngagementService:
         )
         if granted <= 0:
             return
-        base, multipliers = (outcome.base, [self._bonus]) if granted == worth else (granted, [])
+        base, multipliers = (outcome.base, factors) if granted == worth else (granted, [])
         await services.engine.award(
             outcome.chat_id,
             outcome.author,

@@ -129,8 +129,12 @@ class GamificationServices:
         day = self.today()
         streak, earned_today = await self._today(fact.chat_id, fact.user_id)
         if self.gate.needs_daily_total(fact, day):
-            engaged = await self.engagement.engaged_recently(fact.chat_id, fact.user_id)
-            self.gate.set_daily_total(fact, day, earned_today, engaged=engaged)
+            engaged, responders = await self.engagement.engaged_recently(
+                fact.chat_id, fact.user_id
+            )
+            self.gate.set_daily_total(
+                fact, day, earned_today, engaged=engaged, responders=responders
+            )
         multipliers = self.multipliers.for_activity(fact.chat_id, fact.sent_at, streak)
         cap = await self.engagement.chat_cap(fact.chat_id)
         verdict = self.gate.judge(
