@@ -158,9 +158,7 @@ class EngagementService:
         services, chat_id = self.services, outcome.chat_id
         try:
             if outcome.bonus:
-                services.gate.engaged(
-                    chat_id, outcome.author, services.today(), outcome.responder
-                )
+                services.gate.engaged(chat_id, outcome.author, services.today(), outcome.responder)
                 await self._bonus_award(outcome)
             if outcome.reaction:
                 await services.engine.award(
