@@ -132,7 +132,7 @@ class ThanksSection(Section):
     pair_cooldown_seconds: float = Field(default=3600, ge=0)
     daily_limit: int = Field(default=10, ge=0)
     max_age_hours: float = Field(default=48, gt=0)
-    min_giver_messages: int = Field(default=5, ge=0, le=100_000)
+    min_giver_messages: int = Field(default=2, ge=0, le=100_000)
     giver_days: int = Field(default=7, ge=1, le=90)
     thanks_per_message: float = Field(default=0.5, ge=0, le=1000)
     pair_decay: Factor = Decimal("0.5")

@@ -38,6 +38,8 @@ log = logging.getLogger(__name__)
 
 CAP_REFRESH_SECONDS = 3600.0
 HISTORY_SECONDS = 300.0
+# Counts at least this high are cached for HISTORY_SECONDS (above every default threshold).
+HISTORY_TRUSTED = 10
 HISTORY_CACHE = 50_000
 
 
@@ -82,7 +84,9 @@ class EngagementService:
         now = self.services.clock.now()
         key = (chat_id, user_id, days)
         cached = self._history.get(key)
-        if cached is not None and now.timestamp() - cached[0] < HISTORY_SECONDS:
+        # A low count is read again each time: a newcomer's history grows by the minute.
+        fresh = cached is not None and now.timestamp() - cached[0] < HISTORY_SECONDS
+        if cached is not None and fresh and cached[1] >= HISTORY_TRUSTED:
             return cached[1]
         since = format_utc(now - timedelta(days=days))
         rows = await self.services.store.fetchall(
