@@ -449,10 +449,12 @@ async def run(
 ) -> Outcome:
     """Feed the stream to a fresh app on a fake clock; what each account earned."""
     outcome = Outcome(days)
-    # A burst suspicion per farmer round is expected here: keep the report readable.
-    quiet = logging.getLogger("plugins.gamification")
-    level = quiet.level
-    quiet.setLevel(logging.ERROR)
+    # A burst suspicion per farmer round (and aiogram's line per update) is expected here:
+    # keep the report readable.
+    loggers = [logging.getLogger(name) for name in ("plugins.gamification", "aiogram")]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.ERROR)
     clock = FakeClock(START)
     factory = UpdateFactory(now=lambda: clock.now().timestamp())
     with tempfile.TemporaryDirectory() as folder:
@@ -470,7 +472,8 @@ async def run(
             )
         finally:
             await app.close()
-            quiet.setLevel(level)
+            for logger, level in zip(loggers, levels, strict=True):
+                logger.setLevel(level)
     for user, amount, kind, breakdown in rows:
         outcome.points[int(user)] += int(amount)
         tag = Breakdown.from_json(breakdown).tag
