@@ -1,5 +1,5 @@
-"""The anti-abuse gate: rate, length, repeats, copies, letter soup, bursts, engagement
-allowance and caps, with reason codes.
+"""The anti-abuse gate: rate, length, repeats, copies, letter soup, bursts, the engagement
+record and caps, with reason codes.
 
 Every text rule judges `text.normalise`d text (NFKC, confusable skeleton, invisible and
 filler code points removed, word order ignored in short texts), never the raw string.

@@ -6,13 +6,15 @@ The signal a script cannot cheaply fake is other people responding to it. Telegr
 a bounded map (chat, message) -> (author, time, base points) of recent scoreable
 messages. The first qualifying response to a message (a reply, or a reaction that is not
 taken back within `reactions.settle_seconds`) engages it: the author gets the bonus (base
-x `engagement.bonus`, its own ledger transaction keyed on the message) and a wider
-allowance for the day (anti_abuse.py). A qualifying responder is another human with
-history of their own in the chat (the caller checks the ledger), within a daily budget
+x `engagement.bonus`, its own ledger transaction keyed on the message, halved for each
+earlier engagement between the same two members in the record's window) and counts in
+the author's engagement record (anti_abuse.py), at most `engaged_per_responder` times
+per distinct member. A qualifying responder is another human with history of their own
+in the chat (the caller checks the ledger), within a daily budget
 (`engagement.daily_limit` messages engaged per responder per day, at most
 `engagement.pair_daily_limit` of them the same author's): engagement is scarce, so a ring
-of accounts answering each other lifts each other's allowance by a few messages a day,
-not by thousands.
+of accounts answering each other lifts each other's record by a few messages, not by
+thousands.
 
 A reaction also gives the author `reactions.points` of its own, like a small thanks:
 never from the author, at most `reactions.pair_daily_limit` per pair and

@@ -89,7 +89,7 @@ def make_config(
 
     Achievements and streak multipliers are off unless a test turns them on, so that
     exact balances in tests of other features are not moved by rewards; so is engagement
-    weighting (monologue factor, daily allowance, relative cap, engagement bonuses,
+    weighting (monologue factor, engagement record, relative cap, engagement bonuses,
     reaction points, thanks givers' history and pair decay), which a lone test person in
     an empty chat would otherwise meet at once. `shipped=True` keeps every default.
     """

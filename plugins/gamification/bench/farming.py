@@ -101,7 +101,7 @@ HELD_OUT: dict[int, str] = {
     934: "reaction-ring", 935: "reaction-ring", 936: "corpus-paster",
 }  # fmt: skip
 # The old rules, approximately: a hard 60 s cooldown, no answers exempt from the minimum
-# length, no copies across people, no engagement weighting, allowance or relative cap.
+# length, no copies across people, no engagement weighting or relative cap.
 TODAY: dict[str, Any] = {
     "anti_abuse": {
         "cooldown_burst": 1, "answer_seconds": 0, "copy_similarity": 1.0,

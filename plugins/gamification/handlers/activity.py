@@ -93,7 +93,7 @@ async def _score(message: Message, gamification: GamificationServices) -> None:
         await _engage(message, gamification)
         return
     # A thanks earns through the thanks rules; it is not also engagement (a ring of
-    # accounts thanking each other would open each other's allowance).
+    # accounts thanking each other would lift each other's engagement record).
     # A thanks earns the thanked person points; it is not also activity of its own,
     # otherwise a ring of people thanking each other would farm both.
     gamification.stats.messages_seen[message.chat.id] += 1
