@@ -109,7 +109,16 @@ RULES = (
     *layer_rules(),
 )
 # Cycles that exist today and are being taken apart; a cycle not listed here fails.
-KNOWN_CYCLES: tuple[frozenset[str], ...] = ()
+KNOWN_CYCLES: tuple[frozenset[str], ...] = (
+    # The engagement service reads the scoring services' config, clock, gate and engine
+    # (a type-only import back); it becomes one of the split services' collaborators.
+    frozenset(
+        {
+            "plugins.gamification.services.engagement",
+            "plugins.gamification.services.gamification",
+        }
+    ),
+)
 
 
 def our_modules() -> dict[str, Path]:

@@ -33,12 +33,18 @@ async def test_metrics_endpoint_serves_the_counters(tmp_path: Path) -> None:
         assert app.metrics_server is not None
         factory = UpdateFactory()
         chat, alice = factory.group(-5, "g"), factory.user(1, "Alice")
-        for text in ("hello there all", "something else entirely, friends"):
+        texts = (
+            "hello there all",
+            "something else entirely, friends",
+            "the weather is lovely today",
+            "who wants to play chess tonight?",
+        )
+        for text in texts:  # the token bucket lets three through, then refuses one
             await app.dispatcher.feed_update(app.bot, factory.message(chat, alice, text))
         body = await scrape(app.metrics_server.url)
     finally:
         await app.close()
-    assert "gamification_awards_total 1.0" in body
+    assert "gamification_awards_total 3.0" in body
     assert 'gamification_refusals_total{reason="cooldown"} 1.0' in body
     assert 'gamification_award_latency_ms{quantile="0.99"}' in body
     assert "gamification_writer_batches_total" in body

@@ -39,6 +39,24 @@ def scored(db: Path) -> list[tuple[str, int]]:
         conn.close()
 
 
+_WORDS_TEXT = """
+time year people way day man thing woman life child world school state family student
+group country problem hand part place case week company system program question work
+number night point home water room mother area money story fact month lot right study
+book eye job word business issue side kind head house service friend father power hour
+game line end member law car city community name president team minute idea kid body
+information back parent face others level office door health person art war history
+party result change morning reason research girl guy moment air teacher force
+education foot boy age policy music market sense nation plan college interest death
+experience effect class control care field development role effort rate heart drug
+show leader light voice wife police mind price report decision son view relationship
+town road arm difference value building action model season society tax director
+position player record paper space ground form event official matter center couple
+site project
+"""
+WORDS = tuple(_WORDS_TEXT.split())
+
+
 async def start(config: Path, cwd: Path) -> asyncio.subprocess.Process:
     env = {k: v for k, v in os.environ.items() if not k.startswith("BOT_")}
     env.update(BOT_TOKEN=TOKEN, PYTHONPATH=str(ROOT))
@@ -69,7 +87,9 @@ async def test_killed_while_scoring_loses_no_message_and_scores_none_twice(
     def push(first: int, count: int) -> None:
         for n in range(first, first + count):
             person = {"id": 7_000 + n, "is_bot": False, "first_name": f"Person {n}"}
-            text = f"Hello everyone, this is person number {n} saying good morning"
+            # A sentence of each person's own: one template from many people is copying.
+            words = random.Random(n).sample(WORDS, 10)
+            text = f"Hello everyone, {' '.join(words)}"
             api.push("message", message(n + 1, person, text))
 
     try:

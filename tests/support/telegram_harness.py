@@ -84,17 +84,26 @@ def make_config(
     gamification: Mapping[str, Any] | None = None,
     admin_ids: Iterable[int] = (),
     admin_log_chat_id: int | None = None,
+    shipped: bool = False,
 ) -> AppConfig:
     """Defaults (no file, no environment), on `database`, with the given overrides.
 
     Achievements and streak multipliers are off unless a test turns them on, so that
-    exact balances in tests of other features are not moved by rewards.
+    exact balances in tests of other features are not moved by rewards; so is engagement
+    weighting (monologue factor, engagement record, relative cap, engagement bonuses,
+    reaction points, thanks givers' history and pair decay), which a lone test person in
+    an empty chat would otherwise meet at once. `shipped=True` keeps every default.
     """
     registry = default_registry()
     config = load_config(None, plugin_models=registry.config_models(), environ={})
     quiet = GamificationConfig().model_dump()
-    quiet["progress"]["achievements"] = ()
-    quiet["multipliers"]["streak"] = {}
+    if not shipped:
+        quiet["progress"]["achievements"] = ()
+        quiet["multipliers"]["streak"] = {}
+        quiet["anti_abuse"].update(monologue_factor=1, engaged_share=0, relative_cap=0)
+        quiet["engagement"]["enabled"] = False
+        quiet["reactions"]["enabled"] = False
+        quiet["thanks"].update(min_giver_messages=0, thanks_per_message=1000, pair_decay_days=0)
     section = GamificationConfig.model_validate(_merge(quiet, gamification or {}))
     return config.model_copy(
         update={
@@ -123,6 +132,7 @@ class TelegramHarness:
         admin_log_chat_id: int | None = None,
         gamification: Mapping[str, Any] | None = None,
         clock: FakeClock | None = None,
+        shipped: bool = False,
     ) -> None:
         self.database = database
         self.config = make_config(
@@ -130,6 +140,7 @@ class TelegramHarness:
             gamification=gamification,
             admin_ids=admin_ids,
             admin_log_chat_id=admin_log_chat_id,
+            shipped=shipped,
         )
         self.admins = {chat: set(users) for chat, users in (admins or {}).items()}
         self.clock = clock or FakeClock(START)

@@ -20,6 +20,22 @@ class ActivityFact:
     kind: str
     text: str
     sent_at: datetime
+    # The file's file_unique_id for media: the same file again is a repeat.
+    media_id: str = ""
+    # The replied-to message and its author, when it replies to a person.
+    reply_to_message: int | None = None
+    reply_to_user: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ReactionFact:
+    """A member's reactions on a message changed (`message_reaction`)."""
+
+    chat_id: int
+    user_id: int
+    message_id: int
+    added: bool  # the member's reactions went from none to some (False: to none)
+    at: datetime
 
 
 @dataclass(frozen=True, slots=True)

@@ -28,6 +28,7 @@ MAX_POINTS = 1_000_000
 # 0 points is refused where leaving the entry out (or `enabled = false`) says it plainly.
 Points = Annotated[int, within(1, MAX_POINTS)]
 Seconds = Annotated[float, within(0, 86_400, unit="seconds (one day)")]
+Factor = Annotated[Decimal, Field(max_digits=12), within(0, 100, above=True)]
 ACTIVITY_OFF = "to turn activity scoring off, set gamification.activity.enabled = false"
 THANKS_OFF = "to turn thanks off, set gamification.thanks.enabled = false"
 
@@ -101,19 +102,63 @@ class ActivitySection(Section):
 
 class AntiAbuseSection(Section):
     cooldown_seconds: Seconds = 60
+    cooldown_burst: Annotated[int, within(1, 100, unit="messages")] = 3
     min_length: Annotated[int, within(0, 4096, unit="characters")] = 3
+    answer_seconds: Seconds = 120
+    short_answer_factor: Annotated[float, within(0, 1, above=True)] = 0.5
     repeat_window_seconds: Annotated[float, within(0, 7 * 86_400, unit="seconds (7 days)")] = (
         64_800
     )
     repeat_similarity: Annotated[float, within(0, 1, above=True)] = 0.5
     repeat_memory: Annotated[int, within(1, 50, unit="texts")] = 30
+    copy_similarity: Annotated[float, within(0, 1, above=True)] = 0.7
+    copy_min_length: Annotated[int, within(1, 4096, unit="characters")] = 40
+    copy_window_seconds: Annotated[float, within(0, 7 * 86_400, unit="seconds (7 days)")] = 3600
+    repeat_min_length: Annotated[int, within(0, 4096, unit="characters")] = 6
+    copy_memory: Annotated[int, within(1, 10_000, unit="texts")] = 200
+    presence_seconds: Seconds = 1800
+    monologue_factor: Annotated[float, within(0, 1, above=True)] = 0.25
+    engaged_share: Annotated[float, within(0, 1)] = 0.25
+    engagement_prior: Annotated[int, within(1, 10_000, unit="messages")] = 2
+    engaged_per_responder: Annotated[int, within(1, 1000, unit="messages")] = 2
+    engagement_days: Annotated[int, within(1, 90, unit="days")] = 7
+    min_engagement_factor: Annotated[float, within(0, 1)] = 0.1
     daily_cap: Annotated[
         int, within(1, 1_000_000_000, unit="points", why=f"0 would score nothing; {ACTIVITY_OFF}")
     ] = 1_000
+    relative_cap: Annotated[float, within(0, 1000)] = 2.5
+    relative_cap_floor: Annotated[int, within(0, 1_000_000_000, unit="points")] = 200
+    relative_cap_days: Annotated[int, within(1, 90, unit="days")] = 7
     burst_messages: Annotated[int, within(2, 1000, unit="messages")] = 8
     burst_seconds: Annotated[float, within(0, 3600, above=True, unit="seconds")] = 10
     auto_freeze: bool = False
     tracked_users: Annotated[int, within(100, 10_000_000)] = 20_000
+    tracked_chats: Annotated[int, within(10, 1_000_000)] = 1_000
+
+
+class EngagementSection(Section):
+    """Replies and reactions from other members with history of their own."""
+
+    enabled: bool = True
+    window_seconds: Annotated[
+        float, within(0, 7 * 86_400, above=True, unit="seconds (7 days)")
+    ] = 6 * 3600
+    bonus: Factor = Decimal("0.5")
+    min_history_messages: Annotated[int, within(0, 100_000, unit="messages")] = 2
+    history_days: Annotated[int, within(1, 90, unit="days")] = 7
+    pair_daily_limit: Annotated[int, within(0, 10_000)] = 2
+    daily_limit: Annotated[int, within(0, 100_000)] = 20
+    tracked_messages: Annotated[int, within(100, 10_000_000, unit="messages")] = 50_000
+
+
+class ReactionsSection(Section):
+    """Points a member's reaction gives the author of the message."""
+
+    enabled: bool = True
+    points: Annotated[int, within(1, 1_000_000, unit="points")] = 1
+    pair_daily_limit: Annotated[int, within(0, 10_000)] = 1
+    daily_limit: Annotated[int, within(0, 100_000)] = 10
+    settle_seconds: Seconds = 60
 
 
 class ThanksSection(Section):
@@ -135,6 +180,11 @@ class ThanksSection(Section):
         within(1, 1_000_000_000, unit="thanks", why=f"0 would refuse every thanks; {THANKS_OFF}"),
     ] = 10
     max_age_hours: Annotated[float, within(0, 365 * 24, above=True, unit="hours (365 days)")] = 48
+    min_giver_messages: Annotated[int, within(0, 100_000, unit="messages")] = 2
+    giver_days: Annotated[int, within(1, 90, unit="days")] = 7
+    thanks_per_message: Annotated[float, within(0, 1000)] = 0.5
+    pair_decay: Factor = Decimal("0.5")
+    pair_decay_days: Annotated[int, within(0, 90, unit="days")] = 7
 
     @field_validator("triggers")
     @classmethod
@@ -159,7 +209,6 @@ class AdminSection(Section):
 MAX_STREAK_DAYS = 36_500
 # One coefficient of the level curve; larger ones would put level 1 out of anyone's reach.
 Curve = Annotated[int, within(0, 1_000_000_000)]
-Factor = Annotated[Decimal, Field(max_digits=12), within(0, 100, above=True)]
 Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 WEEKDAYS: tuple[Weekday, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _CLOCK_TIME = r"^([01][0-9]|2[0-3]):[0-5][0-9]$|^24:00$"
@@ -375,6 +424,8 @@ class GamificationConfig(Section):
     ledger: LedgerSection = LedgerSection()
     activity: ActivitySection = ActivitySection()
     anti_abuse: AntiAbuseSection = AntiAbuseSection()
+    engagement: EngagementSection = EngagementSection()
+    reactions: ReactionsSection = ReactionsSection()
     thanks: ThanksSection = ThanksSection()
     admin: AdminSection = AdminSection()
     progress: ProgressSection = ProgressSection()

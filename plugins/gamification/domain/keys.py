@@ -8,6 +8,16 @@ def message_key(chat_id: int, message_id: int) -> str:
     return f"msg:{chat_id}:{message_id}"
 
 
+def engagement_key(chat_id: int, message_id: int) -> str:
+    """The engagement bonus of a chat message: at most one per message."""
+    return f"eng:{chat_id}:{message_id}"
+
+
+def reaction_key(chat_id: int, message_id: int, reactor_id: int) -> str:
+    """Points one member's reaction gave a message's author: at most once per member."""
+    return f"rct:{chat_id}:{message_id}:{reactor_id}"
+
+
 def admin_key(chat_id: int, message_id: int) -> str:
     """An admin command, identified by the command message itself."""
     return f"adm:{chat_id}:{message_id}"

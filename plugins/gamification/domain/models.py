@@ -27,6 +27,7 @@ class TxKind(enum.StrEnum):
 
     ACTIVITY = "activity"
     THANKS = "thanks"
+    REACTION = "reaction"
     ADMIN = "admin"
     EVENT = "event"
     REVERT = "revert"

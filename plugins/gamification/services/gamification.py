@@ -10,20 +10,21 @@ from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, timedelta
+from decimal import Decimal
 from typing import TYPE_CHECKING, cast
 from zoneinfo import ZoneInfo
 
 from plugins.gamification.domain.activity import ActivityFact, ThanksFact, points_for
-from plugins.gamification.domain.anti_abuse import AntiAbuseGate, Refusal
+from plugins.gamification.domain.anti_abuse import CONTENT_REFUSALS, AntiAbuseGate, Refusal
 from plugins.gamification.domain.clock import Clock, SystemClock, format_utc
 from plugins.gamification.domain.config import GamificationConfig
 from plugins.gamification.domain.errors import StorageError, TransientStorageError
 from plugins.gamification.domain.keys import message_key, thanks_key
-from plugins.gamification.domain.models import Period, Receipt, TxKind
+from plugins.gamification.domain.models import Multiplier, Period, Receipt, TxKind
 from plugins.gamification.domain.multipliers import MultiplierRules
 from plugins.gamification.domain.progression import ProgressRules, streak_if_active
-from plugins.gamification.domain.rules import apply_multipliers
 from plugins.gamification.engine import LedgerPolicy, PointsEngine
+from plugins.gamification.services.engagement import EngagementService
 from plugins.gamification.services.retry import StorageRetry
 from plugins.gamification.services.stats import Stats
 from plugins.gamification.storage.options import DatabaseOptions
@@ -90,6 +91,7 @@ class GamificationServices:
         self._triggers = frozenset(
             t.strip().lower() for group in config.thanks.triggers.values() for t in group
         )
+        self.engagement = EngagementService(self)
 
     @property
     def thanks_triggers(self) -> frozenset[str]:
@@ -127,22 +129,34 @@ class GamificationServices:
         amount = points_for(spec, key) if spec is not None else 0
         if amount <= 0:
             return None
+        await self.engagement.settle()
         day = self.today()
         streak, earned_today = await self._today(fact.chat_id, fact.user_id)
         if self.gate.needs_daily_total(fact, day):
-            self.gate.set_daily_total(fact, day, earned_today)
+            engaged, responders = await self.engagement.engaged_recently(
+                fact.chat_id, fact.user_id
+            )
+            self.gate.set_daily_total(
+                fact, day, earned_today, engaged=engaged, responders=responders
+            )
         multipliers = self.multipliers.for_activity(fact.chat_id, fact.sent_at, streak)
-        worth = apply_multipliers(amount, multipliers).result
-        verdict = self.gate.judge(fact, worth, self.clock.now(), day)
+        cap = await self.engagement.chat_cap(fact.chat_id)
+        verdict = self.gate.judge(
+            fact, amount, self.clock.now(), day, multipliers=multipliers, cap=cap
+        )
         if verdict.suspicious:
             await self.flag(fact.chat_id, fact.user_id, "burst", f"message {fact.message_id}")
+        if verdict.refusal not in CONTENT_REFUSALS:
+            # Worth engaging with, even when it earned nothing at once.
+            self.engagement.posted(fact, amount)
         if verdict.refusal is not None:
             if not verdict.redelivery:
                 self.stats.refusals[verdict.refusal] += 1
             return verdict.refusal
-        if verdict.amount < worth:
-            # Clipped to what the daily cap leaves: the rest of the day's worth, unmultiplied.
-            amount, multipliers = verdict.amount, []
+        # Base times the caller's and the gate's factors; or, clipped to what the caps
+        # leave, the rest of the day's worth unmultiplied.
+        multipliers = list(verdict.multipliers)
+        amount = amount if multipliers else verdict.amount
         started = time.perf_counter()
         try:
             receipt = await self.retry(
@@ -213,6 +227,13 @@ class GamificationServices:
 
     async def thank(self, fact: ThanksFact) -> Receipt | Refusal:
         refusal = await self._judge_thanks(fact)
+        decay: list[Multiplier] = []
+        if refusal is None:
+            judged = await self._pair_decay(fact)
+            if isinstance(judged, Refusal):
+                refusal = judged
+            else:
+                decay = judged
         if refusal is not None:
             self.stats.refusals[refusal] += 1
             return refusal
@@ -227,6 +248,7 @@ class GamificationServices:
             tag="thanks",
             actor_id=fact.giver_id,
             reason="thanks",
+            multipliers=decay,
         )
         self.stats.record_award(
             receipt.transaction.amount,
@@ -259,7 +281,50 @@ class GamificationServices:
         )
         if rows and rows[0][0] >= settings.daily_limit:
             return Refusal.THANKS_LIMIT
+        return await self._judge_giver(fact)
+
+    async def _judge_giver(self, fact: ThanksFact) -> Refusal | None:
+        """A thanks counts only from a member with activity of their own, and only as many
+        as their own scored messages back (`thanks_per_message` each): an account that
+        does nothing but thank gives nothing."""
+        settings = self.config.thanks
+        if settings.min_giver_messages <= 0:
+            return None  # anyone may thank
+        messages = await self.engagement.scored_messages(
+            fact.chat_id, fact.giver_id, settings.giver_days
+        )
+        if messages < settings.min_giver_messages:
+            return Refusal.THANKS_GIVER_INACTIVE
+        since = format_utc(self.clock.now() - timedelta(days=settings.giver_days))
+        rows = await self.store.fetchall(
+            sql.COUNT_THANKS_GIVEN, (fact.chat_id, fact.giver_id, since)
+        )
+        if rows and rows[0][0] >= settings.thanks_per_message * messages:
+            return Refusal.THANKS_GIVER_INACTIVE
         return None
+
+    async def _pair_decay(self, fact: ThanksFact) -> list[Multiplier] | Refusal:
+        """Thanks within one pair of members (either way) over the last `pair_decay_days`
+        each halve (`pair_decay`) the next: back-and-forth thanking fades out."""
+        settings = self.config.thanks
+        if settings.pair_decay_days <= 0 or settings.pair_decay >= 1:
+            return []
+        since = format_utc(self.clock.now() - timedelta(days=settings.pair_decay_days))
+        earlier = 0
+        for receiver, giver in (
+            (fact.receiver_id, fact.giver_id),
+            (fact.giver_id, fact.receiver_id),
+        ):
+            rows = await self.store.fetchall(
+                sql.LAST_THANKS_PAIR, (fact.chat_id, receiver, giver, since)
+            )
+            earlier += int(rows[0][0]) if rows else 0
+        if earlier == 0:
+            return []
+        factor = settings.pair_decay**earlier
+        if settings.points * factor < Decimal("0.5"):
+            return Refusal.THANKS_PAIR_DECAY
+        return [Multiplier(f"pair x{earlier}", factor.normalize())]
 
     # -- people, freezes, audit ---------------------------------------------------------
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 from aiogram import Router
 from aiogram.types import BotCommand
 
-from plugins.gamification.telegram.activity import on_message
+from plugins.gamification.telegram.activity import on_message, on_message_reaction
 from plugins.gamification.telegram.admin import ADMIN_COMMANDS, admin_router
 from plugins.gamification.telegram.filters import IsCommand
 from plugins.gamification.telegram.user import USER_COMMANDS, user_router
@@ -24,6 +24,8 @@ def build_router() -> Router:
     root = Router(name="gamification")
     # Remembers people and scores, then lets the message go on, commands included.
     root.message.register(on_message)
+    # Reactions engage messages (the bot must be a chat admin to receive them).
+    root.message_reaction.register(on_message_reaction)
     commands = Router(name="gamification.commands")
     commands.message.filter(IsCommand())
     commands.include_routers(admin_router(), user_router())

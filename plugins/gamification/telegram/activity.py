@@ -14,7 +14,7 @@ import html
 import logging
 
 from aiogram.dispatcher.event.bases import SkipHandler
-from aiogram.types import Message
+from aiogram.types import Message, MessageReactionUpdated
 
 from plugins.gamification.domain.errors import GamificationError, TransientStorageError
 from plugins.gamification.domain.models import Receipt
@@ -23,6 +23,8 @@ from plugins.gamification.telegram.facts import (
     GROUP_TYPES,
     activity_fact,
     person_of,
+    reaction_fact,
+    replied_message,
     thanks_fact,
 )
 
@@ -63,13 +65,45 @@ def remember_people(message: Message, gamification: GamificationServices) -> Non
         gamification.remember(person_of(replied.from_user))
 
 
+async def on_message_reaction(
+    update: MessageReactionUpdated, gamification: GamificationServices
+) -> None:
+    """A member's reactions changed: pending engagement and reaction points (they settle
+    after `reactions.settle_seconds`, unless taken back). Never swallows the update."""
+    fact = reaction_fact(update)
+    if fact is not None and fact.chat_id not in gamification.config.activity.ignored_chats:
+        try:
+            await gamification.engagement.reacted(fact)
+        except GamificationError as exc:
+            log.warning("chat %s reaction not counted: %s", fact.chat_id, exc)
+    raise SkipHandler
+
+
+async def _engage(message: Message, gamification: GamificationServices) -> None:
+    """A reply from a person engages the replied-to message (engagement.py decides)."""
+    target = replied_message(message)
+    user = message.from_user
+    if target is None or user is None or user.is_bot or message.sender_chat is not None:
+        return
+    if message.forward_origin is not None or message.chat.id in (
+        gamification.config.activity.ignored_chats
+    ):
+        return
+    await gamification.engagement.replied(
+        message.chat.id, user.id, target.message_id, message.date
+    )
+
+
 async def _score(message: Message, gamification: GamificationServices) -> None:
     thanks = thanks_fact(message, gamification.config, gamification.thanks_triggers)
     if thanks is None:
         fact = activity_fact(message, gamification.config)
         if fact is not None:
             await gamification.score_message(fact)
+        await _engage(message, gamification)
         return
+    # A thanks earns through the thanks rules; it is not also engagement (a ring of
+    # accounts thanking each other would lift each other's engagement record).
     # A thanks earns the thanked person points; it is not also activity of its own,
     # otherwise a ring of people thanking each other would farm both.
     gamification.stats.messages_seen[message.chat.id] += 1

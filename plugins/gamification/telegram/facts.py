@@ -5,9 +5,9 @@ from __future__ import annotations
 from datetime import UTC
 
 from aiogram.enums import ChatType
-from aiogram.types import Message, User
+from aiogram.types import Message, MessageReactionUpdated, User
 
-from plugins.gamification.domain.activity import ActivityFact, ThanksFact, is_thanks
+from plugins.gamification.domain.activity import ActivityFact, ReactionFact, ThanksFact, is_thanks
 from plugins.gamification.domain.config import GamificationConfig
 from plugins.gamification.services.gamification import Person
 
@@ -62,6 +62,10 @@ def activity_fact(message: Message, config: GamificationConfig) -> ActivityFact 
     kind = USER_CONTENT.get(message.content_type)
     if kind is None:
         return None
+    target = replied_message(message)
+    replied_to = target.from_user if target is not None else None
+    if target is None or replied_to is None or replied_to.is_bot or target.sender_chat:
+        target = replied_to = None  # only a reply to a person is an answer
     return ActivityFact(
         chat_id=message.chat.id,
         user_id=user.id,
@@ -69,6 +73,38 @@ def activity_fact(message: Message, config: GamificationConfig) -> ActivityFact 
         kind=kind,
         text=message.text or message.caption or "",
         sent_at=message.date.astimezone(UTC),
+        media_id=media_id(message),
+        reply_to_message=target.message_id if target is not None else None,
+        reply_to_user=replied_to.id if replied_to is not None else None,
+    )
+
+
+def media_id(message: Message) -> str:
+    """The file's file_unique_id (the same for the same file, whoever sends it), or ''."""
+    if message.photo:
+        return message.photo[-1].file_unique_id
+    for media in (
+        message.sticker, message.video, message.animation, message.voice,
+        message.video_note, message.audio, message.document,
+    ):  # fmt: skip
+        if media is not None:
+            return media.file_unique_id
+    return ""
+
+
+def reaction_fact(update: MessageReactionUpdated) -> ReactionFact | None:
+    """A member's reactions on a group message changed; None for anonymous or bot ones."""
+    user = update.user
+    if user is None or user.is_bot or update.actor_chat is not None:
+        return None
+    if update.chat.type not in GROUP_TYPES:
+        return None
+    return ReactionFact(
+        chat_id=update.chat.id,
+        user_id=user.id,
+        message_id=update.message_id,
+        added=bool(update.new_reaction),
+        at=update.date.astimezone(UTC),
     )
 
 

@@ -36,7 +36,9 @@ ADMIN_HELP = (
     "/award, /deduct &lt;target&gt; &lt;amount&gt; [reason]; /revert &lt;tx&gt; [reason];"
     " /freeze, /unfreeze, /audit &lt;target&gt;.\n"
     "A target is a reply to the person's message, an @username or a numeric id.\n"
-    "The bot's own admins also have /integrity and /gstats, which cover every chat."
+    "The bot's own admins also have /integrity and /gstats, which cover every chat.\n"
+    "Reactions count as engagement only when I am an admin of the chat (Telegram sends"
+    " reactions to admins only)."
 )
 PRIVACY_HINT = (
     "\n\n⚠️ I have not seen any ordinary message here yet. To score activity I must see"

@@ -41,6 +41,18 @@ UNLIMITED = {
     "anti_abuse": {"cooldown_seconds": 0, "repeat_window_seconds": 0, "burst_messages": 1000},
 }
 INBOUND_LOG = "plugins.gamification.bus.inbound"
+# Distinct real words: templated lines from many people would be copies of each other.
+_NOTES_TEXT = """
+apple river castle garden window yellow morning kitchen planet guitar summer pencil
+forest bridge winter candle silver market island doctor rocket jacket button letter
+monkey orange puzzle rabbit saddle tunnel violin wallet anchor basket
+"""
+NOTES = tuple(_NOTES_TEXT.split())
+
+
+def note(n: int) -> str:
+    """A sentence of its own for each n."""
+    return " ".join(NOTES[(n * 7 + k * 5) % len(NOTES)] for k in range(6)) + f" {n}"
 
 
 def bus_of(h: TelegramHarness) -> InProcessBus:
@@ -387,7 +399,7 @@ async def test_a_bus_outage_never_stops_awarding_and_loses_nothing(
     async def burst(round_: int) -> None:
         h.clock.advance(1)  # apart from the last round, so no message is a repeat
         for n, person in enumerate(people):
-            await h.say(CHAT, person, f"round {round_} note {n}: {'xyz' * (n + 1)} {round_ * n}")
+            await h.say(CHAT, person, note(round_ * 10 + n))
         await inbound_of(h).handle(event("game.won", f"won-{round_}", user=100))
         await h.say(CHAT, MOD, f"/award 101 7 round {round_}")
         assert h.last_text(CHAT_ID).startswith("P1 +7 (#")
@@ -455,7 +467,7 @@ async def test_awarding_never_waits_for_a_hanging_bus(make_bus_harness: MakeBusH
     assert stats.operations - operations == 200
     assert stats.batches - batches <= 10  # grouped as usual, not one commit per award
     for n in range(20):
-        await h.say(CHAT, UpdateFactory.user(300 + n, f"Q{n}"), f"still scoring {n} {'ab' * n}")
+        await h.say(CHAT, UpdateFactory.user(300 + n, f"Q{n}"), note(n))
     assert h.tx_count() == 1 + 200 + 20
     assert bus.attempts >= 1
     assert relay_of(h).delivered == 0

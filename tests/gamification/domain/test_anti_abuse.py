@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from benchmarks.farming import sentence
 from plugins.gamification.domain.activity import ActivityFact, is_thanks, points_for
 from plugins.gamification.domain.anti_abuse import (
     SKETCH,
@@ -44,8 +45,12 @@ def fact(text: str = "a perfectly ordinary message", *, user: int = 1, **kw: Any
     return ActivityFact(**fields)
 
 
+# The classic rules alone (a hard cooldown, no engagement weighting), unless a test asks.
+PLAIN = {"cooldown_burst": 1, "monologue_factor": 1, "engaged_share": 0}
+
+
 def gate(**settings: Any) -> AntiAbuseGate:
-    return AntiAbuseGate(AntiAbuseSection(**settings))
+    return AntiAbuseGate(AntiAbuseSection(**{**PLAIN, **settings}))
 
 
 def at(seconds: float) -> datetime:
@@ -475,3 +480,87 @@ def test_a_tracked_person_costs_a_bounded_few_kilobytes() -> None:
         tracemalloc.stop()
     assert len(g) == people
     assert per_person < 16 * 1024, f"{per_person / 1024:.1f} KiB per tracked person"
+
+
+# -- engagement-era rules -----------------------------------------------------------------
+
+
+def test_the_token_bucket_lets_three_quick_follow_ups_through_then_one_a_minute() -> None:
+    g = gate(cooldown_burst=3)
+    verdicts = [g.judge(fact(SENTENCES[n]), 20, at(n * 10), DAY) for n in range(4)]
+    assert [v.refusal for v in verdicts] == [None, None, None, Refusal.COOLDOWN]
+    assert g.judge(fact(SENTENCES[4]), 20, at(90), DAY).allowed  # a token back at 60 s
+    assert g.judge(fact(SENTENCES[5]), 20, at(95), DAY).refusal is Refusal.COOLDOWN
+
+
+def test_a_short_answer_scores_at_half_and_short_padding_does_not() -> None:
+    g = gate()
+    assert g.judge(fact("ok"), 20, T0, DAY).refusal is Refusal.TOO_SHORT
+    answer = g.judge(fact("ok", user=2, reply_to_user=1, reply_to_message=1), 20, at(1), DAY)
+    assert answer.amount == 10
+    assert [m.name for m in answer.multipliers] == ["short answer"]
+    # Said within two minutes of someone else: an answer too; later, padding again.
+    assert g.judge(fact("no", user=3), 20, at(30), DAY).amount == 10
+    assert g.judge(fact("no", user=4), 20, at(400), DAY).refusal is Refusal.TOO_SHORT
+
+
+def test_copying_another_persons_recent_message_earns_nothing() -> None:
+    g = gate()
+    original = "I finally finished the castle puzzle, a thousand pieces of grey sky"
+    assert g.judge(fact(original, user=1), 20, T0, DAY).allowed
+    assert g.judge(fact(original, user=2), 20, at(100), DAY).refusal is Refusal.COPY
+    shuffled = " ".join(reversed(original.split()))
+    assert g.judge(fact(shuffled, user=3), 20, at(200), DAY).refusal is Refusal.COPY
+    assert g.judge(fact(original, user=4), 20, at(4000), DAY).allowed  # an hour later
+
+
+def test_letter_soup_earns_nothing_and_the_same_file_is_a_repeat() -> None:
+    g = gate()
+    soup = fact("qzxkvbnmwrtplkjhgfdsqzxcv")
+    assert g.judge(soup, 20, T0, DAY).refusal is Refusal.LETTER_SOUP
+    photo = {"kind": "photo", "text": "", "media_id": "file-1"}
+    assert g.judge(fact(**photo), 10, at(100), DAY).allowed
+    assert g.judge(fact(**photo), 10, at(200), DAY).refusal is Refusal.REPEAT
+    # Another person's same photo is a copy; the same sticker is shared vocabulary.
+    assert g.judge(fact(user=2, **photo), 10, at(300), DAY).refusal is Refusal.COPY
+    sticker = {"kind": "sticker", "text": "", "media_id": "sticker-1"}
+    assert g.judge(fact(user=3, **sticker), 2, at(400), DAY).allowed
+    assert g.judge(fact(user=4, **sticker), 2, at(500), DAY).allowed
+
+
+def test_an_unanswered_record_falls_to_nothing_and_engagement_lifts_it() -> None:
+    g = gate(cooldown_seconds=0, engaged_share=0.25, monologue_factor=1)
+    amounts = [g.judge(fact(SENTENCES[n % 10] + f" {n}" * n), 20, at(n), DAY).amount
+               for n in range(12)]  # fmt: skip
+    assert amounts[:3] == [20, 20, 20]
+    assert amounts[-1] == 0
+    for responder in range(100, 106):
+        g.engaged(CHAT, 1, DAY, responder)
+    assert g.judge(fact("a new thought about the castle garden"), 20, at(50), DAY).amount == 20
+
+
+def test_a_closed_group_counts_two_engaged_messages_per_responder() -> None:
+    g = gate(cooldown_seconds=0, engaged_share=0.25, monologue_factor=1)
+    rng = random.Random(4)
+    for n in range(40):
+        assert g.judge(fact(sentence(rng)), 20, at(n * 60), DAY).refusal in (
+            None,
+            Refusal.NO_ENGAGEMENT,
+        )
+    for _ in range(20):
+        g.engaged(CHAT, 1, DAY, 200)  # one account engaging everything
+    late = g.judge(fact("and yet another message nobody else answers"), 20, at(9999), DAY)
+    assert late.refusal is Refusal.NO_ENGAGEMENT
+
+
+def test_a_monologue_is_worth_a_quarter_and_the_relative_cap_clips() -> None:
+    g = gate(monologue_factor=0.25)
+    alone = g.judge(fact(SENTENCES[0]), 20, T0, DAY)
+    assert alone.amount == 5
+    assert [m.name for m in alone.multipliers] == ["monologue"]
+    g.judge(fact(SENTENCES[1], user=2), 20, at(10), DAY)
+    capped = g.judge(fact(SENTENCES[2], user=2), 20, at(100), DAY, cap=25)
+    assert capped.amount == 5
+    assert g.judge(fact(SENTENCES[3], user=2), 20, at(200), DAY, cap=25).refusal is (
+        Refusal.CHAT_CAP
+    )

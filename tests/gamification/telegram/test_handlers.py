@@ -436,11 +436,11 @@ async def test_gstats_counts_awards_and_refusals(make_harness: MakeHarness) -> N
     h = await make_harness(admins={CHAT_ID: {9}}, admin_ids=[9], gamification=FIXED)
     await meet(h, ALICE)
     await h.say(CHAT, ALICE, "ok")
-    await h.say(CHAT, BOB, "hi")
+    await h.say(CHAT, BOB, "hi")  # an answer to Alice: short, so worth half
     text = await reply_sent(h, MOD, "/gstats")
     assert text.startswith("<b>Points service</b>\n")
-    assert "Awards: 1 (10 points), repeats ignored: 0" in text
-    assert "Refused: too_short 2" in text
+    assert "Awards: 2 (15 points), repeats ignored: 0" in text
+    assert "Refused: too_short 1" in text
 
 
 # -- admin commands: refusals ------------------------------------------------------------
@@ -702,14 +702,17 @@ async def test_disabled_activity_scores_no_messages(make_harness: MakeHarness) -
 
 
 async def test_cooldown(h: TelegramHarness) -> None:
-    await h.say(CHAT, ALICE, SENTENCES[0])
-    h.clock.advance(30)
-    await h.say(CHAT, ALICE, SENTENCES[1])
+    """A token bucket: three quick messages score, the fourth waits for a refill."""
+    for sentence in SENTENCES[:4]:
+        await h.say(CHAT, ALICE, sentence)
+        h.clock.advance(10)
     assert h.services.stats.refusals["cooldown"] == 1
-    assert await h.balance(CHAT_ID, 1) == 10
-    h.clock.advance(31)
-    await h.say(CHAT, ALICE, SENTENCES[2])
-    assert await h.balance(CHAT_ID, 1) == 20
+    assert await h.balance(CHAT_ID, 1) == 30
+    h.clock.advance(31)  # 71 s after the first: one token back
+    await h.say(CHAT, ALICE, SENTENCES[4])
+    assert await h.balance(CHAT_ID, 1) == 40
+    await h.say(CHAT, ALICE, SENTENCES[5])
+    assert h.services.stats.refusals["cooldown"] == 2
 
 
 @pytest.mark.parametrize("text", ["ok", "!!!!!!!!!!!", "a a a a a a", "o\u200b\u200bk", " . "])
@@ -766,7 +769,7 @@ async def test_burst_is_refused_and_flagged(h: TelegramHarness) -> None:
         h.clock.advance(1)
     refusals = h.services.stats.refusals
     assert refusals["burst"] == 1
-    assert refusals["cooldown"] == 7
+    assert refusals["cooldown"] == 5  # three tokens, then one a minute
     assert h.rows("SELECT chat_id, user_id, reason FROM suspicions") == [(CHAT_ID, 1, "burst")]
     assert not h.services.is_frozen(CHAT_ID, 1)
 
@@ -787,7 +790,7 @@ async def test_burst_freezes_with_auto_freeze_and_the_freeze_survives_restart(
     h.clock.advance(3600)
     await h.say(CHAT, ALICE, SENTENCES[10])
     assert h.services.stats.refusals["frozen"] == 1
-    assert await h.balance(CHAT_ID, 1) == 10
+    assert await h.balance(CHAT_ID, 1) == 30  # the bucket's three, before the burst
 
 
 async def test_admin_freeze_survives_restart(h: TelegramHarness) -> None:
@@ -1121,11 +1124,18 @@ async def test_media_earns_the_configured_points(
     assert h.tx_count() == (1 if points else 0)
 
 
-async def test_a_photo_is_not_too_short_and_obeys_the_cooldown(
+async def test_a_photo_is_not_too_short_the_same_file_is_a_repeat_and_obeys_the_cooldown(
     make_harness: MakeHarness,
 ) -> None:
     h = await make_harness(gamification={"activity": {"points": {"photo": 7}}})
     await h.say(CHAT, ALICE, content=PHOTO)
     await h.say(CHAT, ALICE, content=PHOTO)
     assert await h.balance(CHAT_ID, 1) == 7
+    assert h.services.stats.refusals["repeat"] == 1
+    for n in range(2, 5):
+        photo = {
+            "photo": [{"file_id": f"p{n}", "file_unique_id": f"u{n}", "width": 9, "height": 9}]
+        }
+        await h.say(CHAT, ALICE, content=photo)
+    assert await h.balance(CHAT_ID, 1) == 21
     assert h.services.stats.refusals["cooldown"] == 1

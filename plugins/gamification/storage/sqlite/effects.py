@@ -159,6 +159,8 @@ class Effects:
     def counter_names(tx: Transaction) -> tuple[str, ...]:
         tag = tx.breakdown.tag
         if tx.kind is TxKind.ACTIVITY:
+            if tag == "engagement":
+                return ()  # a bonus on an earlier message, not a message of its own
             return ("activity:*", f"activity:{tag}") if tag else ("activity:*",)
         if tx.kind is TxKind.EVENT and tag:
             return (f"event:{tag}",)

@@ -36,6 +36,25 @@ COUNT_THANKS_GIVEN = (
     "SELECT COUNT(*) FROM transactions WHERE chat_id = ? AND actor_id = ?"
     " AND kind = 'thanks' AND created_at >= ?"
 )
+COUNT_SCORED_MESSAGES = (
+    "SELECT COUNT(*) FROM transactions WHERE chat_id = ? AND user_id = ? AND kind = 'activity'"
+    " AND idem_key LIKE 'msg:%' AND created_at >= ?"
+)
+# Engagement bonuses a member received, by the member who engaged them.
+ENGAGED_BY = (
+    "SELECT actor_id, COUNT(*) FROM transactions WHERE chat_id = ? AND user_id = ?"
+    " AND kind = 'activity' AND idem_key LIKE 'eng:%' AND created_at >= ? GROUP BY actor_id"
+)
+COUNT_ENGAGED_PAIR = (
+    "SELECT COUNT(*) FROM transactions WHERE chat_id = ? AND user_id = ? AND actor_id = ?"
+    " AND kind = 'activity' AND idem_key LIKE 'eng:%' AND created_at >= ?"
+)
+# Activity points per member and UTC day over a range of days: the chat's member-days.
+MEMBER_DAYS = (
+    "SELECT SUM(amount) FROM transactions WHERE chat_id = ? AND kind = 'activity'"
+    " AND amount > 0 AND created_at >= ? AND created_at < ?"
+    " GROUP BY user_id, substr(created_at, 1, 10)"
+)
 SELECT_TODAY = (
     "SELECT streak_day, streak_length, activity_day, activity_today FROM accounts"
     " WHERE chat_id = ? AND user_id = ?"

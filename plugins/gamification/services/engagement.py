@@ -1,0 +1,214 @@
+"""The ledger side of engagement: members' history, the chat's relative cap, and awarding
+engagement bonuses and reaction points (the rules themselves are in engagement.py).
+
+Relative cap: no one earns more activity points in a day than `anti_abuse.relative_cap`
+times the chat's typical active member's day: the median, over the member-days with any
+activity points in the last `relative_cap_days` whole days (UTC days), read from the
+ledger once an hour per chat, and never below `relative_cap_floor`, so a new or quiet
+chat is not capped to nothing. The cap follows each community instead of a constant.
+
+History: a member's scored messages in the chat over the last days, counted in the ledger
+(so it survives restarts) and cached for a few minutes. Only members with history of
+their own engage others, and only they can thank.
+"""
+
+from __future__ import annotations
+
+import logging
+import statistics
+from collections import OrderedDict
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import TYPE_CHECKING
+
+from plugins.gamification.domain.activity import ActivityFact, ReactionFact
+from plugins.gamification.domain.anti_abuse import Refusal
+from plugins.gamification.domain.clock import format_utc
+from plugins.gamification.domain.engagement import EngagementBook, Outcome
+from plugins.gamification.domain.errors import GamificationError
+from plugins.gamification.domain.keys import engagement_key, reaction_key
+from plugins.gamification.domain.models import Multiplier, TxKind
+from plugins.gamification.domain.rules import apply_multipliers
+from plugins.gamification.storage.sqlite import sidetables as sql
+
+if TYPE_CHECKING:
+    from plugins.gamification.services.gamification import GamificationServices
+
+log = logging.getLogger(__name__)
+
+CAP_REFRESH_SECONDS = 3600.0
+HISTORY_SECONDS = 300.0
+# Counts at least this high are cached for HISTORY_SECONDS (above every default threshold).
+HISTORY_TRUSTED = 10
+HISTORY_CACHE = 50_000
+
+
+class EngagementService:
+    """Engagement, relative caps and history for one GamificationServices."""
+
+    def __init__(self, services: GamificationServices) -> None:
+        self.services = services
+        config = services.config
+        self.book = EngagementBook(config.engagement, config.reactions)
+        self._bonus = Multiplier("engaged", config.engagement.bonus)
+        self._caps: dict[int, tuple[float, int | None]] = {}
+        self._history: OrderedDict[tuple[int, int, int], tuple[float, int]] = OrderedDict()
+
+    # -- relative cap -------------------------------------------------------------------
+
+    async def chat_cap(self, chat_id: int) -> int | None:
+        """Today's relative cap of the chat, or None when it is switched off."""
+        s = self.services.config.anti_abuse
+        if s.relative_cap <= 0:
+            return None
+        now = self.services.clock.now().timestamp()
+        cached = self._caps.get(chat_id)
+        if cached is not None and now - cached[0] < CAP_REFRESH_SECONDS:
+            return cached[1]
+        today = self.services.today()
+        start = datetime.fromisoformat(today.replace("Z", "+00:00"))
+        since = format_utc(start - timedelta(days=s.relative_cap_days))
+        rows = await self.services.store.fetchall(sql.MEMBER_DAYS, (chat_id, since, today))
+        days = [int(row[0]) for row in rows]
+        median = statistics.median(days) if days else 0
+        cap = max(s.relative_cap_floor, round(s.relative_cap * median))
+        self._caps[chat_id] = (now, cap)
+        if len(self._caps) > HISTORY_CACHE:
+            self._caps.pop(next(iter(self._caps)))
+        return cap
+
+    # -- history ------------------------------------------------------------------------
+
+    async def scored_messages(self, chat_id: int, user_id: int, days: int) -> int:
+        """The member's scored messages in the chat over the last `days` days."""
+        now = self.services.clock.now()
+        key = (chat_id, user_id, days)
+        cached = self._history.get(key)
+        # A low count is read again each time: a newcomer's history grows by the minute.
+        fresh = cached is not None and now.timestamp() - cached[0] < HISTORY_SECONDS
+        if cached is not None and fresh and cached[1] >= HISTORY_TRUSTED:
+            return cached[1]
+        since = format_utc(now - timedelta(days=days))
+        rows = await self.services.store.fetchall(
+            sql.COUNT_SCORED_MESSAGES, (chat_id, user_id, since)
+        )
+        count = int(rows[0][0]) if rows else 0
+        self._history[key] = (now.timestamp(), count)
+        if len(self._history) > HISTORY_CACHE:
+            self._history.popitem(last=False)
+        return count
+
+    async def engaged_recently(self, chat_id: int, user_id: int) -> tuple[int, list[int]]:
+        """The member's messages others engaged with over `anti_abuse.engagement_days`."""
+        if not self.services.config.engagement.enabled:
+            return 0, []
+        since = format_utc(
+            self.services.clock.now()
+            - timedelta(days=self.services.config.anti_abuse.engagement_days)
+        )
+        rows = await self.services.store.fetchall(sql.ENGAGED_BY, (chat_id, user_id, since))
+        return sum(int(count) for _, count in rows), [int(actor) for actor, _ in rows][:64]
+
+    async def has_history(self, chat_id: int, user_id: int) -> bool:
+        e = self.services.config.engagement
+        if e.min_history_messages <= 0:
+            return True
+        count = await self.scored_messages(chat_id, user_id, e.history_days)
+        return count >= e.min_history_messages
+
+    # -- responses ----------------------------------------------------------------------
+
+    def posted(self, fact: ActivityFact, base: int) -> None:
+        """Remember a scoreable message, so replies and reactions to it can engage it."""
+        if self.services.config.engagement.enabled or self.services.config.reactions.enabled:
+            self.book.posted(
+                fact.chat_id, fact.message_id, fact.user_id, fact.sent_at.timestamp(), base
+            )
+
+    async def replied(self, chat_id: int, responder: int, message_id: int, at: datetime) -> None:
+        """Another member replied to a remembered message."""
+        posted = self.book.lookup(chat_id, message_id, at.timestamp())
+        if posted is None or posted.engaged or posted.author == responder:
+            return
+        if not await self.has_history(chat_id, responder):
+            self.services.stats.refusals[Refusal.RESPONDER_INACTIVE] += 1
+            return
+        outcome = self.book.respond(
+            chat_id, message_id, responder, self.services.today(), reaction=False
+        )
+        if outcome is not None:
+            await self._award(outcome)
+
+    async def reacted(self, fact: ReactionFact) -> None:
+        """A reaction appeared or went away; settles whatever is due."""
+        self.book.react(
+            fact.chat_id, fact.message_id, fact.user_id, fact.at.timestamp(), fact.added
+        )
+        await self.settle()
+
+    async def settle(self) -> None:
+        """Award the reactions that stayed in place for `reactions.settle_seconds`."""
+        due = self.book.due(self.services.clock.now().timestamp())
+        for chat_id, message_id, reactor in due:
+            if not await self.has_history(chat_id, reactor):
+                continue
+            outcome = self.book.respond(
+                chat_id, message_id, reactor, self.services.today(), reaction=True
+            )
+            if outcome is not None:
+                await self._award(outcome)
+
+    async def _award(self, outcome: Outcome) -> None:
+        services, chat_id = self.services, outcome.chat_id
+        try:
+            if outcome.bonus:
+                services.gate.engaged(chat_id, outcome.author, services.today(), outcome.responder)
+                await self._bonus_award(outcome)
+            if outcome.reaction:
+                await services.engine.award(
+                    chat_id,
+                    outcome.author,
+                    services.config.reactions.points,
+                    key=reaction_key(chat_id, outcome.message_id, outcome.responder),
+                    kind=TxKind.REACTION,
+                    actor_id=outcome.responder,
+                    reason="reaction",
+                    tag="reaction",
+                )
+        except GamificationError as exc:
+            log.warning("chat %s message %s: engagement not awarded: %s", chat_id,
+                        outcome.message_id, exc)  # fmt: skip
+
+    async def _bonus_award(self, outcome: Outcome) -> None:
+        services = self.services
+        # The same two members over and over: each earlier engagement in the window halves
+        # the bonus, as with thanks (friends answer each other; a ring answers nobody else).
+        since = format_utc(
+            services.clock.now() - timedelta(days=services.config.anti_abuse.engagement_days)
+        )
+        rows = await services.store.fetchall(
+            sql.COUNT_ENGAGED_PAIR, (outcome.chat_id, outcome.author, outcome.responder, since)
+        )
+        earlier = int(rows[0][0]) if rows else 0
+        factors = [self._bonus]
+        if earlier:
+            factors.append(Multiplier(f"pair x{earlier}", (Decimal("0.5") ** earlier)))
+        worth = apply_multipliers(outcome.base, factors).result
+        if worth <= 0:
+            return
+        granted = services.gate.add_engagement_points(
+            outcome.chat_id, outcome.author, services.today(), worth
+        )
+        if granted <= 0:
+            return
+        base, multipliers = (outcome.base, factors) if granted == worth else (granted, [])
+        await services.engine.award(
+            outcome.chat_id,
+            outcome.author,
+            base,
+            key=engagement_key(outcome.chat_id, outcome.message_id),
+            reason="engagement",
+            actor_id=outcome.responder,
+            multipliers=multipliers,
+            tag="engagement",
+        )
