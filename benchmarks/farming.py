@@ -33,7 +33,7 @@ from typing import Any
 from aiogram.types import Update
 
 from bot.app import build_app
-from bot.config import AppConfig, StorageSettings
+from bot.config import AppConfig, StorageSettings, load_config
 from bot.registry import default_registry
 from bot.testing import RecordingSession, UpdateFactory
 from plugins.gamification.domain.activity import ActivityFact
@@ -423,12 +423,14 @@ class Outcome:
 
 
 def _config(database: Path, overrides: Mapping[str, Any]) -> AppConfig:
-    sections = {name: model() for name, model in default_registry().config_models().items()}
+    registry = default_registry()
+    base = load_config(None, plugin_models=registry.config_models(), environ={})
+    sections = dict(base.plugin_sections)
     defaults = GamificationConfig().model_dump()
     for section, values in overrides.items():
         defaults[section] = {**defaults[section], **values}
     sections["gamification"] = GamificationConfig.model_validate(defaults)
-    return AppConfig().model_copy(
+    return base.model_copy(
         update={
             "storage": StorageSettings(database=database, synchronous="NORMAL"),
             "plugin_sections": sections,

@@ -152,7 +152,8 @@ def locked_bot(path: Path, cooldown: int = 0) -> TelegramHarness:
         admins={CHAT_ID: {9}},
         gamification={
             "activity": {"points": {"text": 10}},
-            "anti_abuse": {"cooldown_seconds": cooldown},
+            # A hard cooldown: one message, then none until it has passed.
+            "anti_abuse": {"cooldown_seconds": cooldown, "cooldown_burst": 1},
         },
     )
     h.config = h.config.model_copy(

@@ -145,7 +145,8 @@ async def running_bot(tmp_path: Path, api: FakeBotAPI) -> AsyncIterator[tuple[Ap
         db,
         gamification={
             "activity": {"points": {"text": 10}},
-            "anti_abuse": {"cooldown_seconds": 0},
+            # The messages of the fault are alike on purpose: not copies here.
+            "anti_abuse": {"cooldown_seconds": 0, "copy_min_length": 4096},
             "events": {"rules": {"game.won": 20}},
         },
     )
