@@ -42,6 +42,7 @@ from plugins.gamification.domain.clock import FakeClock
 from plugins.gamification.domain.config import GamificationConfig
 from plugins.gamification.domain.models import Breakdown
 from plugins.gamification.services.gamification import GamificationServices
+from plugins.gamification.storage.sqlite.store import LedgerStore
 
 START = datetime(2026, 11, 23, tzinfo=UTC)  # a Monday
 CHATS = (-1001, -1002)
@@ -467,7 +468,9 @@ async def run(
             assert isinstance(services, GamificationServices)
             _watch(services, outcome)
             await _feed(app, stream, clock, factory, outcome)
-            rows = await services.store.fetchall(
+            store = services.engine.store
+            assert isinstance(store, LedgerStore)
+            rows = await store.fetchall(
                 "SELECT user_id, amount, kind, breakdown FROM transactions", ()
             )
         finally:

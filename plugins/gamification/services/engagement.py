@@ -29,7 +29,6 @@ from plugins.gamification.domain.errors import GamificationError
 from plugins.gamification.domain.keys import engagement_key, reaction_key
 from plugins.gamification.domain.models import Multiplier, TxKind
 from plugins.gamification.domain.rules import apply_multipliers
-from plugins.gamification.storage.sqlite import sidetables as sql
 
 if TYPE_CHECKING:
     from plugins.gamification.services.gamification import GamificationServices
@@ -68,8 +67,7 @@ class EngagementService:
         today = self.services.today()
         start = datetime.fromisoformat(today.replace("Z", "+00:00"))
         since = format_utc(start - timedelta(days=s.relative_cap_days))
-        rows = await self.services.store.fetchall(sql.MEMBER_DAYS, (chat_id, since, today))
-        days = [int(row[0]) for row in rows]
+        days = await self.services.engine.store.member_days(chat_id, since, today)
         median = statistics.median(days) if days else 0
         cap = max(s.relative_cap_floor, round(s.relative_cap * median))
         self._caps[chat_id] = (now, cap)
@@ -89,10 +87,7 @@ class EngagementService:
         if cached is not None and fresh and cached[1] >= HISTORY_TRUSTED:
             return cached[1]
         since = format_utc(now - timedelta(days=days))
-        rows = await self.services.store.fetchall(
-            sql.COUNT_SCORED_MESSAGES, (chat_id, user_id, since)
-        )
-        count = int(rows[0][0]) if rows else 0
+        count = await self.services.engine.store.scored_messages(chat_id, user_id, since)
         self._history[key] = (now.timestamp(), count)
         if len(self._history) > HISTORY_CACHE:
             self._history.popitem(last=False)
@@ -106,8 +101,8 @@ class EngagementService:
             self.services.clock.now()
             - timedelta(days=self.services.config.anti_abuse.engagement_days)
         )
-        rows = await self.services.store.fetchall(sql.ENGAGED_BY, (chat_id, user_id, since))
-        return sum(int(count) for _, count in rows), [int(actor) for actor, _ in rows][:64]
+        rows = await self.services.engine.store.engaged_by(chat_id, user_id, since)
+        return sum(count for _, count in rows), [actor for actor, _ in rows][:64]
 
     async def has_history(self, chat_id: int, user_id: int) -> bool:
         e = self.services.config.engagement
@@ -186,10 +181,9 @@ class EngagementService:
         since = format_utc(
             services.clock.now() - timedelta(days=services.config.anti_abuse.engagement_days)
         )
-        rows = await services.store.fetchall(
-            sql.COUNT_ENGAGED_PAIR, (outcome.chat_id, outcome.author, outcome.responder, since)
+        earlier = await services.engine.store.engaged_pair(
+            outcome.chat_id, outcome.author, outcome.responder, since
         )
-        earlier = int(rows[0][0]) if rows else 0
         factors = [self._bonus]
         if earlier:
             factors.append(Multiplier(f"pair x{earlier}", (Decimal("0.5") ** earlier)))

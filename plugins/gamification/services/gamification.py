@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, timedelta
 from decimal import Decimal
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 from plugins.gamification.domain.activity import ActivityFact, ThanksFact, points_for
@@ -28,10 +28,8 @@ from plugins.gamification.services.engagement import EngagementService
 from plugins.gamification.services.retry import StorageRetry
 from plugins.gamification.services.stats import Stats
 from plugins.gamification.storage.options import DatabaseOptions
-from plugins.gamification.storage.records import AdminAction
-from plugins.gamification.storage.sqlite import sidetables as sql
-from plugins.gamification.storage.sqlite.effects import INSERT_OUTBOX
-from plugins.gamification.storage.sqlite.store import LedgerStore
+from plugins.gamification.storage.protocol import LedgerStorage
+from plugins.gamification.storage.records import AdminAction, KnownPerson, OutboxEvent
 
 if TYPE_CHECKING:
     from plugins.gamification.storage.sqlite.integrity import IntegrityReport
@@ -47,6 +45,12 @@ class Person:
     username: str | None
     full_name: str
     is_bot: bool = False
+
+
+def _person(known: KnownPerson | None) -> Person | None:
+    if known is None:
+        return None
+    return Person(known.user_id, known.username, known.full_name, known.is_bot)
 
 
 class GamificationServices:
@@ -68,9 +72,7 @@ class GamificationServices:
         self.last_report: IntegrityReport | None = None
         # (chat, user) -> (expires at, monotonic seconds; is admin); bounded by the handler.
         self.admin_cache: OrderedDict[tuple[int, int], tuple[float, bool]] = OrderedDict()
-        # The SQLite store itself: some statements here are not behind LedgerStorage's
-        # named methods yet.
-        self.store = cast(LedgerStore, engine.store)
+        self.store: LedgerStorage = engine.store
         # Every write the handlers and bus events make goes through it (see retry.py).
         self.retry = StorageRetry(engine.store.health, bound=retry_seconds)
         self.config = config
@@ -99,8 +101,7 @@ class GamificationServices:
 
     async def load(self) -> None:
         """Read the state that outlives a restart: frozen accounts."""
-        rows = await self.store.fetchall(sql.SELECT_FREEZES, ())
-        self.gate.frozen = {(int(chat), int(user)) for chat, user in rows}
+        self.gate.frozen = await self.store.frozen_accounts()
 
     async def close(self) -> None:
         await self.engine.close()
@@ -197,15 +198,13 @@ class GamificationServices:
         cached = self._days.get((chat_id, user_id))
         if cached is not None and cached[0] == today:
             return cached[1], cached[2]
-        rows = await self.store.fetchall(sql.SELECT_TODAY, (chat_id, user_id))
+        row = await self.store.today(chat_id, user_id)
         days, earned_today = 1, 0
-        if rows:
-            streak_day, length, activity_day, activity_today = rows[0]
-            last = date.fromisoformat(streak_day) if streak_day is not None else None
+        if row is not None:
             grace = self.config.progress.streak_grace_day
-            days = streak_if_active(last, int(length), today, grace)
-            if activity_day == today.isoformat():
-                earned_today = int(activity_today)
+            days = streak_if_active(row.streak_day, row.streak_length, today, grace)
+            if row.activity_day == today.isoformat():
+                earned_today = row.activity_today
         self._days[(chat_id, user_id)] = (today, days, earned_today)
         if len(self._days) > KNOWN_USERS_CACHE:
             self._days.popitem(last=False)
@@ -214,11 +213,8 @@ class GamificationServices:
     async def flag(self, chat_id: int, user_id: int, reason: str, detail: str) -> None:
         """Record a suspicion; freeze the account when the config says so."""
         now = format_utc(self.clock.now())
-        await self.retry(
-            self.store.execute_all,
-            (sql.INSERT_SUSPICION, (chat_id, user_id, reason, detail, now)),
-            self.outbox_row("abuse.suspected", chat_id, user_id, {"reason": reason}),
-        )
+        event = self.outbox_event("abuse.suspected", chat_id, user_id, {"reason": reason})
+        await self.retry(self.store.record_suspicion, chat_id, user_id, reason, detail, now, event)
         log.warning("suspicious activity in chat %s by user %s: %s", chat_id, user_id, reason)
         if self.config.anti_abuse.auto_freeze:
             await self.freeze(chat_id, user_id, None, f"automatic: {reason}")
@@ -271,15 +267,10 @@ class GamificationServices:
             return Refusal.THANKS_TOO_OLD
         # Both limits are read from the ledger, so they hold across restarts.
         since = format_utc(self.clock.now() - timedelta(seconds=settings.pair_cooldown_seconds))
-        rows = await self.store.fetchall(
-            sql.LAST_THANKS_PAIR, (fact.chat_id, fact.receiver_id, fact.giver_id, since)
-        )
-        if rows and rows[0][0]:
+        if await self.store.thanks_between(fact.chat_id, fact.receiver_id, fact.giver_id, since):
             return Refusal.THANKS_COOLDOWN
-        rows = await self.store.fetchall(
-            sql.COUNT_THANKS_GIVEN, (fact.chat_id, fact.giver_id, self.today())
-        )
-        if rows and rows[0][0] >= settings.daily_limit:
+        given = await self.store.thanks_given(fact.chat_id, fact.giver_id, self.today())
+        if given >= settings.daily_limit:
             return Refusal.THANKS_LIMIT
         return await self._judge_giver(fact)
 
@@ -296,10 +287,8 @@ class GamificationServices:
         if messages < settings.min_giver_messages:
             return Refusal.THANKS_GIVER_INACTIVE
         since = format_utc(self.clock.now() - timedelta(days=settings.giver_days))
-        rows = await self.store.fetchall(
-            sql.COUNT_THANKS_GIVEN, (fact.chat_id, fact.giver_id, since)
-        )
-        if rows and rows[0][0] >= settings.thanks_per_message * messages:
+        given = await self.store.thanks_given(fact.chat_id, fact.giver_id, since)
+        if given >= settings.thanks_per_message * messages:
             return Refusal.THANKS_GIVER_INACTIVE
         return None
 
@@ -315,10 +304,7 @@ class GamificationServices:
             (fact.receiver_id, fact.giver_id),
             (fact.giver_id, fact.receiver_id),
         ):
-            rows = await self.store.fetchall(
-                sql.LAST_THANKS_PAIR, (fact.chat_id, receiver, giver, since)
-            )
-            earlier += int(rows[0][0]) if rows else 0
+            earlier += await self.store.thanks_between(fact.chat_id, receiver, giver, since)
         if earlier == 0:
             return []
         factor = settings.pair_decay**earlier
@@ -346,12 +332,8 @@ class GamificationServices:
         # Not awaited: names are a convenience, and a message must not wait for a commit
         # to be remembered. The writer logs a failure; the person's next message writes
         # the name again (a locked or full database fails these writes for a while).
-        self.store.execute_later(
-            sql.UPSERT_KNOWN_USER,
-            person.user_id,
-            person.username,
-            person.full_name,
-            int(person.is_bot),
+        self.store.remember_person_later(
+            KnownPerson(person.user_id, person.username, person.full_name, person.is_bot),
             format_utc(self.clock.now()),
             on_failure=lambda: self._unsaved.add(person.user_id),
         )
@@ -360,8 +342,7 @@ class GamificationServices:
         known = self._people.get(user_id)
         if known is not None:
             return known
-        rows = await self.store.fetchall(sql.SELECT_KNOWN_USER, (user_id,))
-        return Person(rows[0][0], rows[0][1], rows[0][2], bool(rows[0][3])) if rows else None
+        return _person(await self.store.known_person(user_id))
 
     async def find_username(self, username: str) -> Person | None:
         # Memory first: the person may have been seen a moment ago, before their row is
@@ -374,8 +355,7 @@ class GamificationServices:
             and known.username.casefold() == (username.lstrip("@").casefold())
         ):
             return known
-        rows = await self.store.fetchall(sql.SELECT_KNOWN_USERNAME, (username.lstrip("@"),))
-        return Person(rows[0][0], rows[0][1], rows[0][2], bool(rows[0][3])) if rows else None
+        return _person(await self.store.known_username(username.lstrip("@")))
 
     async def name_of(self, user_id: int) -> str:
         """A display name that never pings: the full name, else the id."""
@@ -417,28 +397,26 @@ class GamificationServices:
         self.gate.frozen.discard((chat_id, user_id))
         return True
 
-    def outbox_row(
+    def outbox_event(
         self, kind: str, chat_id: int | None, user_id: int | None, payload: dict[str, object]
-    ) -> tuple[str, tuple[object, ...]]:
-        """The statement that queues an event in the outbox, to commit with other writes."""
+    ) -> OutboxEvent:
+        """An event for the outbox, to commit with the write it belongs to."""
         body = json.dumps(payload, separators=(",", ":"), ensure_ascii=False, default=str)
         now = format_utc(self.clock.now())
-        return INSERT_OUTBOX, (f"{kind}:{uuid.uuid4().hex}", kind, chat_id, user_id, body, now)
+        return OutboxEvent(f"{kind}:{uuid.uuid4().hex}", kind, chat_id, user_id, body, now)
 
     async def publish_later(
         self, kind: str, chat_id: int | None, user_id: int | None, payload: dict[str, object]
     ) -> None:
         """Queue an event through the outbox: committed like a ledger row, relayed later."""
-        await self.retry(self.store.execute_all, self.outbox_row(kind, chat_id, user_id, payload))
+        await self.retry(self.store.publish, self.outbox_event(kind, chat_id, user_id, payload))
 
     async def audit(
         self, chat_id: int, actor_id: int, action: str, target_id: int | None, detail: str
     ) -> None:
         now = format_utc(self.clock.now())
-        await self.retry(
-            self.store.execute,
-            sql.INSERT_ADMIN_ACTION, chat_id, actor_id, action, target_id, detail, now,
-        )  # fmt: skip
+        action_row = AdminAction(chat_id, actor_id, action, target_id, detail)
+        await self.retry(self.store.record_admin_action, action_row, now)
 
 
 async def open_services(

@@ -16,6 +16,7 @@ from plugins.gamification import PointsEngine
 from plugins.gamification.domain.config import GamificationConfig
 from plugins.gamification.services.gamification import GamificationServices
 from plugins.gamification.telegram.jobs import integrity_job, weekly_job
+from tests.support.sqlite_store import sqlite_store
 
 
 class Notes:
@@ -96,7 +97,7 @@ async def test_job_on_a_tampered_ledger_says_so(db_path: Path) -> None:
         text = notes.sent[0][1]
         assert "LEDGER CHECK FAILED" in text
         assert "account -5/1, transaction #2" in text
-        rows = await services.store.fetchall(
+        rows = await sqlite_store(services.engine).fetchall(
             "SELECT payload FROM outbox WHERE type = 'integrity.failed'", ()
         )
         assert len(rows) == 1
