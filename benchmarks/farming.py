@@ -41,7 +41,7 @@ from plugins.gamification.domain.anti_abuse import Verdict
 from plugins.gamification.domain.clock import FakeClock
 from plugins.gamification.domain.config import GamificationConfig
 from plugins.gamification.domain.models import Breakdown
-from plugins.gamification.services.gamification import GamificationServices
+from plugins.gamification.services.runtime import Services
 from plugins.gamification.storage.sqlite.store import LedgerStore
 
 START = datetime(2026, 11, 23, tzinfo=UTC)  # a Monday
@@ -465,7 +465,7 @@ async def run(
         app = await build_app(config, default_registry(), session=session, clock=clock)
         try:
             services = app.dispatcher.workflow_data["gamification"]
-            assert isinstance(services, GamificationServices)
+            assert isinstance(services, Services)
             _watch(services, outcome)
             await _feed(app, stream, clock, factory, outcome)
             store = services.engine.store
@@ -485,7 +485,7 @@ async def run(
     return outcome
 
 
-def _watch(services: GamificationServices, outcome: Outcome) -> None:
+def _watch(services: Services, outcome: Outcome) -> None:
     """Record every verdict: honest members' losses by reason, refusals by role."""
     judge = services.gate.judge
 

@@ -30,7 +30,7 @@ from bot.polling import Poller
 from bot.registry import default_registry
 from plugins.gamification.bus.events import Event
 from plugins.gamification.domain.keys import admin_key, event_key, message_key, thanks_key
-from plugins.gamification.services.gamification import GamificationServices
+from plugins.gamification.services.runtime import Services
 from plugins.gamification.storage.sqlite.integrity import run_check
 from plugins.gamification.telegram.runtime import Runtime
 from tests.reliability.conftest import Show
@@ -132,9 +132,9 @@ class FullDisk:
         self.full = False
 
 
-def services_of(app: App) -> GamificationServices:
+def services_of(app: App) -> Services:
     services = app.dispatcher.workflow_data["gamification"]
-    assert isinstance(services, GamificationServices)
+    assert isinstance(services, Services)
     return services
 
 

@@ -383,7 +383,7 @@ async def test_freeze_and_unfreeze(h: TelegramHarness) -> None:
     assert await reply_sent(h, MOD, "/freeze @bob farming") == (
         "Bob is frozen here and earns nothing until /unfreeze."
     )
-    assert h.services.is_frozen(CHAT_ID, 2)
+    assert h.services.moderation.is_frozen(CHAT_ID, 2)
     assert h.rows("SELECT chat_id, user_id, frozen_by, reason FROM freezes") == [
         (CHAT_ID, 2, 9, "farming")
     ]
@@ -663,7 +663,7 @@ async def test_never_scored(
 
 
 async def test_frozen_user_never_scores(h: TelegramHarness) -> None:
-    await h.services.freeze(CHAT_ID, 1, 9, "test")
+    await h.services.moderation.freeze(CHAT_ID, 1, 9, "test")
     await h.say(CHAT, ALICE, SENTENCES[0])
     assert h.tx_count() == 0
     assert h.services.stats.refusals["frozen"] == 1
@@ -760,7 +760,7 @@ async def test_burst_is_refused_and_flagged(h: TelegramHarness) -> None:
     assert refusals["burst"] == 1
     assert refusals["cooldown"] == 5  # three tokens, then one a minute
     assert h.rows("SELECT chat_id, user_id, reason FROM suspicions") == [(CHAT_ID, 1, "burst")]
-    assert not h.services.is_frozen(CHAT_ID, 1)
+    assert not h.services.moderation.is_frozen(CHAT_ID, 1)
 
 
 async def test_burst_freezes_with_auto_freeze_and_the_freeze_survives_restart(
@@ -770,12 +770,12 @@ async def test_burst_freezes_with_auto_freeze_and_the_freeze_survives_restart(
     for sentence in SENTENCES[:9]:
         await h.say(CHAT, ALICE, sentence)
         h.clock.advance(1)
-    assert h.services.is_frozen(CHAT_ID, 1)
+    assert h.services.moderation.is_frozen(CHAT_ID, 1)
     assert h.rows("SELECT user_id, frozen_by, reason FROM freezes") == [
         (1, None, "automatic: burst")
     ]
     await h.restart()
-    assert h.services.is_frozen(CHAT_ID, 1)
+    assert h.services.moderation.is_frozen(CHAT_ID, 1)
     h.clock.advance(3600)
     await h.say(CHAT, ALICE, SENTENCES[10])
     assert h.services.stats.refusals["frozen"] == 1
@@ -930,7 +930,7 @@ async def test_frozen_user_earns_nothing_from_thanks(h: TelegramHarness) -> None
 
 async def test_frozen_user_cannot_give_thanks(h: TelegramHarness) -> None:
     target = await bob_says(h)
-    await h.services.freeze(CHAT_ID, 1, 9, "test")
+    await h.services.moderation.freeze(CHAT_ID, 1, 9, "test")
     await h.say(CHAT, ALICE, "thanks", reply_to=target)
     assert thanks_rows(h) == []
     assert h.services.stats.refusals["frozen"] >= 1
@@ -1009,7 +1009,7 @@ async def test_redeliveries_do_not_count_as_a_burst(make_harness: MakeHarness) -
         await h.feed(update, update)
         h.clock.advance(1)
     assert h.services.stats.refusals["burst"] == 0
-    assert not h.services.is_frozen(CHAT_ID, 1)
+    assert not h.services.moderation.is_frozen(CHAT_ID, 1)
     assert h.rows("SELECT * FROM suspicions") == []
 
 

@@ -14,7 +14,7 @@ from bot.registry import default_registry
 from bot.testing import RecordingSession
 from plugins.gamification import PointsEngine
 from plugins.gamification.domain.config import GamificationConfig
-from plugins.gamification.services.gamification import GamificationServices
+from plugins.gamification.services.runtime import Services, build_services
 from plugins.gamification.telegram.jobs import integrity_job, weekly_job
 from tests.support.sqlite_store import sqlite_store
 
@@ -55,9 +55,9 @@ async def test_job_is_scheduled_in_the_configured_timezone(tmp_path: Path) -> No
         await app.close()
 
 
-async def make_services(db_path: Path) -> GamificationServices:
+async def make_services(db_path: Path) -> Services:
     engine = await PointsEngine.open(db_path)
-    return GamificationServices(engine, GamificationConfig())
+    return build_services(engine, GamificationConfig())
 
 
 async def test_job_reports_clean_and_records_a_checkpoint(db_path: Path) -> None:
