@@ -33,7 +33,7 @@ from typing import Any
 from aiogram.types import Update
 
 from bot.app import build_app
-from bot.config import AppConfig, StorageSettings
+from bot.config import AppConfig, PluginsSettings, StorageSettings
 from bot.registry import default_registry
 from bot.testing import RecordingSession, UpdateFactory
 from plugins.gamification.domain.activity import ActivityFact
@@ -432,6 +432,8 @@ def _config(database: Path, overrides: Mapping[str, Any]) -> AppConfig:
     return AppConfig().model_copy(
         update={
             "storage": StorageSettings(database=database, synchronous="NORMAL"),
+            # The host enables no plugin unless told (load_config fills in its defaults).
+            "plugins": PluginsSettings(enabled=("gamification",)),
             "plugin_sections": sections,
             "source": "farming simulation",
         }
