@@ -28,7 +28,7 @@ from bot.registry import shipped_plugins
 from bot.testing import RecordingSession, UpdateFactory
 from plugins.gamification.bus.events import Event, InProcessBus
 from plugins.gamification.domain.clock import FakeClock
-from plugins.gamification.services.gamification import GamificationServices
+from plugins.gamification.services.runtime import Services
 from plugins.gamification.telegram.runtime import Runtime
 
 START = datetime(2026, 3, 11, 9, 0, tzinfo=UTC)
@@ -67,9 +67,9 @@ async def running_app(database: Path, clock: FakeClock) -> AsyncIterator[App]:
         await app.close()
 
 
-def services_of(app: App) -> GamificationServices:
+def services_of(app: App) -> Services:
     services = app.dispatcher.workflow_data["gamification"]
-    assert isinstance(services, GamificationServices)
+    assert isinstance(services, Services)
     return services
 
 

@@ -41,7 +41,8 @@ from plugins.gamification.domain.anti_abuse import Verdict
 from plugins.gamification.domain.clock import FakeClock
 from plugins.gamification.domain.config import GamificationConfig
 from plugins.gamification.domain.models import Breakdown
-from plugins.gamification.services.gamification import GamificationServices
+from plugins.gamification.services.runtime import Services
+from plugins.gamification.storage.sqlite.store import LedgerStore
 
 START = datetime(2026, 11, 23, tzinfo=UTC)  # a Monday
 CHATS = (-1001, -1002)
@@ -466,10 +467,12 @@ async def run(
         app = await build_app(config, default_registry(), session=session, clock=clock)
         try:
             services = app.dispatcher.workflow_data["gamification"]
-            assert isinstance(services, GamificationServices)
+            assert isinstance(services, Services)
             _watch(services, outcome)
             await _feed(app, stream, clock, factory, outcome)
-            rows = await services.store.fetchall(
+            store = services.engine.store
+            assert isinstance(store, LedgerStore)
+            rows = await store.fetchall(
                 "SELECT user_id, amount, kind, breakdown FROM transactions", ()
             )
         finally:
@@ -484,7 +487,7 @@ async def run(
     return outcome
 
 
-def _watch(services: GamificationServices, outcome: Outcome) -> None:
+def _watch(services: Services, outcome: Outcome) -> None:
     """Record every verdict: honest members' losses by reason, refusals by role."""
     judge = services.gate.judge
 

@@ -36,7 +36,7 @@ from plugins.gamification.domain.config import GamificationConfig
 from plugins.gamification.domain.errors import GamificationError
 from plugins.gamification.engine import PointsEngine
 from plugins.gamification.ops.metrics import PointsCollector
-from plugins.gamification.services.gamification import GamificationServices, open_services
+from plugins.gamification.services.runtime import Services, open_services
 from plugins.gamification.storage.options import DatabaseOptions
 from plugins.gamification.telegram import build_router, menu
 from plugins.gamification.telegram.announcer import Announcer
@@ -57,7 +57,7 @@ class Gamification:
     """What `setup_gamification` opened. `close` (run at the dispatcher's shutdown) flushes
     announcements, stops the relay, commits every queued point and closes the ledger."""
 
-    services: GamificationServices
+    services: Services
     bus: EventBus
     router: Router
     scheduler: AsyncIOScheduler
@@ -180,7 +180,7 @@ async def setup_gamification(
 
 
 async def _wire_events(
-    stack: AsyncExitStack, bot: Bot, services: GamificationServices, bus: EventBus | None
+    stack: AsyncExitStack, bot: Bot, services: Services, bus: EventBus | None
 ) -> Runtime:
     """The bus, the outbox relay, inbound rules, announcements.
 
@@ -194,8 +194,8 @@ async def _wire_events(
         own = InProcessBus()
         stack.push_async_callback(own.close)
         bus = own
-    relay = OutboxRelay(services.store, bus, clock=services.clock)
-    services.store.on_commit = relay.notify
+    relay = OutboxRelay(services.engine.store, bus, clock=services.clock)
+    services.engine.store.on_commit = relay.notify
     relay.start()
     stack.push_async_callback(relay.stop)
     config = services.config
@@ -206,7 +206,7 @@ async def _wire_events(
     async def send(chat_id: int, text: str) -> object:
         return await bot.send_message(chat_id, text)
 
-    announcer = Announcer(config.progress, send, services.name_of)
+    announcer = Announcer(config.progress, send, services.people.name_of)
     for pattern in announcer.patterns():
         bus.subscribe(pattern, announcer.on_event, name=f"gamification.announcer {pattern}")
     stack.push_async_callback(announcer.close)
@@ -227,7 +227,7 @@ def _schedule(
     stack: AsyncExitStack,
     scheduler: AsyncIOScheduler,
     bot: Bot,
-    services: GamificationServices,
+    services: Services,
     admin_chat_id: int | None,
     timezone: str | None,
     *,

@@ -11,7 +11,7 @@ from pydantic import BaseModel
 from bot.config import AppConfig, ConfigError, load_config
 from bot.registry import default_registry
 from plugins.gamification.domain.config import GamificationConfig
-from tests.bot.test_cli import bot
+from tests.support.cli import bot
 
 ROOT = Path(__file__).resolve().parents[2]
 MODELS = default_registry().config_models()

@@ -16,7 +16,7 @@ from bot.app import build_app
 from bot.config import load_config
 from bot.plugins import CliCommand, PluginContext
 from bot.testing import RecordingSession, UpdateFactory
-from plugins.gamification.services.gamification import GamificationServices
+from plugins.gamification.services.runtime import Services
 
 ECHO_MODULE = '''
 """A third-party plugin another distribution ships (the test's fake distribution)."""
@@ -101,7 +101,7 @@ async def test_an_entry_point_plugin_is_found_enabled_by_config_and_runs(tmp_pat
         # Scored by ours, then answered by theirs: the plugin let the message go on.
         assert session.texts(-5) == ["heard: Good morning to everyone here"]
         services = app.dispatcher.workflow_data["gamification"]
-        assert isinstance(services, GamificationServices)
+        assert isinstance(services, Services)
         assert (await services.engine.balance(-5, 7)).balance > 0
     finally:
         await app.close()

@@ -22,7 +22,7 @@ from plugins.gamification import (
     TxKind,
 )
 from plugins.gamification.domain import arguments as checks
-from tests.gamification.test_bad_input import assert_one_sentence
+from tests.support.ledger_checks import assert_one_sentence
 
 CHAT = -100_700
 ADMIN = 7

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import random
-import re
 import sqlite3
 import sys
 from collections.abc import Awaitable, Callable
@@ -29,6 +28,7 @@ from plugins.gamification import (
 )
 from plugins.gamification.engine import MAX_KEY_LENGTH, MAX_REASON_LENGTH
 from plugins.gamification.storage.sqlite.integrity import run_check
+from tests.support.ledger_checks import assert_one_sentence
 
 CHAT = -100_700
 ADMIN = 7
@@ -42,18 +42,6 @@ def tx_count(path: Path) -> int:
         return int(conn.execute("SELECT COUNT(*) FROM transactions").fetchone()[0])
     finally:
         conn.close()
-
-
-def assert_one_sentence(error: BaseException) -> None:
-    """What a person reads: one line, one sentence, no traceback, no exception repr."""
-    message = str(error)
-    assert message
-    assert "\n" not in message
-    assert "Traceback" not in message
-    assert "Error(" not in message
-    assert message[0].isupper(), message
-    assert message.endswith("."), message
-    assert not re.search(r"[.!?]\s+[A-Z]", message[:-1]), message
 
 
 @pytest.fixture

@@ -36,6 +36,7 @@ from tests.reliability.conftest import Show
 from tests.reliability.mixed_worker import ACHIEVEMENTS
 from tests.support.faulty import FaultyStore, is_write
 from tests.support.ledger_checks import assert_one_sentence, assert_sound
+from tests.support.sqlite_store import sqlite_store
 from tests.support.telegram_harness import START, TelegramHarness
 
 CHAT_ID = -100
@@ -146,7 +147,8 @@ async def test_a_lock_held_by_another_process(locker: Locker, show: Show) -> Non
 
 def locked_bot(path: Path, cooldown: int = 0) -> TelegramHarness:
     """The bot on `path` with a 0.2 s busy timeout and writes retried for 0.5 s;
-    anti-abuse as shipped but with the given cooldown (none by default)."""
+    anti-abuse as shipped but with the given cooldown (none by default), one message a
+    cooldown (no burst), so a second message inside it is refused."""
     h = TelegramHarness(
         path,
         admins={CHAT_ID: {9}},
@@ -174,7 +176,7 @@ async def message_during_lock(
     await h.say(CHAT, ALICE, "hello everyone, good morning")
     assert h.runtime.relay is not None
     await h.runtime.relay.run_once()  # nothing of the relay's left to write later
-    await h.services.store.execute("SELECT 1")  # and nothing queued behind it
+    await sqlite_store(h.services.engine).execute("SELECT 1")  # and nothing queued behind it
     await locker.hold()
     update = h.factory.message(CHAT, BOB, "a message while it is locked")
     with caplog.at_level(logging.WARNING), pytest.raises(StorageUnavailableError) as raised:
@@ -199,7 +201,8 @@ async def test_the_bot_survives_a_locked_database(
     h = await locked_bot(locker.path).start()
     try:
         _, logged = await message_during_lock(h, locker, caplog)
-        await h.services.store.execute("SELECT 1")  # the outage ends with the next commit
+        # The outage ends with the next commit.
+        await sqlite_store(h.services.engine).execute("SELECT 1")
         h.clock.advance(5)
         await asyncio.wait_for(h.say(CHAT, BOB, "first words after the release"), 60)
         await asyncio.wait_for(h.say(CHAT, ALICE, "welcome back to the chat"), 60)
@@ -257,7 +260,8 @@ async def test_a_handed_back_message_keeps_its_place_and_its_author_is_remembere
         assert f"msg:{CHAT_ID}:{update.message.message_id}" in keys
         assert f"msg:{CHAT_ID}:{later.message.message_id}" not in keys
         assert h.services.stats.refusals == {"cooldown": 1}
-        await h.services.store.execute("SELECT 1")  # the names written in the background
+        # The names written in the background.
+        await sqlite_store(h.services.engine).execute("SELECT 1")
         assert h.rows("SELECT full_name FROM known_users WHERE user_id = 2") == [("Bob",)]
     finally:
         await h.close()

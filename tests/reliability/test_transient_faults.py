@@ -30,12 +30,13 @@ from bot.polling import Poller
 from bot.registry import default_registry
 from plugins.gamification.bus.events import Event
 from plugins.gamification.domain.keys import admin_key, event_key, message_key, thanks_key
-from plugins.gamification.services.gamification import GamificationServices
+from plugins.gamification.services.runtime import Services
 from plugins.gamification.storage.sqlite.integrity import run_check
 from plugins.gamification.telegram.runtime import Runtime
 from tests.reliability.conftest import Show
 from tests.support.fake_bot_api import FakeBotAPI
 from tests.support.faulty import FaultyStore
+from tests.support.sqlite_store import sqlite_store
 from tests.support.telegram_harness import make_config
 
 TOKEN = "123456:TEST-transient-faults"
@@ -111,7 +112,7 @@ class FullDisk:
     name = "disk full"
 
     def __init__(self, app: App, db: Path) -> None:
-        store = services_of(app).store
+        store = sqlite_store(services_of(app).engine)
         # The app's own store, given the fault-injecting writer path of FaultyStore.
         store.__class__ = FaultyStore
         self.store: FaultyStore = store  # type: ignore[assignment]
@@ -131,9 +132,9 @@ class FullDisk:
         self.full = False
 
 
-def services_of(app: App) -> GamificationServices:
+def services_of(app: App) -> Services:
     services = app.dispatcher.workflow_data["gamification"]
-    assert isinstance(services, GamificationServices)
+    assert isinstance(services, Services)
     return services
 
 
@@ -213,7 +214,7 @@ async def test_a_fault_longer_than_the_retries_delays_points_and_drops_none(
                     "every update of the fault delivered again twice",
                 )
                 await until(lambda: inbound.parked == EVENTS, "the events parked")
-                assert services.store.health.unavailable
+                assert services.engine.store.health.unavailable
                 assert api.confirmed() == first_held, "an update was confirmed unscored"
                 keys = rows_per_key(db)
                 assert not any(k.startswith(("evt:", "thx:", "adm:")) for k in keys)
@@ -245,7 +246,7 @@ async def test_a_fault_longer_than_the_retries_delays_points_and_drops_none(
         assert all(r.exc_info is None for r in caplog.records), "a traceback was logged"
         ended = [r for r in caplog.records if "writable again" in r.getMessage()]
         assert len(ended) == 1
-        health = services.store.health
+        health = services.engine.store.health
         assert (health.outages, health.unavailable) == (1, False)
         assert health.handed_back >= 14 + EVENTS
         assert inbound.counts["awarded"] == EVENTS

@@ -18,7 +18,7 @@ from bot.registry import default_registry
 from bot.testing import BOT_USER, RecordingSession, UpdateFactory
 from plugins.gamification import FakeClock
 from plugins.gamification.domain.config import GamificationConfig
-from plugins.gamification.services.gamification import GamificationServices
+from plugins.gamification.services.runtime import Services
 from plugins.gamification.telegram.runtime import Runtime
 
 # A Wednesday: day, week and month windows all start on different days.
@@ -195,9 +195,9 @@ class TelegramHarness:
         return self._app
 
     @property
-    def services(self) -> GamificationServices:
+    def services(self) -> Services:
         services = self.app.dispatcher.workflow_data["gamification"]
-        assert isinstance(services, GamificationServices)
+        assert isinstance(services, Services)
         return services
 
     @property

@@ -19,7 +19,7 @@ from plugins.gamification.bus.events import Event
 from plugins.gamification.domain.errors import GamificationError, TransientStorageError
 from plugins.gamification.domain.keys import event_key
 from plugins.gamification.domain.models import Multiplier, TxKind
-from plugins.gamification.services.gamification import GamificationServices
+from plugins.gamification.services.runtime import Services
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +50,7 @@ class InboundEvents:
     """
 
     def __init__(
-        self, services: GamificationServices, *, in_flight: int = 1000, max_parked: int = 10_000
+        self, services: Services, *, in_flight: int = 1000, max_parked: int = 10_000
     ) -> None:
         self.services = services
         self.counts: Counter[str] = Counter()
@@ -158,7 +158,7 @@ class InboundEvents:
             log.debug("event %s of unknown type %s ignored", event.id, event.type)
             return "unknown"
         chat_id, user_id = self._account(event)
-        if self.services.is_frozen(chat_id, user_id):
+        if self.services.moderation.is_frozen(chat_id, user_id):
             return "frozen"
         multipliers = []
         if rule.multiplier != 1:

@@ -32,7 +32,7 @@ from plugins.gamification.domain.clock import FakeClock
 from plugins.gamification.domain.errors import GamificationError
 from plugins.gamification.domain.models import Period
 from plugins.gamification.ops.commands import Command, CommandContext, OfflineTelegram
-from plugins.gamification.services.gamification import GamificationServices
+from plugins.gamification.services.runtime import Services
 from plugins.gamification.setup import setup_gamification
 from plugins.gamification.storage.sqlite.files import SIDE_SUFFIXES
 from plugins.gamification.storage.sqlite.maintenance import OperationRefusedError
@@ -258,12 +258,12 @@ async def _drain(runtime: Runtime) -> None:
         await runtime.inbound.drain()
 
 
-async def _last_tx_id(services: GamificationServices) -> int:
+async def _last_tx_id(services: Services) -> int:
     return await services.engine.store.last_transaction_id()
 
 
 async def _report_step(
-    services: GamificationServices, refused_before: Counter[str], last_tx: int, out: Any
+    services: Services, refused_before: Counter[str], last_tx: int, out: Any
 ) -> int:
     refused = services.stats.refusals - refused_before
     for reason in refused:
@@ -272,17 +272,20 @@ async def _report_step(
     for tx_id in range(last_tx + 1, newest + 1):
         tx = await services.engine.transaction(tx_id)
         if tx is not None:
-            who = await services.name_of(tx.user_id)
+            who = await services.people.name_of(tx.user_id)
             sign = "+" if tx.amount > 0 else ""
             print(f"          · ledger #{tx.id}: {who} {sign}{tx.amount} ({tx.kind})", file=out)
     return newest
 
 
-async def _summary(services: GamificationServices, chat_id: int, out: Any) -> int:
+async def _summary(services: Services, chat_id: int, out: Any) -> int:
     board = await services.engine.leaderboard(chat_id, Period.ALL, 10)
     print("\nFinal leaderboard (all time):", file=out)
     for line in board.lines:
-        print(f"  {line.rank}. {await services.name_of(line.user_id)}: {line.points}", file=out)
+        print(
+            f"  {line.rank}. {await services.people.name_of(line.user_id)}: {line.points}",
+            file=out,
+        )
     print("\nRefusals by reason:", file=out)
     for reason, count in services.stats.refusals.most_common():
         print(f"  {reason}: {count}", file=out)

@@ -19,20 +19,19 @@ import statistics
 from collections import OrderedDict
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import TYPE_CHECKING
 
 from plugins.gamification.domain.activity import ActivityFact, ReactionFact
-from plugins.gamification.domain.anti_abuse import Refusal
+from plugins.gamification.domain.anti_abuse import AntiAbuseGate, Refusal
 from plugins.gamification.domain.clock import format_utc
+from plugins.gamification.domain.config import GamificationConfig
 from plugins.gamification.domain.engagement import EngagementBook, Outcome
 from plugins.gamification.domain.errors import GamificationError
 from plugins.gamification.domain.keys import engagement_key, reaction_key
 from plugins.gamification.domain.models import Multiplier, TxKind
 from plugins.gamification.domain.rules import apply_multipliers
-from plugins.gamification.storage.sqlite import sidetables as sql
-
-if TYPE_CHECKING:
-    from plugins.gamification.services.gamification import GamificationServices
+from plugins.gamification.engine import PointsEngine
+from plugins.gamification.services.stats import Stats
+from plugins.gamification.services.today import Today
 
 log = logging.getLogger(__name__)
 
@@ -44,11 +43,22 @@ HISTORY_CACHE = 50_000
 
 
 class EngagementService:
-    """Engagement, relative caps and history for one GamificationServices."""
+    """Engagement, relative caps and history, beside the scoring service."""
 
-    def __init__(self, services: GamificationServices) -> None:
-        self.services = services
-        config = services.config
+    def __init__(
+        self,
+        engine: PointsEngine,
+        config: GamificationConfig,
+        gate: AntiAbuseGate,
+        stats: Stats,
+        today: Today,
+    ) -> None:
+        self.engine = engine
+        self.config = config
+        self.clock = engine.clock
+        self.gate = gate
+        self.stats = stats
+        self.today = today
         self.book = EngagementBook(config.engagement, config.reactions)
         self._bonus = Multiplier("engaged", config.engagement.bonus)
         self._caps: dict[int, tuple[float, int | None]] = {}
@@ -58,18 +68,17 @@ class EngagementService:
 
     async def chat_cap(self, chat_id: int) -> int | None:
         """Today's relative cap of the chat, or None when it is switched off."""
-        s = self.services.config.anti_abuse
+        s = self.config.anti_abuse
         if s.relative_cap <= 0:
             return None
-        now = self.services.clock.now().timestamp()
+        now = self.clock.now().timestamp()
         cached = self._caps.get(chat_id)
         if cached is not None and now - cached[0] < CAP_REFRESH_SECONDS:
             return cached[1]
-        today = self.services.today()
+        today = self.today()
         start = datetime.fromisoformat(today.replace("Z", "+00:00"))
         since = format_utc(start - timedelta(days=s.relative_cap_days))
-        rows = await self.services.store.fetchall(sql.MEMBER_DAYS, (chat_id, since, today))
-        days = [int(row[0]) for row in rows]
+        days = await self.engine.store.member_days(chat_id, since, today)
         median = statistics.median(days) if days else 0
         cap = max(s.relative_cap_floor, round(s.relative_cap * median))
         self._caps[chat_id] = (now, cap)
@@ -81,7 +90,7 @@ class EngagementService:
 
     async def scored_messages(self, chat_id: int, user_id: int, days: int) -> int:
         """The member's scored messages in the chat over the last `days` days."""
-        now = self.services.clock.now()
+        now = self.clock.now()
         key = (chat_id, user_id, days)
         cached = self._history.get(key)
         # A low count is read again each time: a newcomer's history grows by the minute.
@@ -89,10 +98,7 @@ class EngagementService:
         if cached is not None and fresh and cached[1] >= HISTORY_TRUSTED:
             return cached[1]
         since = format_utc(now - timedelta(days=days))
-        rows = await self.services.store.fetchall(
-            sql.COUNT_SCORED_MESSAGES, (chat_id, user_id, since)
-        )
-        count = int(rows[0][0]) if rows else 0
+        count = await self.engine.store.scored_messages(chat_id, user_id, since)
         self._history[key] = (now.timestamp(), count)
         if len(self._history) > HISTORY_CACHE:
             self._history.popitem(last=False)
@@ -100,17 +106,16 @@ class EngagementService:
 
     async def engaged_recently(self, chat_id: int, user_id: int) -> tuple[int, list[int]]:
         """The member's messages others engaged with over `anti_abuse.engagement_days`."""
-        if not self.services.config.engagement.enabled:
+        if not self.config.engagement.enabled:
             return 0, []
         since = format_utc(
-            self.services.clock.now()
-            - timedelta(days=self.services.config.anti_abuse.engagement_days)
+            self.clock.now() - timedelta(days=self.config.anti_abuse.engagement_days)
         )
-        rows = await self.services.store.fetchall(sql.ENGAGED_BY, (chat_id, user_id, since))
-        return sum(int(count) for _, count in rows), [int(actor) for actor, _ in rows][:64]
+        rows = await self.engine.store.engaged_by(chat_id, user_id, since)
+        return sum(count for _, count in rows), [actor for actor, _ in rows][:64]
 
     async def has_history(self, chat_id: int, user_id: int) -> bool:
-        e = self.services.config.engagement
+        e = self.config.engagement
         if e.min_history_messages <= 0:
             return True
         count = await self.scored_messages(chat_id, user_id, e.history_days)
@@ -120,7 +125,7 @@ class EngagementService:
 
     def posted(self, fact: ActivityFact, base: int) -> None:
         """Remember a scoreable message, so replies and reactions to it can engage it."""
-        if self.services.config.engagement.enabled or self.services.config.reactions.enabled:
+        if self.config.engagement.enabled or self.config.reactions.enabled:
             self.book.posted(
                 fact.chat_id, fact.message_id, fact.user_id, fact.sent_at.timestamp(), base
             )
@@ -131,11 +136,9 @@ class EngagementService:
         if posted is None or posted.engaged or posted.author == responder:
             return
         if not await self.has_history(chat_id, responder):
-            self.services.stats.refusals[Refusal.RESPONDER_INACTIVE] += 1
+            self.stats.refusals[Refusal.RESPONDER_INACTIVE] += 1
             return
-        outcome = self.book.respond(
-            chat_id, message_id, responder, self.services.today(), reaction=False
-        )
+        outcome = self.book.respond(chat_id, message_id, responder, self.today(), reaction=False)
         if outcome is not None:
             await self._award(outcome)
 
@@ -148,27 +151,25 @@ class EngagementService:
 
     async def settle(self) -> None:
         """Award the reactions that stayed in place for `reactions.settle_seconds`."""
-        due = self.book.due(self.services.clock.now().timestamp())
+        due = self.book.due(self.clock.now().timestamp())
         for chat_id, message_id, reactor in due:
             if not await self.has_history(chat_id, reactor):
                 continue
-            outcome = self.book.respond(
-                chat_id, message_id, reactor, self.services.today(), reaction=True
-            )
+            outcome = self.book.respond(chat_id, message_id, reactor, self.today(), reaction=True)
             if outcome is not None:
                 await self._award(outcome)
 
     async def _award(self, outcome: Outcome) -> None:
-        services, chat_id = self.services, outcome.chat_id
+        chat_id = outcome.chat_id
         try:
             if outcome.bonus:
-                services.gate.engaged(chat_id, outcome.author, services.today(), outcome.responder)
+                self.gate.engaged(chat_id, outcome.author, self.today(), outcome.responder)
                 await self._bonus_award(outcome)
             if outcome.reaction:
-                await services.engine.award(
+                await self.engine.award(
                     chat_id,
                     outcome.author,
-                    services.config.reactions.points,
+                    self.config.reactions.points,
                     key=reaction_key(chat_id, outcome.message_id, outcome.responder),
                     kind=TxKind.REACTION,
                     actor_id=outcome.responder,
@@ -180,29 +181,27 @@ class EngagementService:
                         outcome.message_id, exc)  # fmt: skip
 
     async def _bonus_award(self, outcome: Outcome) -> None:
-        services = self.services
         # The same two members over and over: each earlier engagement in the window halves
         # the bonus, as with thanks (friends answer each other; a ring answers nobody else).
         since = format_utc(
-            services.clock.now() - timedelta(days=services.config.anti_abuse.engagement_days)
+            self.clock.now() - timedelta(days=self.config.anti_abuse.engagement_days)
         )
-        rows = await services.store.fetchall(
-            sql.COUNT_ENGAGED_PAIR, (outcome.chat_id, outcome.author, outcome.responder, since)
+        earlier = await self.engine.store.engaged_pair(
+            outcome.chat_id, outcome.author, outcome.responder, since
         )
-        earlier = int(rows[0][0]) if rows else 0
         factors = [self._bonus]
         if earlier:
             factors.append(Multiplier(f"pair x{earlier}", (Decimal("0.5") ** earlier)))
         worth = apply_multipliers(outcome.base, factors).result
         if worth <= 0:
             return
-        granted = services.gate.add_engagement_points(
-            outcome.chat_id, outcome.author, services.today(), worth
+        granted = self.gate.add_engagement_points(
+            outcome.chat_id, outcome.author, self.today(), worth
         )
         if granted <= 0:
             return
         base, multipliers = (outcome.base, factors) if granted == worth else (granted, [])
-        await services.engine.award(
+        await self.engine.award(
             outcome.chat_id,
             outcome.author,
             base,

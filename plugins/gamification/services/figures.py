@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from plugins.gamification.services.gamification import GamificationServices
+    from plugins.gamification.services.runtime import Services
     from plugins.gamification.storage.sqlite.integrity import IntegrityReport
 
 QUANTILES = (0.5, 0.95, 0.99)
@@ -50,7 +50,7 @@ class Figures:
     last_report: IntegrityReport | None
 
 
-def read_figures(services: GamificationServices, relay: RelayFigures | None = None) -> Figures:
+def read_figures(services: Services, relay: RelayFigures | None = None) -> Figures:
     """Everything at once, from in-process counters only (nothing is read from the disk).
 
     `relay` is the bus side's figures (Runtime.figures reads them): the services know no bus.
@@ -73,5 +73,5 @@ def read_figures(services: GamificationServices, relay: RelayFigures | None = No
         storage_retries=health.retries,
         storage_handed_back=health.handed_back,
         relay=relay,
-        last_report=services.last_report,
+        last_report=services.reports.latest,
     )

@@ -17,6 +17,7 @@ from plugins.gamification.storage.health import StorageHealth, WriterStats
 from plugins.gamification.storage.records import (
     AdminAction,
     KnownPerson,
+    OutboxEvent,
     OutboxRow,
     ProgressRow,
     TodayRow,
@@ -91,6 +92,10 @@ class LedgerStorage(Protocol):
 
     async def outbox_prune(self, keep: int) -> None: ...
 
+    async def publish(self, event: OutboxEvent) -> None:
+        """Queue one event in the outbox and wait for its COMMIT."""
+        ...
+
     # -- tables beside the ledger -------------------------------------------------------
 
     async def frozen_accounts(self) -> set[tuple[int, int]]: ...
@@ -111,6 +116,19 @@ class LedgerStorage(Protocol):
 
     async def record_admin_action(self, action: AdminAction, at: str) -> None: ...
 
+    async def record_suspicion(
+        self, chat_id: int, user_id: int, reason: str, detail: str, at: str, event: OutboxEvent
+    ) -> None:
+        """A suspicion row and its outbox event, committed together."""
+        ...
+
+    def remember_person_later(
+        self, person: KnownPerson, at: str, on_failure: Callable[[], None] | None = None
+    ) -> None:
+        """Write who `person` is without waiting (a failure is logged and reported to
+        `on_failure`; a full queue drops the write)."""
+        ...
+
     async def known_person(self, user_id: int) -> KnownPerson | None: ...
 
     async def known_username(self, username: str) -> KnownPerson | None: ...
@@ -118,6 +136,24 @@ class LedgerStorage(Protocol):
     async def thanks_between(self, chat_id: int, receiver: int, giver: int, since: str) -> int: ...
 
     async def thanks_given(self, chat_id: int, giver: int, since: str) -> int: ...
+
+    # -- the engagement rules' reads of the ledger --------------------------------------
+
+    async def member_days(self, chat_id: int, since: str, until: str) -> list[int]:
+        """Activity points of each member and UTC day with any, in [since, until)."""
+        ...
+
+    async def scored_messages(self, chat_id: int, user_id: int, since: str) -> int:
+        """The member's scored messages in the chat since `since`."""
+        ...
+
+    async def engaged_by(self, chat_id: int, user_id: int, since: str) -> list[tuple[int, int]]:
+        """(member, engagement bonuses) the member received from each member since `since`."""
+        ...
+
+    async def engaged_pair(self, chat_id: int, author: int, responder: int, since: str) -> int:
+        """Engagement bonuses `responder` gave `author` since `since`."""
+        ...
 
     # -- the whole ledger: integrity, checkpoints, operator tasks ------------------------
 

@@ -73,3 +73,16 @@ class KnownPerson:
     username: str | None
     full_name: str
     is_bot: bool
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxEvent:
+    """An event to queue in the outbox, committed with the write it belongs to."""
+
+    event_id: str
+    type: str
+    chat_id: int | None
+    user_id: int | None
+    # The event's JSON body.
+    payload: str
+    occurred_at: str

@@ -18,7 +18,7 @@ from aiogram.types import Message, MessageReactionUpdated
 
 from plugins.gamification.domain.errors import GamificationError, TransientStorageError
 from plugins.gamification.domain.models import Receipt
-from plugins.gamification.services.gamification import GamificationServices
+from plugins.gamification.services.runtime import Services
 from plugins.gamification.telegram.facts import (
     GROUP_TYPES,
     activity_fact,
@@ -31,7 +31,7 @@ from plugins.gamification.telegram.facts import (
 log = logging.getLogger(__name__)
 
 
-async def on_message(message: Message, gamification: GamificationServices) -> None:
+async def on_message(message: Message, gamification: Services) -> None:
     """Remember the people in the message and score it when it is group activity, then
     raise SkipHandler so the plugin's commands and every router after it still see it.
 
@@ -39,7 +39,7 @@ async def on_message(message: Message, gamification: GamificationServices) -> No
     message passes here exactly once, so what it skips costs no filter call.
     """
     remember_people(message, gamification)
-    if message.chat.type in GROUP_TYPES and gamification.scores_messages:
+    if message.chat.type in GROUP_TYPES and gamification.scoring.scores_messages:
         try:
             await _score(message, gamification)
         except TransientStorageError:
@@ -56,18 +56,16 @@ async def on_message(message: Message, gamification: GamificationServices) -> No
     raise SkipHandler
 
 
-def remember_people(message: Message, gamification: GamificationServices) -> None:
+def remember_people(message: Message, gamification: Services) -> None:
     """Keep the author and the replied-to author, for @username targets and names."""
     if message.from_user is not None:
-        gamification.remember(person_of(message.from_user))
+        gamification.people.remember(person_of(message.from_user))
     replied = message.reply_to_message
     if replied is not None and replied.from_user is not None:
-        gamification.remember(person_of(replied.from_user))
+        gamification.people.remember(person_of(replied.from_user))
 
 
-async def on_message_reaction(
-    update: MessageReactionUpdated, gamification: GamificationServices
-) -> None:
+async def on_message_reaction(update: MessageReactionUpdated, gamification: Services) -> None:
     """A member's reactions changed: pending engagement and reaction points (they settle
     after `reactions.settle_seconds`, unless taken back). Never swallows the update."""
     fact = reaction_fact(update)
@@ -79,7 +77,7 @@ async def on_message_reaction(
     raise SkipHandler
 
 
-async def _engage(message: Message, gamification: GamificationServices) -> None:
+async def _engage(message: Message, gamification: Services) -> None:
     """A reply from a person engages the replied-to message (engagement.py decides)."""
     target = replied_message(message)
     user = message.from_user
@@ -94,12 +92,12 @@ async def _engage(message: Message, gamification: GamificationServices) -> None:
     )
 
 
-async def _score(message: Message, gamification: GamificationServices) -> None:
-    thanks = thanks_fact(message, gamification.config, gamification.thanks_triggers)
+async def _score(message: Message, gamification: Services) -> None:
+    thanks = thanks_fact(message, gamification.config, gamification.thanks.triggers)
     if thanks is None:
         fact = activity_fact(message, gamification.config)
         if fact is not None:
-            await gamification.score_message(fact)
+            await gamification.scoring.score_message(fact)
         await _engage(message, gamification)
         return
     # A thanks earns through the thanks rules; it is not also engagement (a ring of
@@ -107,10 +105,10 @@ async def _score(message: Message, gamification: GamificationServices) -> None:
     # A thanks earns the thanked person points; it is not also activity of its own,
     # otherwise a ring of people thanking each other would farm both.
     gamification.stats.messages_seen[message.chat.id] += 1
-    outcome = await gamification.thank(thanks)
+    outcome = await gamification.thanks.thank(thanks)
     if isinstance(outcome, Receipt) and not outcome.duplicate:
-        giver = await gamification.name_of(thanks.giver_id)
-        receiver = await gamification.name_of(thanks.receiver_id)
+        giver = await gamification.people.name_of(thanks.giver_id)
+        receiver = await gamification.people.name_of(thanks.receiver_id)
         await message.reply(
             f"{html.escape(receiver)} +{outcome.transaction.amount} "
             f"(thanks from {html.escape(giver)}), now {outcome.balance}."

@@ -16,7 +16,8 @@ from plugins.gamification.domain.errors import GamificationError, TransientStora
 from plugins.gamification.domain.keys import admin_key
 from plugins.gamification.domain.models import Receipt
 from plugins.gamification.services.figures import QUANTILES, Figures
-from plugins.gamification.services.gamification import GamificationServices, Person
+from plugins.gamification.services.people import Person
+from plugins.gamification.services.runtime import Services
 from plugins.gamification.storage.records import AuditNote
 from plugins.gamification.telegram.facts import GROUP_TYPES, replied_message
 from plugins.gamification.telegram.parsing import (
@@ -51,7 +52,7 @@ ADMIN_STATUSES = frozenset({ChatMemberStatus.CREATOR, ChatMemberStatus.ADMINISTR
 ADMIN_CACHE_SIZE = 10_000
 
 
-async def is_admin(bot: Bot, services: GamificationServices, chat_id: int, user_id: int) -> bool:
+async def is_admin(bot: Bot, services: Services, chat_id: int, user_id: int) -> bool:
     """A configured admin (everywhere) or an administrator of this very chat."""
     if user_id in services.admin_ids:
         return True
@@ -73,7 +74,7 @@ async def is_admin(bot: Bot, services: GamificationServices, chat_id: int, user_
     return verdict
 
 
-async def _gate(message: Message, bot: Bot, services: GamificationServices, name: str) -> bool:
+async def _gate(message: Message, bot: Bot, services: Services, name: str) -> bool:
     """Reply with the refusal and return False unless an admin may run this here."""
     user = message.from_user
     if message.forward_origin is not None:
@@ -101,7 +102,7 @@ async def _gate(message: Message, bot: Bot, services: GamificationServices, name
     return True
 
 
-async def _resolve(message: Message, spec: TargetSpec, services: GamificationServices) -> Person:
+async def _resolve(message: Message, spec: TargetSpec, services: Services) -> Person:
     if spec.by_reply:
         target = replied_message(message)
         if target is None or target.from_user is None or target.sender_chat is not None:
@@ -112,9 +113,9 @@ async def _resolve(message: Message, spec: TargetSpec, services: GamificationSer
             target.from_user.full_name,
             target.from_user.is_bot,
         )
-        services.remember(person)
+        services.people.remember(person)
     elif spec.username is not None:
-        found = await services.find_username(spec.username)
+        found = await services.people.find_username(spec.username)
         if found is None:
             raise CommandSyntaxError(
                 f"I don't know @{spec.username} yet: they need to write here first."
@@ -122,7 +123,7 @@ async def _resolve(message: Message, spec: TargetSpec, services: GamificationSer
         person = found
     else:
         assert spec.user_id is not None
-        found = await services.person(spec.user_id)
+        found = await services.people.person(spec.user_id)
         if found is None:
             raise CommandSyntaxError(f"I have never seen user {spec.user_id}.")
         person = found
@@ -131,7 +132,7 @@ async def _resolve(message: Message, spec: TargetSpec, services: GamificationSer
     return person
 
 
-ServicesAction = Callable[[Message, list[str], GamificationServices], Awaitable[str]]
+ServicesAction = Callable[[Message, list[str], Services], Awaitable[str]]
 Action = Callable[[Message, list[str], Runtime], Awaitable[str]]
 
 
@@ -166,7 +167,7 @@ def admin_command(name: str, action: Action) -> Callable[..., Awaitable[None]]:
     return handler
 
 
-async def _log(message: Message, services: GamificationServices, text: str) -> None:
+async def _log(message: Message, services: Services, text: str) -> None:
     chat_id = services.admin_log_chat_id
     if chat_id is None:
         return
@@ -180,9 +181,7 @@ async def _log(message: Message, services: GamificationServices, text: str) -> N
         log.warning("could not post to the admin log chat %s: %s", chat_id, exc)
 
 
-async def _change(
-    message: Message, tokens: list[str], services: GamificationServices, sign: int
-) -> str:
+async def _change(message: Message, tokens: list[str], services: Services, sign: int) -> str:
     name = "award" if sign > 0 else "deduct"
     usage = f"/{name} @username {'50' if sign > 0 else '20'} reason"
     has_reply = replied_message(message) is not None
@@ -216,15 +215,15 @@ async def _change(
     return summary
 
 
-async def _award(message: Message, tokens: list[str], services: GamificationServices) -> str:
+async def _award(message: Message, tokens: list[str], services: Services) -> str:
     return await _change(message, tokens, services, +1)
 
 
-async def _deduct(message: Message, tokens: list[str], services: GamificationServices) -> str:
+async def _deduct(message: Message, tokens: list[str], services: Services) -> str:
     return await _change(message, tokens, services, -1)
 
 
-async def _revert(message: Message, tokens: list[str], services: GamificationServices) -> str:
+async def _revert(message: Message, tokens: list[str], services: Services) -> str:
     tx_id, rest = take_tx_id(tokens, "/revert 123 reason")
     reason = take_reason(rest)
     admin = message.from_user
@@ -239,7 +238,7 @@ async def _revert(message: Message, tokens: list[str], services: GamificationSer
         audit=AuditNote("revert", f"#{tx_id} {reason}"),
     )
     tx = receipt.transaction
-    who = esc(await services.name_of(tx.user_id))
+    who = esc(await services.people.name_of(tx.user_id))
     balance = (await services.engine.balance(tx.chat_id, tx.user_id)).balance
     summary = f"Reverted #{tx_id} with #{tx.id}: {who} {signed(tx.amount)}. Balance {balance}."
     if not receipt.duplicate:
@@ -247,47 +246,49 @@ async def _revert(message: Message, tokens: list[str], services: GamificationSer
     return summary
 
 
-async def _freeze(message: Message, tokens: list[str], services: GamificationServices) -> str:
+async def _freeze(message: Message, tokens: list[str], services: Services) -> str:
     spec, rest = take_target(tokens, replied_message(message) is not None, "/freeze @username")
     reason = take_reason(rest)
     person = await _resolve(message, spec, services)
     admin = message.from_user
     assert admin is not None
-    if not await services.freeze(message.chat.id, person.user_id, admin.id, reason, audit=True):
+    if not await services.moderation.freeze(
+        message.chat.id, person.user_id, admin.id, reason, audit=True
+    ):
         return f"{esc(person.full_name)} is already frozen here."
     summary = f"{esc(person.full_name)} is frozen here and earns nothing until /unfreeze."
     await _log(message, services, f"{esc(admin.full_name)} freeze: {summary} {esc(reason)}")
     return summary
 
 
-async def _unfreeze(message: Message, tokens: list[str], services: GamificationServices) -> str:
+async def _unfreeze(message: Message, tokens: list[str], services: Services) -> str:
     spec, _ = take_target(tokens, replied_message(message) is not None, "/unfreeze @username")
     person = await _resolve(message, spec, services)
     admin = message.from_user
     assert admin is not None
-    if not await services.unfreeze(message.chat.id, person.user_id, admin.id):
+    if not await services.moderation.unfreeze(message.chat.id, person.user_id, admin.id):
         return f"{esc(person.full_name)} was not frozen here."
     summary = f"{esc(person.full_name)} can earn points here again."
     await _log(message, services, f"{esc(admin.full_name)} unfreeze: {summary}")
     return summary
 
 
-async def _audit(message: Message, tokens: list[str], services: GamificationServices) -> str:
+async def _audit(message: Message, tokens: list[str], services: Services) -> str:
     spec, _ = take_target(tokens, replied_message(message) is not None, "/audit @username")
     person = await _resolve(message, spec, services)
     rows = await services.engine.history(message.chat.id, person.user_id, 20)
     actors = [
-        (await services.name_of(tx.actor_id)) if tx.actor_id is not None else "system"
+        (await services.people.name_of(tx.actor_id)) if tx.actor_id is not None else "system"
         for tx in rows
     ]
-    frozen = " (frozen)" if services.is_frozen(message.chat.id, person.user_id) else ""
+    frozen = " (frozen)" if services.moderation.is_frozen(message.chat.id, person.user_id) else ""
     title = f"<b>Audit of {esc(person.full_name)}{frozen}</b>"
     return history_text(title, rows, actors)
 
 
-async def _integrity(message: Message, tokens: list[str], services: GamificationServices) -> str:
+async def _integrity(message: Message, tokens: list[str], services: Services) -> str:
     report = await services.engine.check()
-    services.last_report = report
+    services.reports.record(report)
     return f"<pre>{esc(report.to_text())}</pre>"
 
 

@@ -9,7 +9,7 @@ from aiogram.types import Message, MessageReactionUpdated, User
 
 from plugins.gamification.domain.activity import ActivityFact, ReactionFact, ThanksFact, is_thanks
 from plugins.gamification.domain.config import GamificationConfig
-from plugins.gamification.services.gamification import Person
+from plugins.gamification.services.people import Person
 
 GROUP_TYPES = frozenset({ChatType.GROUP, ChatType.SUPERGROUP})
 

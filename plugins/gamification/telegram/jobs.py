@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable, Sequence
 
 from plugins.gamification.domain.errors import GamificationError
 from plugins.gamification.domain.models import Period
-from plugins.gamification.services.gamification import GamificationServices
+from plugins.gamification.services.runtime import Services
 from plugins.gamification.storage.sqlite.integrity import IntegrityReport
 from plugins.gamification.telegram.phrasing import cut, standing_line
 
@@ -25,7 +25,7 @@ def report_message(report: IntegrityReport) -> str:
 
 
 async def integrity_job(
-    services: GamificationServices, notify: Notify, admin_chat_id: int | None
+    services: Services, notify: Notify, admin_chat_id: int | None
 ) -> IntegrityReport | None:
     """Check the whole ledger, store the result as the next checkpoint, tell the admins."""
     try:
@@ -37,11 +37,11 @@ async def integrity_job(
                 admin_chat_id, f"🚨 The ledger check could not run: {html.escape(str(exc))}"
             )
         return None
-    services.last_report = report
+    services.reports.record(report)
     if not report.ok:
         first = [v.describe() for v in report.violations[:5]]
         try:
-            await services.publish_later(
+            await services.moderation.publish_later(
                 "integrity.failed",
                 None,
                 None,
@@ -62,7 +62,7 @@ async def integrity_job(
     return report
 
 
-async def weekly_job(services: GamificationServices, notify: Notify, chats: Sequence[int]) -> int:
+async def weekly_job(services: Services, notify: Notify, chats: Sequence[int]) -> int:
     """Post this week's top 10 to each chat; returns how many posts went out.
 
     The board is computed from the ledger for the current week, so nothing is reset and a
@@ -75,7 +75,7 @@ async def weekly_job(services: GamificationServices, notify: Notify, chats: Sequ
             continue
         lines = ["<b>🏆 Top of the week</b>"]
         for line in board.lines:
-            lines.append(standing_line(line, await services.name_of(line.user_id)))
+            lines.append(standing_line(line, await services.people.name_of(line.user_id)))
         try:
             await notify(chat_id, "\n".join(lines))
             posted += 1

@@ -9,7 +9,7 @@ from plugins.gamification.bus.events import EventBus
 from plugins.gamification.bus.inbound import InboundEvents
 from plugins.gamification.bus.relay import OutboxRelay
 from plugins.gamification.services.figures import Figures, RelayFigures, read_figures
-from plugins.gamification.services.gamification import GamificationServices
+from plugins.gamification.services.runtime import Services
 from plugins.gamification.telegram.announcer import Announcer
 
 
@@ -21,7 +21,7 @@ class Runtime:
     nothing has to be set on the services from outside after they are built.
     """
 
-    services: GamificationServices
+    services: Services
     # None when the services are used without an event bus.
     bus: EventBus | None = None
     relay: OutboxRelay | None = None

@@ -7,7 +7,7 @@ from aiogram.filters import Command, CommandObject, CommandStart
 from aiogram.types import BotCommand, Message
 
 from plugins.gamification.domain.models import Period
-from plugins.gamification.services.gamification import GamificationServices
+from plugins.gamification.services.runtime import Services
 from plugins.gamification.telegram.facts import GROUP_TYPES
 from plugins.gamification.telegram.filters import InPrivate
 from plugins.gamification.telegram.texts import cut, esc, history_text, leaderboard_text
@@ -53,7 +53,7 @@ async def start_command(message: Message) -> None:
     )
 
 
-async def help_command(message: Message, gamification: GamificationServices) -> None:
+async def help_command(message: Message, gamification: Services) -> None:
     text = HELP
     user = message.from_user
     if user is not None and message.chat.type in GROUP_TYPES:
@@ -67,7 +67,7 @@ async def help_command(message: Message, gamification: GamificationServices) -> 
     await message.reply(text)
 
 
-async def points_command(message: Message, gamification: GamificationServices) -> None:
+async def points_command(message: Message, gamification: Services) -> None:
     user = message.from_user
     if user is None or message.chat.type not in GROUP_TYPES:
         await message.reply(GROUP_ONLY)
@@ -87,7 +87,7 @@ async def points_command(message: Message, gamification: GamificationServices) -
     )
 
 
-async def achievements_command(message: Message, gamification: GamificationServices) -> None:
+async def achievements_command(message: Message, gamification: Services) -> None:
     user = message.from_user
     if user is None or message.chat.type not in GROUP_TYPES:
         await message.reply(GROUP_ONLY)
@@ -114,9 +114,7 @@ async def achievements_command(message: Message, gamification: GamificationServi
     await message.reply(cut("\n".join(lines)))
 
 
-async def top_command(
-    message: Message, command: CommandObject, gamification: GamificationServices
-) -> None:
+async def top_command(message: Message, command: CommandObject, gamification: Services) -> None:
     if message.chat.type not in GROUP_TYPES:
         await message.reply(GROUP_ONLY)
         return
@@ -130,10 +128,12 @@ async def top_command(
     board = await engine.leaderboard(message.chat.id, period, 10)
     caller_id = message.from_user.id if message.from_user else 0
     caller = await engine.standing(message.chat.id, caller_id, period) if caller_id else None
-    await message.reply(await leaderboard_text(board, caller, caller_id, gamification.name_of))
+    await message.reply(
+        await leaderboard_text(board, caller, caller_id, gamification.people.name_of)
+    )
 
 
-async def history_command(message: Message, gamification: GamificationServices) -> None:
+async def history_command(message: Message, gamification: Services) -> None:
     user = message.from_user
     if user is None or message.chat.type not in GROUP_TYPES:
         await message.reply(GROUP_ONLY)

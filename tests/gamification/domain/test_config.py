@@ -15,7 +15,7 @@ from bot.config import AppConfig, ConfigError, load_config
 from bot.registry import default_registry
 from plugins.gamification.domain.config import GamificationConfig
 from tests.gamification.conftest import MakeHarness
-from tests.gamification.telegram.test_handlers import ALICE, CHAT, FIXED, bob_says, thanks_rows
+from tests.support.chat import ALICE, CHAT, FIXED, bob_says, thanks_rows
 
 MODELS = default_registry().config_models()
 ACTIVITY_OFF = "to turn activity scoring off, set gamification.activity.enabled = false"

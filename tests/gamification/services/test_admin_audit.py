@@ -142,12 +142,12 @@ async def test_freeze_and_its_audit_row_commit_together(make_harness: MakeHarnes
     break_audit(h.database)
     await h.say(CHAT, MOD, "/freeze @bob spam")
     assert h.rows("SELECT COUNT(*) FROM freezes") == [(0,)]
-    assert not h.services.is_frozen(CHAT_ID, 2)
+    assert not h.services.moderation.is_frozen(CHAT_ID, 2)
 
     mend_audit(h.database)
     await h.say(CHAT, MOD, "/freeze @bob spam")
     assert h.rows("SELECT chat_id, user_id FROM freezes") == [(CHAT_ID, 2)]
-    assert h.services.is_frozen(CHAT_ID, 2)
+    assert h.services.moderation.is_frozen(CHAT_ID, 2)
     break_audit(h.database)
     await h.say(CHAT, MOD, "/unfreeze @bob")
     assert h.rows("SELECT COUNT(*) FROM freezes") == [(1,)], "unfrozen without an audit row"

@@ -15,43 +15,32 @@ from plugins.gamification.domain.activity import points_for
 from plugins.gamification.domain.keys import message_key
 from plugins.gamification.telegram.user import GROUP_ONLY
 from tests.gamification.conftest import MakeHarness
+from tests.support.chat import (
+    ALICE,
+    BOB,
+    CAROL,
+    CHANNEL,
+    CHANNEL_BOT,
+    CHAT,
+    CHAT_ID,
+    DAVE,
+    FIXED,
+    HELPER_BOT,
+    LOG_ID,
+    MOD,
+    OTHER,
+    OTHER_ID,
+    PHOTO,
+    SENTENCES,
+    bob_says,
+    thanks_rows,
+)
 from tests.support.telegram_harness import (
     ANONYMOUS_ADMIN,
     TelegramHarness,
     assert_telegram_html,
 )
 
-CHAT_ID, OTHER_ID, LOG_ID = -100, -200, -999
-CHAT = UpdateFactory.group(CHAT_ID, "Club")
-OTHER = UpdateFactory.group(OTHER_ID, "Other")
-ALICE = UpdateFactory.user(1, "Alice", "alice")
-BOB = UpdateFactory.user(2, "Bob", "bob")
-CAROL = UpdateFactory.user(3, "Carol", "carol")
-DAVE = UpdateFactory.user(4, "Dave", "dave")
-MOD = UpdateFactory.user(9, "Mod", "mod")
-HELPER_BOT = {"id": 555, "is_bot": True, "first_name": "Helper", "username": "helper_bot"}
-CHANNEL = {"id": -100777, "type": "channel", "title": "News"}
-CHANNEL_BOT = {"id": 136817688, "is_bot": True, "first_name": "Channel", "username": "Channel_Bot"}
-PHOTO = {"photo": [{"file_id": "p1", "file_unique_id": "u1", "width": 90, "height": 90}]}
-
-# Unrelated sentences: consecutive messages of one person are never near-repeats.
-SENTENCES = (
-    "good morning everyone, coffee is ready",
-    "has anyone tried the new release yet?",
-    "I think the meeting moved to friday",
-    "the weather here is grey and rainy",
-    "my cat knocked the plant off the shelf",
-    "who wants to review my pull request",
-    "lunch at the italian place sounds great",
-    "the train was late again this morning",
-    "finally fixed that flaky test suite",
-    "reading a book about medieval castles",
-    "our football team won on sunday night",
-    "please remind me about the deadline",
-    "new keyboard arrived, typing feels weird",
-    "does the wiki explain the deploy steps",
-)
-FIXED = {"activity": {"points": {"text": 10}}}
 COOLDOWN = 61
 
 
@@ -394,7 +383,7 @@ async def test_freeze_and_unfreeze(h: TelegramHarness) -> None:
     assert await reply_sent(h, MOD, "/freeze @bob farming") == (
         "Bob is frozen here and earns nothing until /unfreeze."
     )
-    assert h.services.is_frozen(CHAT_ID, 2)
+    assert h.services.moderation.is_frozen(CHAT_ID, 2)
     assert h.rows("SELECT chat_id, user_id, frozen_by, reason FROM freezes") == [
         (CHAT_ID, 2, 9, "farming")
     ]
@@ -674,7 +663,7 @@ async def test_never_scored(
 
 
 async def test_frozen_user_never_scores(h: TelegramHarness) -> None:
-    await h.services.freeze(CHAT_ID, 1, 9, "test")
+    await h.services.moderation.freeze(CHAT_ID, 1, 9, "test")
     await h.say(CHAT, ALICE, SENTENCES[0])
     assert h.tx_count() == 0
     assert h.services.stats.refusals["frozen"] == 1
@@ -771,7 +760,7 @@ async def test_burst_is_refused_and_flagged(h: TelegramHarness) -> None:
     assert refusals["burst"] == 1
     assert refusals["cooldown"] == 5  # three tokens, then one a minute
     assert h.rows("SELECT chat_id, user_id, reason FROM suspicions") == [(CHAT_ID, 1, "burst")]
-    assert not h.services.is_frozen(CHAT_ID, 1)
+    assert not h.services.moderation.is_frozen(CHAT_ID, 1)
 
 
 async def test_burst_freezes_with_auto_freeze_and_the_freeze_survives_restart(
@@ -781,12 +770,12 @@ async def test_burst_freezes_with_auto_freeze_and_the_freeze_survives_restart(
     for sentence in SENTENCES[:9]:
         await h.say(CHAT, ALICE, sentence)
         h.clock.advance(1)
-    assert h.services.is_frozen(CHAT_ID, 1)
+    assert h.services.moderation.is_frozen(CHAT_ID, 1)
     assert h.rows("SELECT user_id, frozen_by, reason FROM freezes") == [
         (1, None, "automatic: burst")
     ]
     await h.restart()
-    assert h.services.is_frozen(CHAT_ID, 1)
+    assert h.services.moderation.is_frozen(CHAT_ID, 1)
     h.clock.advance(3600)
     await h.say(CHAT, ALICE, SENTENCES[10])
     assert h.services.stats.refusals["frozen"] == 1
@@ -804,16 +793,6 @@ async def test_admin_freeze_survives_restart(h: TelegramHarness) -> None:
 
 
 # -- thanks -------------------------------------------------------------------------------
-
-
-async def bob_says(h: TelegramHarness, text: str = SENTENCES[0], **kw: Any) -> int:
-    update = await h.say(kw.pop("chat", CHAT), BOB, text, **kw)
-    assert update.message is not None
-    return update.message.message_id
-
-
-def thanks_rows(h: TelegramHarness) -> list[tuple[Any, ...]]:
-    return [row for row in h.transactions() if row[4] == "thanks"]
 
 
 @pytest.mark.parametrize("trigger", ["+", "+1", "thanks", "thank you", "спасибо", "Thanks!"])
@@ -951,7 +930,7 @@ async def test_frozen_user_earns_nothing_from_thanks(h: TelegramHarness) -> None
 
 async def test_frozen_user_cannot_give_thanks(h: TelegramHarness) -> None:
     target = await bob_says(h)
-    await h.services.freeze(CHAT_ID, 1, 9, "test")
+    await h.services.moderation.freeze(CHAT_ID, 1, 9, "test")
     await h.say(CHAT, ALICE, "thanks", reply_to=target)
     assert thanks_rows(h) == []
     assert h.services.stats.refusals["frozen"] >= 1
@@ -1030,7 +1009,7 @@ async def test_redeliveries_do_not_count_as_a_burst(make_harness: MakeHarness) -
         await h.feed(update, update)
         h.clock.advance(1)
     assert h.services.stats.refusals["burst"] == 0
-    assert not h.services.is_frozen(CHAT_ID, 1)
+    assert not h.services.moderation.is_frozen(CHAT_ID, 1)
     assert h.rows("SELECT * FROM suspicions") == []
 
 

@@ -14,8 +14,9 @@ from bot.registry import default_registry
 from bot.testing import RecordingSession
 from plugins.gamification import PointsEngine
 from plugins.gamification.domain.config import GamificationConfig
-from plugins.gamification.services.gamification import GamificationServices
+from plugins.gamification.services.runtime import Services, build_services
 from plugins.gamification.telegram.jobs import integrity_job, weekly_job
+from tests.support.sqlite_store import sqlite_store
 
 
 class Notes:
@@ -54,9 +55,9 @@ async def test_job_is_scheduled_in_the_configured_timezone(tmp_path: Path) -> No
         await app.close()
 
 
-async def make_services(db_path: Path) -> GamificationServices:
+async def make_services(db_path: Path) -> Services:
     engine = await PointsEngine.open(db_path)
-    return GamificationServices(engine, GamificationConfig())
+    return build_services(engine, GamificationConfig())
 
 
 async def test_job_reports_clean_and_records_a_checkpoint(db_path: Path) -> None:
@@ -96,7 +97,7 @@ async def test_job_on_a_tampered_ledger_says_so(db_path: Path) -> None:
         text = notes.sent[0][1]
         assert "LEDGER CHECK FAILED" in text
         assert "account -5/1, transaction #2" in text
-        rows = await services.store.fetchall(
+        rows = await sqlite_store(services.engine).fetchall(
             "SELECT payload FROM outbox WHERE type = 'integrity.failed'", ()
         )
         assert len(rows) == 1

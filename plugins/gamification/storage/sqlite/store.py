@@ -29,13 +29,14 @@ from plugins.gamification.storage.protocol import LedgerStorage
 from plugins.gamification.storage.records import (
     AdminAction,
     KnownPerson,
+    OutboxEvent,
     OutboxRow,
     ProgressRow,
     TodayRow,
 )
 from plugins.gamification.storage.sqlite import files, maintenance, sidetables
 from plugins.gamification.storage.sqlite import queries as q
-from plugins.gamification.storage.sqlite.effects import Effects
+from plugins.gamification.storage.sqlite.effects import INSERT_OUTBOX, Effects
 from plugins.gamification.storage.sqlite.faults import storage_error
 from plugins.gamification.storage.sqlite.integrity import IntegrityReport, run_check
 from plugins.gamification.storage.sqlite.maintenance import BalanceDifference
@@ -454,6 +455,20 @@ class LedgerStore:
         if rows:
             await self.execute(q.PRUNE_DELIVERED, rows[0][0])
 
+    async def publish(self, event: OutboxEvent) -> None:
+        await self.execute_all(self._outbox_row(event))
+
+    @staticmethod
+    def _outbox_row(event: OutboxEvent) -> tuple[str, tuple[object, ...]]:
+        return INSERT_OUTBOX, (
+            event.event_id,
+            event.type,
+            event.chat_id,
+            event.user_id,
+            event.payload,
+            event.occurred_at,
+        )
+
     # -- tables beside the ledger -------------------------------------------------------
 
     async def frozen_accounts(self) -> set[tuple[int, int]]:
@@ -499,6 +514,27 @@ class LedgerStore:
             ),
         )
 
+    async def record_suspicion(
+        self, chat_id: int, user_id: int, reason: str, detail: str, at: str, event: OutboxEvent
+    ) -> None:
+        await self.execute_all(
+            (sidetables.INSERT_SUSPICION, (chat_id, user_id, reason, detail, at)),
+            self._outbox_row(event),
+        )
+
+    def remember_person_later(
+        self, person: KnownPerson, at: str, on_failure: Callable[[], None] | None = None
+    ) -> None:
+        self.execute_later(
+            sidetables.UPSERT_KNOWN_USER,
+            person.user_id,
+            person.username,
+            person.full_name,
+            int(person.is_bot),
+            at,
+            on_failure=on_failure,
+        )
+
     async def known_person(self, user_id: int) -> KnownPerson | None:
         rows = await self.fetchall(sidetables.SELECT_KNOWN_USER, (user_id,))
         return KnownPerson(rows[0][0], rows[0][1], rows[0][2], bool(rows[0][3])) if rows else None
@@ -516,6 +552,24 @@ class LedgerStore:
     async def thanks_given(self, chat_id: int, giver: int, since: str) -> int:
         """Thanks `giver` gave anyone in the chat since `since`."""
         rows = await self.fetchall(sidetables.COUNT_THANKS_GIVEN, (chat_id, giver, since))
+        return int(rows[0][0]) if rows else 0
+
+    async def member_days(self, chat_id: int, since: str, until: str) -> list[int]:
+        rows = await self.fetchall(sidetables.MEMBER_DAYS, (chat_id, since, until))
+        return [int(row[0]) for row in rows]
+
+    async def scored_messages(self, chat_id: int, user_id: int, since: str) -> int:
+        rows = await self.fetchall(sidetables.COUNT_SCORED_MESSAGES, (chat_id, user_id, since))
+        return int(rows[0][0]) if rows else 0
+
+    async def engaged_by(self, chat_id: int, user_id: int, since: str) -> list[tuple[int, int]]:
+        rows = await self.fetchall(sidetables.ENGAGED_BY, (chat_id, user_id, since))
+        return [(int(actor), int(count)) for actor, count in rows]
+
+    async def engaged_pair(self, chat_id: int, author: int, responder: int, since: str) -> int:
+        rows = await self.fetchall(
+            sidetables.COUNT_ENGAGED_PAIR, (chat_id, author, responder, since)
+        )
         return int(rows[0][0]) if rows else 0
 
     # -- the whole ledger ---------------------------------------------------------------

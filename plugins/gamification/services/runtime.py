@@ -1,0 +1,166 @@
+"""Services: the plugin's application services, built once and frozen, that the handlers
+receive under the dispatcher data key "gamification"."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from plugins.gamification.domain.anti_abuse import AntiAbuseGate
+from plugins.gamification.domain.clock import Clock, SystemClock
+from plugins.gamification.domain.config import GamificationConfig
+from plugins.gamification.domain.errors import StorageError
+from plugins.gamification.domain.multipliers import MultiplierRules
+from plugins.gamification.domain.progression import ProgressRules
+from plugins.gamification.engine import LedgerPolicy, PointsEngine
+from plugins.gamification.services.engagement import EngagementService
+from plugins.gamification.services.moderation import Moderation
+from plugins.gamification.services.people import People
+from plugins.gamification.services.reports import IntegrityReports
+from plugins.gamification.services.retry import StorageRetry
+from plugins.gamification.services.scoring import Scoring
+from plugins.gamification.services.stats import Stats
+from plugins.gamification.services.thanks import Thanks
+from plugins.gamification.services.today import Today
+from plugins.gamification.storage.options import DatabaseOptions
+
+
+@dataclass(frozen=True, slots=True)
+class Services:
+    """Each service has one job; the shared pieces (gate, stats, retry) are built once and
+    handed to the services that use them."""
+
+    engine: PointsEngine
+    config: GamificationConfig
+    # Every write the handlers and bus events make goes through it (see retry.py).
+    retry: StorageRetry
+    gate: AntiAbuseGate
+    multipliers: MultiplierRules
+    stats: Stats
+    today: Today
+    people: People
+    moderation: Moderation
+    engagement: EngagementService
+    scoring: Scoring
+    thanks: Thanks
+    reports: IntegrityReports
+    admin_ids: frozenset[int] = frozenset()
+    admin_log_chat_id: int | None = None
+    # (chat, user) -> (expires at, monotonic seconds; is admin); bounded by the handler.
+    admin_cache: OrderedDict[tuple[int, int], tuple[float, bool]] = field(
+        default_factory=OrderedDict
+    )
+
+    @property
+    def clock(self) -> Clock:
+        return self.engine.clock
+
+    async def close(self) -> None:
+        await self.engine.close()
+
+
+def build_services(
+    engine: PointsEngine,
+    config: GamificationConfig,
+    *,
+    admin_ids: frozenset[int] = frozenset(),
+    admin_log_chat_id: int | None = None,
+    retry_seconds: float = 30.0,
+) -> Services:
+    """Wire the services around an open engine (frozen accounts are read by `open_services`,
+    or by `moderation.load()`)."""
+    retry = StorageRetry(engine.store.health, bound=retry_seconds)
+    gate = AntiAbuseGate(config.anti_abuse)
+    multipliers = MultiplierRules(config.multipliers, config.ledger.timezone)
+    stats = Stats()
+    today = Today(engine)
+    moderation = Moderation(engine.store, engine.clock, gate, retry, config.anti_abuse)
+    engagement = EngagementService(engine, config, gate, stats, today)
+    scoring = Scoring(
+        engine,
+        config,
+        gate=gate,
+        multipliers=multipliers,
+        stats=stats,
+        retry=retry,
+        today=today,
+        engagement=engagement,
+        moderation=moderation,
+    )
+    thanks = Thanks(
+        engine,
+        config,
+        stats=stats,
+        retry=retry,
+        today=today,
+        engagement=engagement,
+        moderation=moderation,
+    )
+    return Services(
+        engine=engine,
+        config=config,
+        retry=retry,
+        gate=gate,
+        multipliers=multipliers,
+        stats=stats,
+        today=today,
+        people=People(engine.store, engine.clock),
+        moderation=moderation,
+        engagement=engagement,
+        scoring=scoring,
+        thanks=thanks,
+        reports=IntegrityReports(),
+        admin_ids=admin_ids,
+        admin_log_chat_id=admin_log_chat_id,
+    )
+
+
+async def open_services(
+    database: DatabaseOptions,
+    config: GamificationConfig,
+    *,
+    clock: Clock | None = None,
+    admin_ids: Iterable[int] = (),
+    admin_log_chat_id: int | None = None,
+) -> Services:
+    """Open the ledger at `database` and load the state that survives restarts."""
+    try:
+        database.path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StorageError(
+            f"Cannot create the folder {database.path.parent} for the ledger:"
+            f" {exc.strerror or exc}."
+        ) from exc
+    engine = await PointsEngine.open(
+        database.path,
+        policy=LedgerPolicy(
+            max_amount=config.ledger.max_amount,
+            allow_negative=config.ledger.allow_negative,
+            timezone=config.ledger.timezone,
+        ),
+        clock=clock or SystemClock(),
+        synchronous=database.synchronous,
+        busy_timeout=database.busy_timeout_seconds,
+        write_timeout=database.write_timeout_seconds,
+        max_batch=config.ledger.max_batch,
+        progress=ProgressRules(
+            achievements=config.progress.achievements,
+            level_curve=config.progress.level_curve,
+            grace_day=config.progress.streak_grace_day,
+            timezone=config.ledger.timezone,
+        ),
+    )
+    services = build_services(
+        engine,
+        config,
+        admin_ids=frozenset(admin_ids),
+        admin_log_chat_id=admin_log_chat_id,
+        retry_seconds=database.retry_seconds,
+    )
+    try:
+        await services.moderation.load()
+    except BaseException:
+        await engine.close()
+        raise
+    return services
