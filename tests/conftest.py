@@ -25,7 +25,13 @@ def clock() -> FakeClock:
 
 @pytest.fixture(params=sorted(BACKENDS))
 def ledger_backend(request: pytest.FixtureRequest, tmp_path: Path) -> LedgerBackend:
-    """Each storage backend in turn, on a fresh ledger (for SQLite: the file at db_path)."""
+    """Each storage backend in turn, on a fresh ledger (for SQLite: the file at db_path).
+
+    A test marked `only_backends(*names, reason=...)` is skipped on every other backend.
+    """
+    only = request.node.get_closest_marker("only_backends")
+    if only is not None and request.param not in only.args:
+        pytest.skip(f"{request.param}: {only.kwargs.get('reason', 'not for this backend')}")
     return make_backend(request.param, tmp_path)
 
 

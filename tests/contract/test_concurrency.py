@@ -7,7 +7,7 @@ import itertools
 import random
 import sqlite3
 from collections import defaultdict
-from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -25,32 +25,23 @@ from plugins.gamification import (
     TransactionNotFoundError,
     TxKind,
 )
-from plugins.gamification.storage.sqlite.integrity import run_check
 from plugins.gamification.storage.sqlite.store import LedgerStore
 from plugins.gamification.storage.sqlite.writer import MAX_BALANCE
+from tests.support.backends import LedgerBackend
 
 CHAT = -100_1000
 
 
-def db_rows(path: Path) -> list[tuple[int, int, int, int, str, str, int | None]]:
+def db_rows(ledger: LedgerBackend) -> list[tuple[Any, ...]]:
     """Every ledger row as (id, chat, user, amount, kind, key, reverts), on its own connection."""
-    conn = sqlite3.connect(path)
-    try:
-        return conn.execute(
-            "SELECT id, chat_id, user_id, amount, kind, idem_key, reverts_id FROM transactions"
-            " ORDER BY id"
-        ).fetchall()
-    finally:
-        conn.close()
+    return ledger.read(
+        "SELECT id, chat_id, user_id, amount, kind, idem_key, reverts_id FROM transactions"
+        " ORDER BY id"
+    )
 
 
-def db_balances(path: Path) -> dict[tuple[int, int], int]:
-    conn = sqlite3.connect(path)
-    try:
-        rows = conn.execute("SELECT chat_id, user_id, balance FROM accounts").fetchall()
-    finally:
-        conn.close()
-    return {(chat, user): balance for chat, user, balance in rows}
+def db_balances(ledger: LedgerBackend) -> dict[tuple[int, int], int]:
+    return {(chat, user): balance for chat, user, balance in ledger.cached_balances()}
 
 
 async def assert_clean(engine: PointsEngine) -> None:
@@ -59,7 +50,9 @@ async def assert_clean(engine: PointsEngine) -> None:
     assert report.quick_check == "ok"
 
 
-async def test_thousand_concurrent_awards_on_one_account(engine: PointsEngine) -> None:
+async def test_thousand_concurrent_awards_on_one_account(
+    engine: PointsEngine, ledger_backend: LedgerBackend
+) -> None:
     amounts = [1 + (i * 7919) % 97 for i in range(1000)]
     receipts = await asyncio.gather(
         *(
@@ -87,7 +80,7 @@ async def test_thousand_concurrent_awards_on_one_account(engine: PointsEngine) -
     assert balance.balance == sum(amounts)
     assert balance.earned == sum(amounts)
     assert balance.tx_count == 1000
-    assert len(db_rows(engine.store.path)) == 1000
+    assert len(db_rows(ledger_backend)) == 1000
 
     stats = engine.store.stats
     assert stats.failed_batches == 0
@@ -98,7 +91,9 @@ async def test_thousand_concurrent_awards_on_one_account(engine: PointsEngine) -
     await assert_clean(engine)
 
 
-async def test_ten_thousand_awards_with_concurrent_reverts(engine: PointsEngine) -> None:
+async def test_ten_thousand_awards_with_concurrent_reverts(
+    engine: PointsEngine, ledger_backend: LedgerBackend
+) -> None:
     rng = random.Random(20261125)
     accounts = [(CHAT - (a % 3), 1000 + a) for a in range(100)]
     plan = [(accounts[i % 100], rng.randint(1, 500)) for i in range(10_000)]
@@ -162,9 +157,9 @@ async def test_ten_thousand_awards_with_concurrent_reverts(engine: PointsEngine)
         assert balance.balance == model[(chat, user)], (chat, user)
         assert balance.earned == earned[(chat, user)], (chat, user)
         assert balance.tx_count == count[(chat, user)], (chat, user)
-    assert db_balances(engine.store.path) == dict(model)
+    assert db_balances(ledger_backend) == dict(model)
 
-    rows = db_rows(engine.store.path)
+    rows = db_rows(ledger_backend)
     assert len(rows) == 11_000
     assert len({row[5] for row in rows}) == 11_000
     assert engine.store.stats.failed_batches == 0
@@ -173,7 +168,9 @@ async def test_ten_thousand_awards_with_concurrent_reverts(engine: PointsEngine)
     await assert_clean(engine)
 
 
-async def test_refusals_inside_a_batch_do_not_fail_the_rest(engine: PointsEngine) -> None:
+async def test_refusals_inside_a_batch_do_not_fail_the_rest(
+    engine: PointsEngine, ledger_backend: LedgerBackend
+) -> None:
     seed = await engine.award(CHAT, 1, 100, key="seed:a", reason="seed")
     already = await engine.award(CHAT, 2, 30, key="seed:b", reason="seed")
     await engine.revert(already.transaction.id, key="seed:b:undo", actor_id=9)
@@ -219,7 +216,7 @@ async def test_refusals_inside_a_batch_do_not_fail_the_rest(engine: PointsEngine
     assert ok5.transaction.reverts_id == seed.transaction.id
     assert ok5.balance == -60
 
-    keys = {row[5] for row in db_rows(engine.store.path)}
+    keys = {row[5] for row in db_rows(ledger_backend)}
     assert {"ok:1", "ok:2", "ok:3", "ok:4", "ok:5", "ok:6"} <= keys
     assert not keys & {
         "overdraft:empty",
@@ -238,9 +235,11 @@ async def test_refusals_inside_a_batch_do_not_fail_the_rest(engine: PointsEngine
     await assert_clean(engine)
 
 
-async def test_balance_range_refusal_inside_a_batch(db_path: Path, clock: FakeClock) -> None:
-    engine = await PointsEngine.open(
-        db_path, clock=clock, policy=LedgerPolicy(max_amount=MAX_BALANCE)
+async def test_balance_range_refusal_inside_a_batch(
+    ledger_backend: LedgerBackend, clock: FakeClock
+) -> None:
+    engine = await ledger_backend.open_engine(
+        clock=clock, policy=LedgerPolicy(max_amount=MAX_BALANCE)
     )
     try:
         await engine.award(CHAT, 1, MAX_BALANCE, key="top")
@@ -261,10 +260,12 @@ async def test_balance_range_refusal_inside_a_batch(db_path: Path, clock: FakeCl
         await assert_clean(engine)
     finally:
         await engine.close()
-    assert {row[5] for row in db_rows(db_path)} == {"top", "a", "b"}
+    assert {row[5] for row in db_rows(ledger_backend)} == {"top", "a", "b"}
 
 
-async def test_readers_only_see_committed_running_totals(engine: PointsEngine) -> None:
+async def test_readers_only_see_committed_running_totals(
+    engine: PointsEngine, ledger_backend: LedgerBackend
+) -> None:
     users = [501, 502, 503, 504]
     rng = random.Random(7)
     writing = True
@@ -321,11 +322,7 @@ async def test_readers_only_see_committed_running_totals(engine: PointsEngine) -
 
     assert reads > 0
     totals: dict[int, set[int]] = {user: {0} for user in users}
-    conn = sqlite3.connect(engine.store.path)
-    try:
-        rows = conn.execute("SELECT user_id, balance_after FROM transactions").fetchall()
-    finally:
-        conn.close()
+    rows = ledger_backend.read("SELECT user_id, balance_after FROM transactions")
     assert len(rows) == 4 * 15 * 21
     for user, after in rows:
         totals[user].add(after)
@@ -345,8 +342,10 @@ async def test_readers_only_see_committed_running_totals(engine: PointsEngine) -
     await assert_clean(engine)
 
 
-async def test_close_with_awards_in_flight(db_path: Path, clock: FakeClock) -> None:
-    engine = await PointsEngine.open(db_path, clock=clock)
+async def test_close_with_awards_in_flight(
+    ledger_backend: LedgerBackend, clock: FakeClock
+) -> None:
+    engine = await ledger_backend.open_engine(clock=clock)
     close_called = False
     submitted_before_close: set[str] = set()
     submitted_after_close: set[str] = set()
@@ -408,9 +407,9 @@ async def test_close_with_awards_in_flight(db_path: Path, clock: FakeClock) -> N
         await engine.balance(CHAT, 1)
     await engine.close()  # a second close is harmless
 
-    reopened = await PointsEngine.open(db_path, clock=clock)
+    reopened = await ledger_backend.open_engine(clock=clock)
     try:
-        keys = {row[5] for row in db_rows(db_path)}
+        keys = {row[5] for row in db_rows(ledger_backend)}
         assert keys == set(returned)
         for key, receipt in returned.items():
             assert await reopened.transaction(receipt.transaction.id) == receipt.transaction, key
@@ -427,14 +426,16 @@ async def test_close_with_awards_in_flight(db_path: Path, clock: FakeClock) -> N
         await reopened.close()
 
 
+@pytest.mark.only_backends("sqlite", reason="a second SQLite connection holds the file's lock")
 async def test_close_answers_an_award_that_waited_for_room_in_the_queue(
-    db_path: Path, clock: FakeClock
+    ledger_backend: LedgerBackend, clock: FakeClock
 ) -> None:
     """An award accepted before close() while the queue was full is committed, not orphaned.
 
     Another connection holds the write lock, so the writer is stuck in its first batch while
     the queue (bounded to one) fills and a second award waits for room; then close() runs.
     """
+    db_path = ledger_backend.location
     store = await LedgerStore(db_path, clock=clock, max_queue=1, write_timeout=3).open()
     engine = PointsEngine(store)
     blocker = sqlite3.connect(db_path, isolation_level=None)
@@ -457,7 +458,7 @@ async def test_close_answers_an_award_that_waited_for_room_in_the_queue(
         blocker.close()
         await engine.close()
 
-    committed = {row[5] for row in db_rows(db_path)}
+    committed = {row[5] for row in db_rows(ledger_backend)}
     for key, outcome in zip(("q:first", "q:fills", "q:waits"), outcomes, strict=False):
         # Accepted work is committed; the only other honest answer is a refusal.
         if isinstance(outcome, Receipt):
@@ -467,4 +468,4 @@ async def test_close_answers_an_award_that_waited_for_room_in_the_queue(
             assert key not in committed
     assert outcomes[3] is None
     assert isinstance(outcomes[0], Receipt)
-    assert run_check(db_path).ok
+    assert ledger_backend.check().ok

@@ -7,7 +7,6 @@ import decimal
 import itertools
 import json
 import re
-import sqlite3
 import sys
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
@@ -37,8 +36,8 @@ from plugins.gamification import (
 )
 from plugins.gamification.domain.rules import MAX_FACTOR, apply_multipliers
 from plugins.gamification.storage.hashing import chain_hash
-from plugins.gamification.storage.sqlite.integrity import run_check
 from plugins.gamification.storage.sqlite.schema import GENESIS_HASH, SCHEMA_VERSION
+from tests.support.backends import LedgerBackend
 
 CHAT = -100_500
 OTHER_CHAT = -100_600
@@ -48,17 +47,15 @@ REPO = Path(__file__).resolve().parents[2]
 Write = Callable[[PointsEngine, str], Awaitable[Receipt]]
 
 
-def query(path: Path, sql: str, params: tuple[object, ...] = ()) -> list[tuple[Any, ...]]:
-    """Run one statement on a plain sqlite3 connection of its own, as an outsider would."""
-    conn = sqlite3.connect(path)
-    try:
-        return conn.execute(sql, params).fetchall()
-    finally:
-        conn.close()
+def query(
+    ledger: LedgerBackend, sql: str, params: tuple[object, ...] = ()
+) -> list[tuple[Any, ...]]:
+    """Run one statement on a plain connection of its own, as an outsider would."""
+    return ledger.read(sql, params)
 
 
-def tx_count(path: Path) -> int:
-    return int(query(path, "SELECT COUNT(*) FROM transactions")[0][0])
+def tx_count(ledger: LedgerBackend) -> int:
+    return int(query(ledger, "SELECT COUNT(*) FROM transactions")[0][0])
 
 
 def assert_one_sentence(message: str) -> None:
@@ -70,12 +67,14 @@ def assert_one_sentence(message: str) -> None:
     assert not re.search(r"[.!?]\s+[A-Z]", message[:-1]), message
 
 
-async def assert_balance_is_sum(engine: PointsEngine, path: Path, chat: int, user: int) -> int:
+async def assert_balance_is_sum(
+    engine: PointsEngine, ledger: LedgerBackend, chat: int, user: int
+) -> int:
     """The cached balance equals the sum of the account's rows, seen three ways."""
     account = await engine.balance(chat, user)
     history = await engine.history(chat, user, limit=500)
     ((raw_sum, raw_count),) = query(
-        path,
+        ledger,
         "SELECT COALESCE(SUM(amount), 0), COUNT(*) FROM transactions"
         " WHERE chat_id = ? AND user_id = ?",
         (chat, user),
@@ -85,7 +84,7 @@ async def assert_balance_is_sum(engine: PointsEngine, path: Path, chat: int, use
     if history:
         assert history[0].balance_after == account.balance
         cached = query(
-            path, "SELECT balance FROM accounts WHERE chat_id = ? AND user_id = ?", (chat, user)
+            ledger, "SELECT balance FROM accounts WHERE chat_id = ? AND user_id = ?", (chat, user)
         )
         assert cached == [(account.balance,)]
     return account.balance
@@ -95,7 +94,7 @@ async def assert_balance_is_sum(engine: PointsEngine, path: Path, chat: int, use
 
 
 async def test_balance_equals_sum_after_every_kind_of_write(
-    engine: PointsEngine, db_path: Path
+    engine: PointsEngine, ledger_backend: LedgerBackend
 ) -> None:
     accounts = [(CHAT, 1), (CHAT, 2), (OTHER_CHAT, 1)]
     expected = dict.fromkeys(accounts, 0)
@@ -104,7 +103,7 @@ async def test_balance_equals_sum_after_every_kind_of_write(
         expected[(chat, user)] += delta
         assert receipt.balance == expected[(chat, user)]
         for c, u in accounts:
-            assert await assert_balance_is_sum(engine, db_path, c, u) == expected[(c, u)]
+            assert await assert_balance_is_sum(engine, ledger_backend, c, u) == expected[(c, u)]
 
     a = await engine.award(CHAT, 1, 10, key="a")
     await after(a, CHAT, 1, 10)
@@ -124,7 +123,7 @@ async def test_balance_equals_sum_after_every_kind_of_write(
 
 
 async def test_many_concurrent_writes_keep_balance_equal_to_sum(
-    engine: PointsEngine, db_path: Path
+    engine: PointsEngine, ledger_backend: LedgerBackend
 ) -> None:
     await asyncio.gather(
         *(engine.award(CHAT, i % 4, 1 + i % 9, key=f"bulk:{i}") for i in range(300))
@@ -132,7 +131,7 @@ async def test_many_concurrent_writes_keep_balance_equal_to_sum(
     await asyncio.gather(*(engine.deduct(CHAT, i % 4, 1, key=f"cut:{i}") for i in range(40)))
     total = 0
     for user in range(4):
-        total += await assert_balance_is_sum(engine, db_path, CHAT, user)
+        total += await assert_balance_is_sum(engine, ledger_backend, CHAT, user)
     assert total == sum(1 + i % 9 for i in range(300)) - 40
     assert (await engine.check()).ok
 
@@ -175,12 +174,12 @@ REPEATABLE: dict[str, Write] = {
 
 @pytest.mark.parametrize("write", REPEATABLE.values(), ids=list(REPEATABLE))
 async def test_same_key_twice_returns_the_first_receipt_and_changes_nothing(
-    engine: PointsEngine, db_path: Path, clock: FakeClock, write: Write
+    engine: PointsEngine, ledger_backend: LedgerBackend, clock: FakeClock, write: Write
 ) -> None:
     await engine.award(CHAT, 1, 20, key="setup")  # transaction #1
     first = await write(engine, "k")
     assert not first.duplicate
-    before = (await engine.balance(CHAT, 1), tx_count(db_path))
+    before = (await engine.balance(CHAT, 1), tx_count(ledger_backend))
 
     clock.advance(timedelta(hours=3))
     again = await write(engine, "k")
@@ -188,7 +187,7 @@ async def test_same_key_twice_returns_the_first_receipt_and_changes_nothing(
     assert again.duplicate
     assert again.transaction == first.transaction
     assert again.balance == first.balance
-    assert (await engine.balance(CHAT, 1), tx_count(db_path)) == before
+    assert (await engine.balance(CHAT, 1), tx_count(ledger_backend)) == before
 
 
 CONFLICTING: dict[str, Write] = {
@@ -209,22 +208,30 @@ CONFLICTING: dict[str, Write] = {
 
 @pytest.mark.parametrize("write", CONFLICTING.values(), ids=list(CONFLICTING))
 async def test_same_key_with_different_content_is_a_conflict(
-    engine: PointsEngine, db_path: Path, write: Write
+    engine: PointsEngine, ledger_backend: LedgerBackend, write: Write
 ) -> None:
     first = await engine.award(CHAT, 1, 5, key="k", reason="quiz")
-    before = (await engine.balance(CHAT, 1), await engine.balance(CHAT, 2), tx_count(db_path))
+    before = (
+        await engine.balance(CHAT, 1),
+        await engine.balance(CHAT, 2),
+        tx_count(ledger_backend),
+    )
 
     with pytest.raises(IdempotencyConflictError) as caught:
         await write(engine, "k")
 
     assert_one_sentence(str(caught.value))
-    after = (await engine.balance(CHAT, 1), await engine.balance(CHAT, 2), tx_count(db_path))
+    after = (
+        await engine.balance(CHAT, 1),
+        await engine.balance(CHAT, 2),
+        tx_count(ledger_backend),
+    )
     assert after == before
     assert (await engine.transaction(first.transaction.id)) == first.transaction
 
 
 async def test_same_key_in_one_concurrent_batch_is_written_once(
-    engine: PointsEngine, db_path: Path
+    engine: PointsEngine, ledger_backend: LedgerBackend
 ) -> None:
     receipts = await asyncio.gather(
         *(engine.award(CHAT, 1, 5, key="burst", reason="x") for _ in range(20))
@@ -233,12 +240,12 @@ async def test_same_key_in_one_concurrent_batch_is_written_once(
     assert engine.store.stats.largest_batch >= 20  # they really shared one batch
     assert sum(not r.duplicate for r in receipts) == 1
     assert len({r.transaction for r in receipts}) == 1
-    assert tx_count(db_path) == 1
+    assert tx_count(ledger_backend) == 1
     assert (await engine.balance(CHAT, 1)).balance == 5
 
 
 async def test_conflicting_key_in_one_concurrent_batch(
-    engine: PointsEngine, db_path: Path
+    engine: PointsEngine, ledger_backend: LedgerBackend
 ) -> None:
     results = await asyncio.gather(
         engine.award(CHAT, 1, 5, key="k"),
@@ -256,16 +263,16 @@ async def test_conflicting_key_in_one_concurrent_batch(
     assert third.duplicate
     assert third.transaction == first.transaction
     assert isinstance(fourth, IdempotencyConflictError)
-    assert tx_count(db_path) == 1
+    assert tx_count(ledger_backend) == 1
     assert (await engine.balance(CHAT, 1)).balance == 5
 
 
 async def test_a_refused_request_does_not_use_up_its_key(
-    engine: PointsEngine, db_path: Path
+    engine: PointsEngine, ledger_backend: LedgerBackend
 ) -> None:
     with pytest.raises(InsufficientBalanceError):
         await engine.deduct(CHAT, 1, 5, key="k")
-    assert tx_count(db_path) == 0
+    assert tx_count(ledger_backend) == 0
 
     receipt = await engine.award(CHAT, 1, 5, key="k")
 
@@ -286,26 +293,21 @@ async def test_a_refused_request_does_not_use_up_its_key(
     ],
 )
 async def test_raw_update_and_delete_are_refused_by_triggers(
-    engine: PointsEngine, db_path: Path, sql: str
+    engine: PointsEngine, ledger_backend: LedgerBackend, sql: str
 ) -> None:
     await engine.award(CHAT, 1, 5, key="a", reason="r")
     await engine.award(CHAT, 1, 6, key="b", reason="r")
-    before = query(db_path, "SELECT * FROM transactions ORDER BY id")
+    before = query(ledger_backend, "SELECT * FROM transactions ORDER BY id")
 
-    conn = sqlite3.connect(db_path)
-    try:
-        with pytest.raises(sqlite3.IntegrityError, match="append-only"):
-            conn.execute(sql)
-        conn.rollback()
-    finally:
-        conn.close()
+    with pytest.raises(ledger_backend.integrity_error, match="append-only"):
+        ledger_backend.write(sql)
 
-    assert query(db_path, "SELECT * FROM transactions ORDER BY id") == before
+    assert query(ledger_backend, "SELECT * FROM transactions ORDER BY id") == before
     assert (await engine.check()).ok
 
 
 async def test_revert_appends_a_compensating_linked_transaction(
-    engine: PointsEngine, db_path: Path
+    engine: PointsEngine, ledger_backend: LedgerBackend
 ) -> None:
     original = await engine.award(CHAT, 1, 10, key="a", reason="quiz")
     await engine.award(CHAT, 1, 4, key="b")
@@ -327,7 +329,7 @@ async def test_revert_appends_a_compensating_linked_transaction(
     # The original row is untouched: the correction is a new row.
     assert await engine.transaction(original.transaction.id) == original.transaction
     assert [t.id for t in await engine.history(CHAT, 1)] == [tx.id, 2, 1]
-    assert tx_count(db_path) == 3
+    assert tx_count(ledger_backend) == 3
     assert (await engine.check()).ok
 
 
@@ -351,7 +353,9 @@ async def test_revert_of_spent_points_may_go_below_zero(engine: PointsEngine) ->
     assert (await engine.check()).ok
 
 
-async def test_a_transaction_is_reverted_at_most_once(engine: PointsEngine, db_path: Path) -> None:
+async def test_a_transaction_is_reverted_at_most_once(
+    engine: PointsEngine, ledger_backend: LedgerBackend
+) -> None:
     award = await engine.award(CHAT, 1, 10, key="a")
     first = await engine.revert(award.transaction.id, key="r1", actor_id=ADMIN)
 
@@ -360,12 +364,12 @@ async def test_a_transaction_is_reverted_at_most_once(engine: PointsEngine, db_p
 
     assert f"#{first.transaction.id}" in str(caught.value)
     assert_one_sentence(str(caught.value))
-    assert tx_count(db_path) == 2
+    assert tx_count(ledger_backend) == 2
     assert (await engine.balance(CHAT, 1)).balance == 0
 
 
 async def test_two_concurrent_reverts_of_one_transaction(
-    engine: PointsEngine, db_path: Path
+    engine: PointsEngine, ledger_backend: LedgerBackend
 ) -> None:
     award = await engine.award(CHAT, 1, 10, key="a")
 
@@ -376,11 +380,13 @@ async def test_two_concurrent_reverts_of_one_transaction(
 
     assert sum(isinstance(r, Receipt) for r in results) == 1
     assert sum(isinstance(r, RevertError) for r in results) == 4
-    assert tx_count(db_path) == 2
+    assert tx_count(ledger_backend) == 2
     assert (await engine.balance(CHAT, 1)).balance == 0
 
 
-async def test_a_revert_cannot_be_reverted(engine: PointsEngine, db_path: Path) -> None:
+async def test_a_revert_cannot_be_reverted(
+    engine: PointsEngine, ledger_backend: LedgerBackend
+) -> None:
     award = await engine.award(CHAT, 1, 10, key="a")
     revert = await engine.revert(award.transaction.id, key="r1", actor_id=ADMIN)
 
@@ -388,27 +394,29 @@ async def test_a_revert_cannot_be_reverted(engine: PointsEngine, db_path: Path) 
         await engine.revert(revert.transaction.id, key="r2", actor_id=ADMIN)
 
     assert_one_sentence(str(caught.value))
-    assert tx_count(db_path) == 2
+    assert tx_count(ledger_backend) == 2
 
 
-async def test_revert_of_an_unknown_transaction(engine: PointsEngine, db_path: Path) -> None:
+async def test_revert_of_an_unknown_transaction(
+    engine: PointsEngine, ledger_backend: LedgerBackend
+) -> None:
     await engine.award(CHAT, 1, 10, key="a")
 
     with pytest.raises(TransactionNotFoundError) as caught:
         await engine.revert(999, key="r", actor_id=ADMIN)
 
     assert_one_sentence(str(caught.value))
-    assert tx_count(db_path) == 1
+    assert tx_count(ledger_backend) == 1
 
 
 async def test_revert_scoped_to_another_chat_is_not_found(
-    engine: PointsEngine, db_path: Path
+    engine: PointsEngine, ledger_backend: LedgerBackend
 ) -> None:
     award = await engine.award(CHAT, 1, 10, key="a")
 
     with pytest.raises(TransactionNotFoundError):
         await engine.revert(award.transaction.id, key="r", actor_id=ADMIN, chat_id=OTHER_CHAT)
-    assert tx_count(db_path) == 1
+    assert tx_count(ledger_backend) == 1
 
     # The refusal did not use up the key, and the right chat may revert it.
     revert = await engine.revert(award.transaction.id, key="r", actor_id=ADMIN, chat_id=CHAT)
@@ -419,7 +427,7 @@ async def test_revert_scoped_to_another_chat_is_not_found(
 
 
 async def test_each_row_links_to_the_previous_hash_of_its_account(
-    engine: PointsEngine, db_path: Path, clock: FakeClock
+    engine: PointsEngine, ledger_backend: LedgerBackend, clock: FakeClock
 ) -> None:
     award = await engine.award(CHAT, 1, 10, key="a", reason='«quoted» "text" ✓')
     for i in range(12):
@@ -429,7 +437,7 @@ async def test_each_row_links_to_the_previous_hash_of_its_account(
     await engine.revert(award.transaction.id, key="r", actor_id=ADMIN)
 
     rows = query(
-        db_path,
+        ledger_backend,
         "SELECT id, chat_id, user_id, seq, amount, balance_after, kind, idem_key, actor_id,"
         " reason, breakdown, created_at, reverts_id, prev_hash, hash FROM transactions"
         " ORDER BY id",
@@ -448,7 +456,7 @@ async def test_each_row_links_to_the_previous_hash_of_its_account(
         )  # fmt: skip
         heads[(chat, user)] = (seq, stored)
     assert len(heads) == 4
-    cached = query(db_path, "SELECT chat_id, user_id, seq, head_hash FROM accounts")
+    cached = query(ledger_backend, "SELECT chat_id, user_id, seq, head_hash FROM accounts")
     assert {(c, u): (s, h) for c, u, s, h in cached} == heads
     assert len({row[-1] for row in rows}) == len(rows)
 
@@ -471,27 +479,27 @@ async def test_the_first_row_of_every_account_links_to_genesis(engine: PointsEng
 
 
 async def test_an_acknowledged_award_is_visible_to_another_connection(
-    engine: PointsEngine, db_path: Path
+    engine: PointsEngine, ledger_backend: LedgerBackend
 ) -> None:
     receipt = await engine.award(CHAT, 1, 5, key="a", reason="durable")
 
     rows = query(
-        db_path, "SELECT id, amount, idem_key, hash FROM transactions WHERE idem_key = 'a'"
+        ledger_backend, "SELECT id, amount, idem_key, hash FROM transactions WHERE idem_key = 'a'"
     )
     assert rows == [(receipt.transaction.id, 5, "a", receipt.transaction.hash)]
-    assert query(db_path, "SELECT balance FROM accounts") == [(5,)]
+    assert query(ledger_backend, "SELECT balance FROM accounts") == [(5,)]
 
 
 async def test_every_acknowledged_award_of_a_batch_is_visible(
-    engine: PointsEngine, db_path: Path
+    engine: PointsEngine, ledger_backend: LedgerBackend
 ) -> None:
     receipts = await asyncio.gather(
         *(engine.award(CHAT, i % 5, 2, key=f"b{i}") for i in range(200))
     )
 
-    keys = {row[0] for row in query(db_path, "SELECT idem_key FROM transactions")}
+    keys = {row[0] for row in query(ledger_backend, "SELECT idem_key FROM transactions")}
     assert keys == {r.transaction.key for r in receipts}
-    assert query(db_path, "SELECT SUM(balance) FROM accounts") == [(400,)]
+    assert query(ledger_backend, "SELECT SUM(balance) FROM accounts") == [(400,)]
 
 
 KILLED_WRITER = """
@@ -511,9 +519,11 @@ asyncio.run(main())
 """
 
 
-async def test_a_killed_process_loses_no_acknowledged_transaction(db_path: Path) -> None:
+async def test_a_killed_process_loses_no_acknowledged_transaction(
+    ledger_backend: LedgerBackend,
+) -> None:
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-c", KILLED_WRITER, str(db_path),
+        sys.executable, "-c", KILLED_WRITER, str(ledger_backend.location),
         cwd=REPO, stdout=asyncio.subprocess.PIPE,
     )  # fmt: skip
     acknowledged: list[str] = []
@@ -527,9 +537,9 @@ async def test_a_killed_process_loses_no_acknowledged_transaction(db_path: Path)
         proc.kill()  # SIGKILL: no chance to close or flush anything
         await proc.wait()
 
-    keys = {row[0] for row in query(db_path, "SELECT idem_key FROM transactions")}
+    keys = {row[0] for row in query(ledger_backend, "SELECT idem_key FROM transactions")}
     assert set(acknowledged) <= keys
-    report = run_check(db_path)
+    report = ledger_backend.check()
     assert report.ok, report.to_text()
     assert report.quick_check == "ok"
 
@@ -610,7 +620,7 @@ def test_apply_multipliers_refuses_bad_factors(factor: Any) -> None:
 
 
 async def test_breakdown_is_stored_with_the_transaction_and_read_back(
-    engine: PointsEngine, db_path: Path
+    engine: PointsEngine, ledger_backend: LedgerBackend
 ) -> None:
     multipliers = (
         Multiplier("weekend", Decimal("1.50")),
@@ -630,7 +640,7 @@ async def test_breakdown_is_stored_with_the_transaction_and_read_back(
     fetched = await engine.transaction(receipt.transaction.id)
     assert fetched is not None
     assert fetched.breakdown == expected
-    ((stored,),) = query(db_path, "SELECT breakdown FROM transactions")
+    ((stored,),) = query(ledger_backend, "SELECT breakdown FROM transactions")
     assert json.loads(stored) == {
         "base": 7,
         "multipliers": [["weekend", "1.50"], ["streak", "1.2"]],
@@ -650,7 +660,9 @@ async def test_a_plain_award_stores_a_trivial_breakdown(engine: PointsEngine) ->
 # -- No balance below zero unless allowed ----------------------------------------------------
 
 
-async def test_deduct_below_zero_is_refused(engine: PointsEngine, db_path: Path) -> None:
+async def test_deduct_below_zero_is_refused(
+    engine: PointsEngine, ledger_backend: LedgerBackend
+) -> None:
     await engine.award(CHAT, 1, 5, key="a")
 
     with pytest.raises(InsufficientBalanceError) as caught:
@@ -658,7 +670,7 @@ async def test_deduct_below_zero_is_refused(engine: PointsEngine, db_path: Path)
 
     assert_one_sentence(str(caught.value))
     assert (await engine.balance(CHAT, 1)).balance == 5
-    assert tx_count(db_path) == 1
+    assert tx_count(ledger_backend) == 1
     assert (await engine.deduct(CHAT, 1, 5, key="c")).balance == 0
 
 
@@ -691,9 +703,11 @@ async def test_negative_adjust_below_zero_needs_force(engine: PointsEngine) -> N
     assert receipt.transaction.kind is TxKind.ADMIN
 
 
-async def test_policy_may_allow_negative_balances(db_path: Path, clock: FakeClock) -> None:
-    engine = await PointsEngine.open(
-        db_path, clock=clock, policy=LedgerPolicy(allow_negative=True)
+async def test_policy_may_allow_negative_balances(
+    ledger_backend: LedgerBackend, clock: FakeClock
+) -> None:
+    engine = await ledger_backend.open_engine(
+        clock=clock, policy=LedgerPolicy(allow_negative=True)
     )
     try:
         receipt = await engine.deduct(CHAT, 1, 4, key="a")
@@ -708,21 +722,21 @@ async def test_policy_may_allow_negative_balances(db_path: Path, clock: FakeCloc
 
 
 async def test_close_commits_queued_work_then_refuses_calls(
-    engine: PointsEngine, db_path: Path
+    engine: PointsEngine, ledger_backend: LedgerBackend
 ) -> None:
     await engine.award(CHAT, 1, 1, key="before")
     tasks = [
         asyncio.create_task(engine.award(CHAT, i % 3, 2, key=f"queued:{i}")) for i in range(50)
     ]
     await asyncio.sleep(0)  # every task has queued its award; none is committed yet
-    assert tx_count(db_path) == 1
+    assert tx_count(ledger_backend) == 1
 
     await engine.close()
 
     receipts = await asyncio.gather(*tasks)
     assert all(not r.duplicate for r in receipts)
-    assert tx_count(db_path) == 51
-    assert query(db_path, "SELECT SUM(balance) FROM accounts") == [(101,)]
+    assert tx_count(ledger_backend) == 51
+    assert query(ledger_backend, "SELECT SUM(balance) FROM accounts") == [(101,)]
 
     refused: list[Callable[[], Awaitable[object]]] = [
         lambda: engine.award(CHAT, 1, 1, key="after"),
@@ -739,14 +753,16 @@ async def test_close_commits_queued_work_then_refuses_calls(
         with pytest.raises(EngineClosedError) as caught:
             await call()
         assert_one_sentence(str(caught.value))
-    assert tx_count(db_path) == 51
+    assert tx_count(ledger_backend) == 51
     await engine.close()  # a second close is harmless
 
 
-async def test_reopening_carries_on_the_same_chains(db_path: Path, clock: FakeClock) -> None:
-    async with await PointsEngine.open(db_path, clock=clock) as engine:
+async def test_reopening_carries_on_the_same_chains(
+    ledger_backend: LedgerBackend, clock: FakeClock
+) -> None:
+    async with await ledger_backend.open_engine(clock=clock) as engine:
         first = await engine.award(CHAT, 1, 5, key="a")
-    async with await PointsEngine.open(db_path, clock=clock) as engine:
+    async with await ledger_backend.open_engine(clock=clock) as engine:
         again = await engine.award(CHAT, 1, 5, key="a")
         second = await engine.award(CHAT, 1, 6, key="b")
         report = await engine.check()
@@ -759,26 +775,23 @@ async def test_reopening_carries_on_the_same_chains(db_path: Path, clock: FakeCl
 
 
 async def test_a_second_writer_on_the_same_file_is_never_overwritten(
-    db_path: Path, clock: FakeClock
+    ledger_backend: LedgerBackend, clock: FakeClock
 ) -> None:
     """The writer keeps the account rows it wrote; a commit by another connection (the CLI
     beside the running bot, a second process) must make it read them afresh."""
     async with (
-        await PointsEngine.open(db_path, clock=clock) as bot,
-        await PointsEngine.open(db_path, clock=clock) as other,
+        await ledger_backend.open_engine(clock=clock) as bot,
+        await ledger_backend.open_engine(clock=clock) as other,
     ):
         receipts = []
         for n in range(6):
             writer = bot if n % 2 == 0 else other
             receipts.append(await writer.award(CHAT, 1, n + 1, key=f"k{n}"))
         # A change beside the chain (the achievements column) made by an outsider survives.
-        outsider = sqlite3.connect(db_path)
-        with outsider:
-            outsider.execute(
-                "UPDATE accounts SET achievements = 'x' WHERE chat_id = ? AND user_id = ?",
-                (CHAT, 1),
-            )
-        outsider.close()
+        ledger_backend.write(
+            "UPDATE accounts SET achievements = 'x' WHERE chat_id = ? AND user_id = ?",
+            (CHAT, 1),
+        )
         last = await bot.award(CHAT, 1, 10, key="k6")
         report = await bot.check()
 
@@ -787,12 +800,12 @@ async def test_a_second_writer_on_the_same_file_is_never_overwritten(
         assert later.transaction.prev_hash == earlier.transaction.hash
     assert last.transaction.prev_hash == receipts[-1].transaction.hash
     assert last.balance == sum(range(1, 7)) + 10
-    assert query(db_path, "SELECT achievements FROM accounts") == [("x",)]
+    assert query(ledger_backend, "SELECT achievements FROM accounts") == [("x",)]
     assert report.ok
 
 
 async def test_refused_ops_in_a_batch_leave_later_awards_on_the_right_row(
-    engine: PointsEngine, db_path: Path
+    engine: PointsEngine, ledger_backend: LedgerBackend
 ) -> None:
     """Refused ops (a key reused for something else, an overdraft) between accepted ones of
     the same account must not leave the writer believing in rows that were never written.
@@ -809,7 +822,7 @@ async def test_refused_ops_in_a_batch_leave_later_awards_on_the_right_row(
     assert isinstance(results[2], InsufficientBalanceError)
     after = await engine.award(CHAT, 2, 4, key="c")
     assert after.balance == 5 + 1 + 3 + 4
-    await assert_balance_is_sum(engine, db_path, CHAT, 2)
+    await assert_balance_is_sum(engine, ledger_backend, CHAT, 2)
     assert (await engine.check()).ok
 
 
@@ -960,9 +973,11 @@ async def test_standing_agrees_with_the_board_around_zero_totals(
             assert await engine.standing(CHAT, line.user_id, period) == line, period
 
 
-async def test_day_boundary_follows_the_policy_timezone(db_path: Path, clock: FakeClock) -> None:
-    berlin = await PointsEngine.open(
-        db_path, clock=clock, policy=LedgerPolicy(timezone="Europe/Berlin")
+async def test_day_boundary_follows_the_policy_timezone(
+    ledger_backend: LedgerBackend, clock: FakeClock
+) -> None:
+    berlin = await ledger_backend.open_engine(
+        clock=clock, policy=LedgerPolicy(timezone="Europe/Berlin")
     )
     try:
         clock.set(utc(2026, 11, 24, 22, 59, 59))  # 23:59:59 in Berlin on the 24th
@@ -975,7 +990,7 @@ async def test_day_boundary_follows_the_policy_timezone(db_path: Path, clock: Fa
         assert berlin.period_start(Period.DAY) == "2026-11-24T23:00:00.000000Z"
     finally:
         await berlin.close()
-    async with await PointsEngine.open(db_path, clock=clock) as in_utc:
+    async with await ledger_backend.open_engine(clock=clock) as in_utc:
         utc_day = await in_utc.leaderboard(CHAT, Period.DAY)
         assert in_utc.period_start(Period.DAY) == "2026-11-25T00:00:00.000000Z"
 
@@ -996,10 +1011,10 @@ async def test_day_boundary_follows_the_policy_timezone(db_path: Path, clock: Fa
     ],
 )
 async def test_period_windows_in_berlin_across_daylight_saving(
-    db_path: Path, clock: FakeClock, now: datetime, period: Period, start: datetime
+    ledger_backend: LedgerBackend, clock: FakeClock, now: datetime, period: Period, start: datetime
 ) -> None:
-    engine = await PointsEngine.open(
-        db_path, clock=clock, policy=LedgerPolicy(timezone="Europe/Berlin")
+    engine = await ledger_backend.open_engine(
+        clock=clock, policy=LedgerPolicy(timezone="Europe/Berlin")
     )
     try:
         clock.set(start - timedelta(microseconds=1))
@@ -1016,25 +1031,30 @@ async def test_period_windows_in_berlin_across_daylight_saving(
 # -- Schema ----------------------------------------------------------------------------------
 
 
-async def test_user_version_is_the_schema_version(engine: PointsEngine, db_path: Path) -> None:
-    assert query(db_path, "PRAGMA user_version") == [(SCHEMA_VERSION,)]
-    assert query(db_path, "PRAGMA journal_mode") == [("wal",)]
+async def test_user_version_is_the_schema_version(
+    engine: PointsEngine, ledger_backend: LedgerBackend
+) -> None:
+    assert ledger_backend.schema_version() == SCHEMA_VERSION
 
 
-async def test_a_newer_schema_is_refused_on_open(db_path: Path, clock: FakeClock) -> None:
-    async with await PointsEngine.open(db_path, clock=clock) as engine:
+@pytest.mark.only_backends("sqlite", reason="the journal mode is SQLite's own")
+async def test_the_sqlite_ledger_runs_in_wal_mode(
+    engine: PointsEngine, ledger_backend: LedgerBackend
+) -> None:
+    assert query(ledger_backend, "PRAGMA journal_mode") == [("wal",)]
+
+
+async def test_a_newer_schema_is_refused_on_open(
+    ledger_backend: LedgerBackend, clock: FakeClock
+) -> None:
+    async with await ledger_backend.open_engine(clock=clock) as engine:
         await engine.award(CHAT, 1, 5, key="a")
-    conn = sqlite3.connect(db_path)
-    try:
-        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
-        conn.commit()
-    finally:
-        conn.close()
+    ledger_backend.set_schema_version(SCHEMA_VERSION + 1)
 
     with pytest.raises(SchemaVersionError) as caught:
-        await PointsEngine.open(db_path, clock=clock)
+        await ledger_backend.open_engine(clock=clock)
 
     assert_one_sentence(str(caught.value))
     assert str(SCHEMA_VERSION + 1) in str(caught.value)
-    assert query(db_path, "PRAGMA user_version") == [(SCHEMA_VERSION + 1,)]
-    assert query(db_path, "SELECT idem_key, amount FROM transactions") == [("a", 5)]
+    assert ledger_backend.schema_version() == SCHEMA_VERSION + 1
+    assert query(ledger_backend, "SELECT idem_key, amount FROM transactions") == [("a", 5)]

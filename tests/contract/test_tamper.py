@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import json
-import sqlite3
+from typing import Any
 
 import pytest
 
-from plugins.gamification import FakeClock, IntegrityReport, check_ledger
+from plugins.gamification import FakeClock, IntegrityReport
 from plugins.gamification.storage.hashing import chain_hash, heads_digest
 from plugins.gamification.storage.sqlite.schema import GENESIS_HASH
 from tests.support.backends import LedgerBackend
@@ -41,7 +41,7 @@ async def ledger(ledger_backend: LedgerBackend, clock: FakeClock) -> LedgerBacke
     return ledger_backend
 
 
-def rechain(conn: sqlite3.Connection, account: tuple[int, int]) -> None:
+def rechain(conn: Any, account: tuple[int, int]) -> None:
     """Recompute one account's chain and its accounts row, as a forger who knows the format."""
     rows = conn.execute(
         f"SELECT {COLUMNS} FROM transactions WHERE chat_id = ? AND user_id = ? ORDER BY id",
@@ -92,7 +92,7 @@ def assert_blames(report: IntegrityReport, account: tuple[int, int], tx_id: int 
         assert f"transaction #{tx_id}:" in text
 
 
-def swap_ids(conn: sqlite3.Connection, first: int, second: int) -> None:
+def swap_ids(conn: Any, first: int, second: int) -> None:
     """Swap two rows' places: every column but the id trades places."""
     conn.execute("UPDATE transactions SET id = -1 WHERE id = ?", (first,))
     conn.execute("UPDATE transactions SET id = ? WHERE id = ?", (first, second))
@@ -110,13 +110,9 @@ async def test_a_clean_ledger_reports_ok(ledger: LedgerBackend) -> None:
     assert (report.accounts, report.transactions, report.high_water) == (3, TOTAL, TOTAL)
     assert report.quick_check == "ok"
     assert report.anchor is None
-    conn = sqlite3.connect(ledger.location)
-    try:
-        heads = conn.execute(
-            "SELECT chat_id, user_id, seq, head_hash FROM accounts ORDER BY chat_id, user_id"
-        ).fetchall()
-    finally:
-        conn.close()
+    heads = ledger.read(
+        "SELECT chat_id, user_id, seq, head_hash FROM accounts ORDER BY chat_id, user_id"
+    )
     assert report.digest == heads_digest(heads)
 
 
@@ -366,11 +362,7 @@ async def test_a_truncated_tail_is_found_against_a_checkpoint(ledger: LedgerBack
         rechain(conn, A)
 
     # The chain itself is consistent again: only the checkpoint can tell.
-    conn = sqlite3.connect(ledger.location, isolation_level=None)
-    try:
-        unanchored = check_ledger(conn)
-    finally:
-        conn.close()
+    unanchored = ledger.check_unanchored()
     assert unanchored.ok, unanchored.to_text()
 
     report = ledger.check()
@@ -398,11 +390,7 @@ async def test_a_rewritten_history_is_found_against_a_checkpoint(ledger: LedgerB
         conn.execute("UPDATE transactions SET amount = 400 WHERE id = 4")
         rechain(conn, A)
 
-    conn = sqlite3.connect(ledger.location, isolation_level=None)
-    try:
-        assert check_ledger(conn).ok
-    finally:
-        conn.close()
+    assert ledger.check_unanchored().ok
     report = ledger.check()
 
     assert not report.ok

@@ -1,9 +1,14 @@
 """The ledger backends the contract tests run against: add one here and every contract,
 model, concurrency and tamper test runs on it too.
 
-A backend opens engines on its own fresh ledger, runs the integrity check on it, reads the
-raw sums an outsider would compute, and hands out a tamperer that edits the ledger behind
-the engine's back the way an attacker with access to that storage could.
+A backend opens engines on its own fresh ledger (as often as a test reopens it), runs the
+integrity check on it (with or without the recorded checkpoint), reads and writes it the way
+an outsider with a plain connection would (rows, raw sums, the schema version), and hands out
+a tamperer that edits the ledger behind the engine's back the way an attacker with access to
+that storage could. Raw statements are written in portable SQL with `?` placeholders.
+
+Tests that exercise one storage engine's own machinery (SQLite's file locks, its journal mode)
+say so with `@pytest.mark.only_backends("sqlite", reason=...)`; they are skipped on the others.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Protocol
 
-from plugins.gamification import PointsEngine
+from plugins.gamification import PointsEngine, check_ledger
 from plugins.gamification.storage.sqlite.integrity import IntegrityReport, run_check
 
 
@@ -27,6 +32,19 @@ class LedgerBackend(Protocol):
 
     def check(self, *, record: bool = False, quick_check: bool = True) -> IntegrityReport: ...
 
+    def check_unanchored(self) -> IntegrityReport: ...
+
+    def read(self, sql: str, params: tuple[object, ...] = ()) -> list[tuple[Any, ...]]: ...
+
+    def write(self, sql: str, params: tuple[object, ...] = ()) -> None: ...
+
+    # What `write` raises when the ledger's own guards (the append-only triggers) refuse it.
+    integrity_error: type[Exception]
+
+    def schema_version(self) -> int: ...
+
+    def set_schema_version(self, version: int) -> None: ...
+
     def sums(self) -> list[tuple[int, int, int, int]]: ...
 
     def cached_balances(self) -> list[tuple[int, int, int]]: ...
@@ -38,6 +56,7 @@ class SqliteBackend:
     """The SQLite ledger in one file; tampering is a plain connection without the triggers."""
 
     name = "sqlite"
+    integrity_error: type[Exception] = sqlite3.IntegrityError
 
     def __init__(self, folder: Path) -> None:
         self.location = folder / "ledger.sqlite3"
@@ -48,22 +67,51 @@ class SqliteBackend:
     def check(self, *, record: bool = False, quick_check: bool = True) -> IntegrityReport:
         return run_check(self.location, record=record, quick_check=quick_check)
 
-    def _read(self, sql: str) -> list[Any]:
+    def check_unanchored(self) -> IntegrityReport:
+        """The chain check alone, on a plain connection, without comparing to a checkpoint."""
+        conn = sqlite3.connect(self.location, isolation_level=None)
+        try:
+            return check_ledger(conn)
+        finally:
+            conn.close()
+
+    def read(self, sql: str, params: tuple[object, ...] = ()) -> list[tuple[Any, ...]]:
+        """One statement on a plain connection of its own, as an outsider would run it."""
         conn = sqlite3.connect(self.location)
         try:
-            return conn.execute(sql).fetchall()
+            return conn.execute(sql, params).fetchall()
+        finally:
+            conn.close()
+
+    def write(self, sql: str, params: tuple[object, ...] = ()) -> None:
+        """One committed statement on a plain connection, the ledger's triggers in force."""
+        conn = sqlite3.connect(self.location)
+        try:
+            with conn:
+                conn.execute(sql, params)
+        finally:
+            conn.close()
+
+    def schema_version(self) -> int:
+        return int(self.read("PRAGMA user_version")[0][0])
+
+    def set_schema_version(self, version: int) -> None:
+        conn = sqlite3.connect(self.location)
+        try:
+            conn.execute(f"PRAGMA user_version = {int(version)}")
+            conn.commit()
         finally:
             conn.close()
 
     def sums(self) -> list[tuple[int, int, int, int]]:
         """(chat, user, sum of amounts, rows) per account, straight from the transactions."""
-        return self._read(
+        return self.read(
             "SELECT chat_id, user_id, SUM(amount), COUNT(*) FROM transactions"
             " GROUP BY chat_id, user_id"
         )
 
     def cached_balances(self) -> list[tuple[int, int, int]]:
-        return self._read("SELECT chat_id, user_id, balance FROM accounts")
+        return self.read("SELECT chat_id, user_id, balance FROM accounts")
 
     @contextmanager
     def tampering(self) -> Iterator[sqlite3.Connection]:
