@@ -1,0 +1,1 @@
+"""The ledger on a PostgreSQL server (asyncpg): the same contract as SQLite, several writers."""
