@@ -25,8 +25,8 @@ from plugins.gamification import (
     TransactionNotFoundError,
     TxKind,
 )
+from plugins.gamification.storage.operations import MAX_BALANCE
 from plugins.gamification.storage.sqlite.store import LedgerStore
-from plugins.gamification.storage.sqlite.writer import MAX_BALANCE
 from tests.support.backends import LedgerBackend
 
 CHAT = -100_1000

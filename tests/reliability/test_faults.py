@@ -32,17 +32,17 @@ from plugins.gamification.domain.clock import format_utc
 from plugins.gamification.domain.config import Achievement
 from plugins.gamification.domain.models import Breakdown
 from plugins.gamification.domain.progression import ProgressRules
-from plugins.gamification.storage.sqlite import sidetables
-from plugins.gamification.storage.sqlite.effects import INSERT_OUTBOX, Effects
-from plugins.gamification.storage.sqlite.schema import migrate
-from plugins.gamification.storage.sqlite.writer import (
-    BatchWriter,
+from plugins.gamification.storage.operations import (
     Operation,
     Outcome,
     Posting,
     Reversal,
     SideWrite,
 )
+from plugins.gamification.storage.sqlite import sidetables
+from plugins.gamification.storage.sqlite.effects import INSERT_OUTBOX, Effects
+from plugins.gamification.storage.sqlite.schema import migrate
+from plugins.gamification.storage.sqlite.writer import BatchWriter
 from tests.reliability.conftest import Show
 from tests.support.faulty import FaultyConnection, FaultyStore, once_at
 from tests.support.ledger_checks import assert_one_sentence, assert_sound

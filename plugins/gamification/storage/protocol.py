@@ -14,6 +14,7 @@ from typing import Literal, Protocol, TextIO
 from plugins.gamification.domain.clock import Clock
 from plugins.gamification.domain.models import AccountBalance, Receipt, Transaction
 from plugins.gamification.storage.health import StorageHealth, WriterStats
+from plugins.gamification.storage.operations import Posting, Reversal
 from plugins.gamification.storage.records import (
     AdminAction,
     KnownPerson,
@@ -24,7 +25,6 @@ from plugins.gamification.storage.records import (
 )
 from plugins.gamification.storage.sqlite.integrity import IntegrityReport
 from plugins.gamification.storage.sqlite.maintenance import BalanceDifference
-from plugins.gamification.storage.sqlite.writer import Posting, Reversal
 
 
 class LedgerStorage(Protocol):

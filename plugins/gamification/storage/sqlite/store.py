@@ -25,6 +25,13 @@ from plugins.gamification.domain.errors import (
 )
 from plugins.gamification.domain.models import AccountBalance, Receipt, Transaction
 from plugins.gamification.storage.health import StorageHealth, WriterStats
+from plugins.gamification.storage.operations import (
+    Operation,
+    Outcome,
+    Posting,
+    Reversal,
+    SideWrite,
+)
 from plugins.gamification.storage.protocol import LedgerStorage
 from plugins.gamification.storage.records import (
     AdminAction,
@@ -46,14 +53,7 @@ from plugins.gamification.storage.sqlite.rows import (
     row_to_transaction,
 )
 from plugins.gamification.storage.sqlite.schema import ledger_version, migrate
-from plugins.gamification.storage.sqlite.writer import (
-    BatchWriter,
-    Operation,
-    Outcome,
-    Posting,
-    Reversal,
-    SideWrite,
-)
+from plugins.gamification.storage.sqlite.writer import BatchWriter
 
 log = logging.getLogger(__name__)
 

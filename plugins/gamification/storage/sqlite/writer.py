@@ -6,13 +6,11 @@ batch of any size costs the event loop a single await (see LedgerStore).
 
 from __future__ import annotations
 
-import functools
 import logging
 import sqlite3
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import NamedTuple
 
 from plugins.gamification.domain.clock import format_utc
 from plugins.gamification.domain.errors import (
@@ -25,7 +23,16 @@ from plugins.gamification.domain.errors import (
     TransactionNotFoundError,
 )
 from plugins.gamification.domain.models import Breakdown, Receipt, Transaction, TxKind
-from plugins.gamification.storage.hashing import chain_hash, request_hash
+from plugins.gamification.storage.hashing import chain_hash
+from plugins.gamification.storage.operations import (
+    ACCOUNT_CACHE,
+    MAX_BALANCE,
+    Operation,
+    Outcome,
+    Posting,
+    Reversal,
+    SideWrite,
+)
 from plugins.gamification.storage.records import AuditNote
 from plugins.gamification.storage.sqlite.effects import Effects
 from plugins.gamification.storage.sqlite.queries import SELECT_LAST_ID
@@ -42,91 +49,6 @@ from plugins.gamification.storage.sqlite.rows import (
 from plugins.gamification.storage.sqlite.sidetables import INSERT_ADMIN_ACTION
 
 log = logging.getLogger(__name__)
-
-
-# SQLite stores 64-bit integers; staying far below keeps every sum exact.
-MAX_BALANCE = 2**53
-# Account rows the writer keeps after writing them (about 0.5 KB each).
-ACCOUNT_CACHE = 16_384
-
-
-class Posting(NamedTuple):
-    """Credit or debit one account by an already computed amount.
-
-    A named tuple: immutable like the other operations, and built for every award on the
-    event loop at a fraction of a frozen dataclass's cost.
-    """
-
-    chat_id: int
-    user_id: int
-    amount: int
-    kind: TxKind
-    key: str
-    actor_id: int | None
-    reason: str
-    breakdown: Breakdown
-    allow_negative: bool = False
-    # The breakdown's JSON and the request fingerprint, when the caller computed them
-    # already (the engine does, on the event loop, to keep them off the writer's thread).
-    breakdown_json: str = ""
-    request: str = ""
-    # The admin's audit row, written with the transaction (never for a repeat of the key).
-    audit: AuditNote | None = None
-
-    def fingerprint(self, breakdown: str) -> str:
-        """What makes a repeat of this key the same request; `breakdown` is its JSON."""
-        return posting_request(
-            self.chat_id, self.user_id, self.amount, self.kind, self.actor_id, self.reason,
-            breakdown,
-        )  # fmt: skip
-
-
-# A person's awards for the same kind of message repeat the same request; the hash of a
-# repeat is looked up rather than computed again. Sized like the writer's account cache:
-# one entry (about 300 bytes) per recently active account.
-@functools.lru_cache(maxsize=ACCOUNT_CACHE)
-def posting_request(
-    chat_id: int,
-    user_id: int,
-    amount: int,
-    kind: TxKind,
-    actor_id: int | None,
-    reason: str,
-    breakdown: str,
-) -> str:
-    """The fingerprint of a posting (see Posting.fingerprint)."""
-    return request_hash("post", chat_id, user_id, amount, kind, actor_id, reason, breakdown)
-
-
-@dataclass(frozen=True, slots=True)
-class Reversal:
-    """Compensate an earlier transaction; `chat_id` scopes it when not None."""
-
-    tx_id: int
-    key: str
-    actor_id: int | None
-    reason: str
-    chat_id: int | None = None
-    # The admin's audit row, written with the transaction (never for a repeat of the key).
-    audit: AuditNote | None = None
-
-    def fingerprint(self) -> str:
-        return request_hash("revert", self.tx_id, self.actor_id, self.reason, self.chat_id)
-
-
-@dataclass(frozen=True, slots=True)
-class SideWrite:
-    """Writes to tables beside the ledger (freezes, people seen, the audit log, the outbox).
-
-    All statements commit together. Each SQL text is one of the module-level statement
-    constants, never built from input.
-    """
-
-    statements: tuple[tuple[str, tuple[object, ...]], ...]
-
-
-Operation = Posting | Reversal | SideWrite
-Outcome = Receipt | None | GamificationError
 
 
 class BatchWriter:
