@@ -143,15 +143,89 @@ class Effects:
             self._revoke(conn, tx, original, revert, forget)
             return
         counters = self._count(conn, tx, +1)
-        old_level, new_level = self.level_of(before.earned), self.level_of(after.earned)
-        if new_level > old_level:
-            self._emit(
-                conn, f"lvl:{tx.chat_id}:{tx.user_id}:{new_level}:{tx.id}", "level.reached", tx,
-                {"level": new_level, "previous_level": old_level, "earned": after.earned,
-                 "tx_id": tx.id},
-            )  # fmt: skip
+        level = self.level_event(tx, before.earned, after.earned)
+        if level is not None:
+            self._emit(conn, *level)
         if self.rules.achievements and tx.amount > 0:
             self._unlock(conn, tx, after, counters, append, forget)
+
+    # -- what every backend's writer shares: decisions and event rows, no I/O ------------
+
+    @property
+    def tracked_counters(self) -> frozenset[str]:
+        """The counters kept: those some achievement's condition reads."""
+        return self._tracked
+
+    def tracks(self, name: str) -> bool:
+        """Whether counter `name` is kept (some achievement's condition reads it)."""
+        return name in self._tracked
+
+    def level_event(
+        self, tx: Transaction, earned_before: int, earned_after: int
+    ) -> tuple[str, str, Transaction, object] | None:
+        """The level.reached event `tx` sets off, if it crossed a level."""
+        old_level, new_level = self.level_of(earned_before), self.level_of(earned_after)
+        if new_level <= old_level:
+            return None
+        return (
+            f"lvl:{tx.chat_id}:{tx.user_id}:{new_level}:{tx.id}", "level.reached", tx,
+            {"level": new_level, "previous_level": old_level, "earned": earned_after,
+             "tx_id": tx.id},
+        )  # fmt: skip
+
+    def due(self, after: AccountRow, counters: dict[str, int]) -> list[Achievement]:
+        """Achievements not yet unlocked on the account that this transaction may complete."""
+        unlocked = after.unlocked()
+        return [
+            spec
+            for spec in self.rules.achievements
+            if spec.id not in unlocked and self._reached(spec, after, counters)
+        ]
+
+    @staticmethod
+    def unlock_event(
+        tx: Transaction, spec: Achievement, reward_tx_id: int | None
+    ) -> tuple[str, str, Transaction, object]:
+        return (
+            f"ach:{tx.chat_id}:{tx.user_id}:{spec.id}:{tx.id}", "achievement.unlocked", tx,
+            {"achievement": spec.id, "title": spec.title, "reward": spec.reward,
+             "cause_tx_id": tx.id, "reward_tx_id": reward_tx_id, "hidden": spec.hidden},
+        )  # fmt: skip
+
+    @staticmethod
+    def reward_key(tx: Transaction, spec: Achievement) -> str:
+        return f"ach:{tx.chat_id}:{tx.user_id}:{spec.id}:{tx.id}"
+
+    @staticmethod
+    def revoke_event(
+        tx: Transaction, original: Transaction, achievement: str
+    ) -> tuple[str, str, Transaction, object]:
+        return (
+            f"achrev:{tx.chat_id}:{tx.user_id}:{achievement}:{tx.id}", "achievement.revoked", tx,
+            {"achievement": achievement, "cause_tx_id": original.id, "revert_tx_id": tx.id},
+        )  # fmt: skip
+
+    @staticmethod
+    def points_event(tx: Transaction, old_balance: int) -> tuple[str, str, Transaction, object]:
+        if tx.kind is TxKind.REVERT:
+            kind = "points.reverted"
+        else:
+            kind = "points.awarded" if tx.amount > 0 else "points.deducted"
+        payload = {
+            "tx_id": tx.id, "amount": tx.amount, "kind": tx.kind.value, "tag": tx.breakdown.tag,
+            "old_balance": old_balance, "new_balance": tx.balance_after, "reason": tx.reason,
+            "reverts_id": tx.reverts_id, "actor_id": tx.actor_id,
+        }  # fmt: skip
+        return f"tx:{tx.id}", kind, tx, payload
+
+    def outbox_row(
+        self, event_id: str, kind: str, tx: Transaction, payload: object
+    ) -> tuple[str, str, int, int, str, str]:
+        """The outbox row of an event about `tx`: (event_id, type, chat, user, JSON, time)."""
+        return (
+            event_id, kind, tx.chat_id, tx.user_id, compact_json(payload),
+            self._at(tx.created_at)[2],
+        )  # fmt: skip
 
     # -- counters -----------------------------------------------------------------------
 
@@ -206,12 +280,7 @@ class Effects:
         append: Append,
         forget: Forget,
     ) -> None:
-        unlocked = after.unlocked()
-        due = [
-            spec
-            for spec in self.rules.achievements
-            if spec.id not in unlocked and self._reached(spec, after, counters)
-        ]
+        due = self.due(after, counters)
         if not due:
             return
         # Rewards run these effects again and may unlock more; the account row is the one
@@ -228,17 +297,13 @@ class Effects:
             forget(tx.chat_id, tx.user_id)
             reward_tx_id = None
             if spec.reward:
-                key = f"ach:{tx.chat_id}:{tx.user_id}:{spec.id}:{tx.id}"
                 reward = append(
-                    tx.chat_id, tx.user_id, spec.reward, key, f"achievement: {spec.title}", spec.id
-                )
+                    tx.chat_id, tx.user_id, spec.reward, self.reward_key(tx, spec),
+                    f"achievement: {spec.title}", spec.id,
+                )  # fmt: skip
                 reward_tx_id = reward.id
                 conn.execute(SET_UNLOCK_REWARD, (reward.id, tx.chat_id, tx.user_id, spec.id))
-            self._emit(
-                conn, f"ach:{tx.chat_id}:{tx.user_id}:{spec.id}:{tx.id}", "achievement.unlocked",
-                tx, {"achievement": spec.id, "title": spec.title, "reward": spec.reward,
-                     "cause_tx_id": tx.id, "reward_tx_id": reward_tx_id, "hidden": spec.hidden},
-            )  # fmt: skip
+            self._emit(conn, *self.unlock_event(tx, spec, reward_tx_id))
 
     def _revoke(
         self,
@@ -256,31 +321,14 @@ class Effects:
             forget(tx.chat_id, tx.user_id)
             if reward_tx_id is not None:
                 revert(reward_tx_id, f"revoke:{reward_tx_id}", f"{achievement} revoked")
-            self._emit(
-                conn, f"achrev:{tx.chat_id}:{tx.user_id}:{achievement}:{tx.id}",
-                "achievement.revoked", tx,
-                {"achievement": achievement, "cause_tx_id": original.id, "revert_tx_id": tx.id},
-            )  # fmt: skip
+            self._emit(conn, *self.revoke_event(tx, original, achievement))
 
     # -- outbox -------------------------------------------------------------------------
 
     def _outbox_points(self, conn: sqlite3.Connection, tx: Transaction, old_balance: int) -> None:
-        if tx.kind is TxKind.REVERT:
-            kind = "points.reverted"
-        else:
-            kind = "points.awarded" if tx.amount > 0 else "points.deducted"
-        payload = {
-            "tx_id": tx.id, "amount": tx.amount, "kind": tx.kind.value, "tag": tx.breakdown.tag,
-            "old_balance": old_balance, "new_balance": tx.balance_after, "reason": tx.reason,
-            "reverts_id": tx.reverts_id, "actor_id": tx.actor_id,
-        }  # fmt: skip
-        self._emit(conn, f"tx:{tx.id}", kind, tx, payload)
+        self._emit(conn, *self.points_event(tx, old_balance))
 
     def _emit(
         self, conn: sqlite3.Connection, event_id: str, kind: str, tx: Transaction, payload: object
     ) -> None:
-        conn.execute(
-            INSERT_OUTBOX,
-            (event_id, kind, tx.chat_id, tx.user_id, compact_json(payload),
-             self._at(tx.created_at)[2]),
-        )  # fmt: skip
+        conn.execute(INSERT_OUTBOX, self.outbox_row(event_id, kind, tx, payload))
