@@ -226,8 +226,8 @@ async def migrate(conn: asyncpg.Connection, where: str) -> int:
         version = int(await conn.fetchval("SELECT COALESCE(MAX(version), 0) FROM ledger_schema"))
         if version > SCHEMA_VERSION:
             raise SchemaVersionError(newer_message(version, where))
-        for target in range(version + 1, SCHEMA_VERSION + 1):
-            await conn.execute(MIGRATIONS[target - 1])
+        for migration in MIGRATIONS[version:]:
+            await conn.execute(migration)
         if version < SCHEMA_VERSION:
             await conn.execute("DELETE FROM ledger_schema")
             await conn.execute("INSERT INTO ledger_schema (version) VALUES ($1)", SCHEMA_VERSION)
