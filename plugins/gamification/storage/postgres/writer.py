@@ -116,13 +116,10 @@ UPSERT_ACCOUNTS = (
     " achievements = excluded.achievements, activity_day = excluded.activity_day,"
     " activity_today = excluded.activity_today"
 )
-# In the order given: outbox ids are taken row by row, and the relay delivers by id.
-INSERT_OUTBOX = (
-    "INSERT INTO outbox (event_id, type, chat_id, user_id, payload, occurred_at)"
-    " SELECT e, t, c, u, p, o FROM unnest($1::text[], $2::text[], $3::bigint[],"
-    " $4::bigint[], $5::text[], $6::text[]) WITH ORDINALITY AS x (e, t, c, u, p, o, n)"
-    " ORDER BY n ON CONFLICT (event_id) DO NOTHING"
-)
+# COPY takes outbox ids from the identity row by row, in the order given: commit order,
+# which the relay delivers by. Every event id the writer makes names a transaction of this
+# batch (or an unlock caused by one), so none can be in the outbox already.
+OUTBOX_COPY_COLUMNS = ("event_id", "type", "chat_id", "user_id", "payload", "occurred_at")
 UPSERT_COUNTERS = (
     "INSERT INTO progress (chat_id, user_id, name, value)"
     " SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::bigint[])"
@@ -537,7 +534,9 @@ class PgBatchWriter:
                             x.revoked_tx_id) for (c, u, a), x in unlocks), 7),
             )  # fmt: skip
         if state.outbox:
-            await conn.execute(INSERT_OUTBOX, *_columns(state.outbox, 6))
+            await conn.copy_records_to_table(
+                "outbox", records=state.outbox, columns=OUTBOX_COPY_COLUMNS
+            )
         if state.audits:
             await conn.execute(INSERT_AUDIT, *_columns(state.audits, 6))
 
