@@ -24,7 +24,7 @@ from plugins.gamification.domain.config import GamificationConfig
 from plugins.gamification.domain.errors import GamificationError
 from plugins.gamification.ops.commands import Command, CommandContext, OfflineTelegram
 from plugins.gamification.setup import setup_gamification
-from plugins.gamification.storage.options import DatabaseOptions
+from plugins.gamification.storage.options import DatabaseOptions, Location
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +34,7 @@ ENTRY_POINT_GROUP = "aiogram_bot.plugins"
 def _database(config: AppConfig) -> DatabaseOptions:
     storage = config.storage
     return DatabaseOptions(
-        path=storage.database,
+        location=Location("sqlite", path=storage.database),
         synchronous=storage.synchronous,
         busy_timeout_seconds=storage.busy_timeout_seconds,
         write_timeout_seconds=storage.write_timeout_seconds,

@@ -34,6 +34,7 @@ from plugins.gamification.domain.models import Period
 from plugins.gamification.ops.commands import Command, CommandContext, OfflineTelegram
 from plugins.gamification.services.runtime import Services
 from plugins.gamification.setup import setup_gamification
+from plugins.gamification.storage.options import Location
 from plugins.gamification.storage.sqlite.files import SIDE_SUFFIXES
 from plugins.gamification.storage.sqlite.maintenance import OperationRefusedError
 from plugins.gamification.telegram.runtime import Runtime
@@ -155,7 +156,7 @@ async def replay(context: CommandContext, database: Path, out: Any = None) -> in
         plugin = await setup_gamification(
             dispatcher,
             bot,
-            database=replace(context.database, path=database),
+            database=replace(context.database, location=Location("sqlite", path=database)),
             config=context.settings,
             admin_ids=context.admin_ids,
             clock=clock,

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import os
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 from plugins.gamification.domain.errors import (
     DatabaseLockedError,
@@ -21,6 +21,7 @@ from plugins.gamification.domain.errors import (
     StorageIOError,
     TransientStorageError,
 )
+from plugins.gamification.storage.options import redact
 
 if TYPE_CHECKING:
     import asyncpg
@@ -49,13 +50,7 @@ def is_postgres_url(url: str) -> bool:
 
 def describe(dsn: str) -> str:
     """The DSN as it may be shown in a sentence or a log: never with its password."""
-    parts = urlsplit(dsn)
-    netloc = parts.netloc
-    if "@" in netloc:
-        userinfo, host = netloc.rsplit("@", 1)
-        user = userinfo.split(":", 1)[0]
-        netloc = f"{user}@{host}"
-    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+    return redact(dsn)
 
 
 def database_name(dsn: str) -> str:

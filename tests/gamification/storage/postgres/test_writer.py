@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -23,7 +22,6 @@ from plugins.gamification.domain.errors import GamificationError
 from plugins.gamification.domain.models import Breakdown, Receipt, TxKind
 from plugins.gamification.domain.progression import ProgressRules
 from plugins.gamification.storage.operations import Operation, Posting, Reversal
-from plugins.gamification.storage.postgres import schema
 from plugins.gamification.storage.postgres.connect import connect
 from plugins.gamification.storage.postgres.writer import PgBatchWriter
 from plugins.gamification.storage.records import AuditNote
@@ -31,40 +29,16 @@ from plugins.gamification.storage.sqlite import schema as sqlite_schema
 from plugins.gamification.storage.sqlite.effects import Effects
 from plugins.gamification.storage.sqlite.integrity import check_ledger
 from plugins.gamification.storage.sqlite.writer import BatchWriter
+from tests.support.postgres import fresh_database
 
-SERVER = "postgresql://postgres@127.0.0.1/postgres"
 CHAT = -100_200
 START = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
-
-try:
-    import asyncpg
-
-    async def _probe() -> None:
-        conn = await asyncpg.connect(SERVER, timeout=2)
-        await conn.close()
-
-    asyncio.run(_probe())
-    REASON = ""
-except Exception as exc:  # the server is away: say so in one line
-    REASON = f"PostgreSQL is not reachable at {SERVER}: {exc}"
-
-pytestmark = pytest.mark.skipif(bool(REASON), reason=REASON or "-")
 
 
 @pytest.fixture
 async def pg_dsn() -> AsyncIterator[str]:
-    name = f"gamif_w_{uuid.uuid4().hex[:12]}"
-    admin = await asyncpg.connect(SERVER)
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    dsn = f"postgresql://postgres@127.0.0.1/{name}"
-    try:
-        conn = await connect(dsn)
-        await schema.migrate(conn, dsn)
-        await conn.close()
+    async with fresh_database("gamif_w") as dsn:
         yield dsn
-    finally:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
 
 
 def effects() -> Effects:
