@@ -12,14 +12,16 @@ import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from functools import partial
 from pathlib import Path
 from typing import TextIO, TypeVar
 
-from benchmarks import app, check, ledger, memory, outbox
+from benchmarks import app, check, ledger, memory, outbox, pg_table, postgres
 from benchmarks.baselines import raw_limit
 from benchmarks.report import machine, render
 from benchmarks.scale import FULL, QUICK, TINY, Scale
 from benchmarks.table import WIDTHS, Results, notes, rows
+from plugins.gamification.storage.options import redact as describe
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -138,19 +140,103 @@ async def measure(scale: Scale, session: Session) -> Results:
     return r
 
 
-async def run_bench(scale: Scale, folder: Path, progress: TextIO = sys.stderr) -> tuple[str, bool]:
-    """Run every measurement in `folder`; the markdown report, and whether all of them ran."""
+async def measure_sqlite_beside(scale: Scale, session: Session) -> Results:
+    """Only our engine's SQLite rows that the PostgreSQL section is read against."""
+    r = session.results
+    r.single = await session.attempt(
+        "single award latency", _flight(ledger.ours, scale.single, 1, scale.accounts), probe=True
+    )
+    for width in (100, 1_000):
+        found = await session.attempt(
+            f"{width} awards in flight",
+            _flight(ledger.ours, scale.in_flight, width, scale.accounts),
+        )
+        if found is not None:
+            r.flights[width] = found
+    return r
+
+
+def _on_scratch(
+    server: str, measure: Callable[[str], Awaitable[T]]
+) -> Callable[[Path], Awaitable[T]]:
+    async def run(_: Path) -> T:
+        async with postgres.scratch(server) as dsn:
+            return await measure(dsn)
+
+    return run
+
+
+async def measure_postgres(scale: Scale, session: Session, server: str) -> postgres.PgResults:
+    pg = postgres.PgResults(server=describe(server))
+    pg.version = await postgres.server_version(server)
+    n, accounts = scale.in_flight, scale.accounts
+    pg.raw = await session.attempt(
+        "PostgreSQL raw limit",
+        _on_scratch(server, lambda dsn: postgres.raw_limit(dsn, n, accounts)),
+    )
+    pg.single = await session.attempt(
+        "PostgreSQL single award latency",
+        _on_scratch(server, lambda dsn: postgres.in_flight(dsn, scale.single, 1, accounts)),
+    )
+    for width in (100, 1_000):
+        found = await session.attempt(
+            f"PostgreSQL {width} awards in flight",
+            _on_scratch(
+                server, partial(postgres.in_flight, count=n, width=width, accounts=accounts)
+            ),
+        )
+        if found is not None:
+            pg.flights[width] = found
+    pg.split = await session.attempt(
+        "PostgreSQL 1,000 awards in flight over two processes",
+        _on_scratch(server, lambda dsn: postgres.split(dsn, n, 1_000, accounts)),
+    )
+    return pg
+
+
+async def run_bench(
+    scale: Scale,
+    folder: Path,
+    progress: TextIO = sys.stderr,
+    *,
+    storage: str | None = None,
+) -> tuple[str, bool]:
+    """Run the measurements in `folder`; the markdown report, and whether all of them ran.
+
+    Without `storage`: everything on SQLite, plus the PostgreSQL section when a server
+    answers at the default URL. With a PostgreSQL `storage` URL: that section alone, with
+    SQLite's single-award and in-flight rows beside it.
+    """
     started = time.perf_counter()
     load_before = _load()
     session = Session(folder, progress)
-    results = await measure(scale, session)
+    server = storage or postgres.default_server()
+    if storage is not None:
+        results = await measure_sqlite_beside(scale, session)
+        table, extra = [], []
+    else:
+        results = await measure(scale, session)
+        table, extra = rows(results, scale), notes(results, scale)
+    noted = 0 if storage is not None else len(results.failures)
+    absent = await postgres.reachable(server)
+    if absent and storage is not None:
+        raise OSError(f"the PostgreSQL server at {describe(server)} cannot be reached: {absent}")
+    if absent:
+        extra.append(
+            f"PostgreSQL: not measured; no server answered at {describe(server)}"
+            f" ({absent}). Set {postgres.SERVER_ENV} or pass --storage URL."
+        )
+    else:
+        pg = await measure_postgres(scale, session, server)
+        table += pg_table.rows(pg, results.single, results.flights)
+        extra += pg_table.notes(pg, scale.accounts)
     # Figures move with whatever else runs on the machine; the reader should see how busy it was.
     load = f"Load average (1 min): {load_before} at the start, {_load()} at the end."
     text = render(
-        rows(results, scale),
+        table,
         machine=machine(folder, SYNCHRONOUS, results.journal_mode),
         scale=scale.describe(),
-        notes=[*notes(results, scale), load],
+        notes=[*extra, *(f"FAILED: {f}" for f in results.failures[noted:]), load],
         runtime=time.perf_counter() - started,
     )
     return text, not results.failures
@@ -170,6 +256,15 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
         help="where the temporary ledgers go (default: the system temp dir); put it on the"
         " disk the bot's database lives on, since fsync cost is most of a commit",
     )
+    parser.add_argument(
+        "--storage",
+        metavar="URL",
+        help="measure the PostgreSQL backend at URL (postgresql://user@host/db; each"
+        " measurement makes and drops a scratch database there) beside SQLite's rows,"
+        " instead of the whole bench; without it the whole bench runs and adds the"
+        f" PostgreSQL section when a server answers at ${postgres.SERVER_ENV} or"
+        f" {postgres.DEFAULT_SERVER}",
+    )
     # The test suite's run: proves the harness works end to end; its figures mean nothing.
     parser.add_argument("--tiny", action="store_true", help=argparse.SUPPRESS)
 
@@ -180,9 +275,13 @@ async def bench(args: argparse.Namespace) -> int:
     if out is not None and not out.parent.is_dir():
         print(f"bench: cannot write {out}: {out.parent} is not a folder.", file=sys.stderr)
         return EXIT_CANNOT_RUN
+    storage = args.storage
+    if storage is not None and not postgres.is_postgres(storage):
+        print("bench: --storage takes a postgresql://user@host/db URL.", file=sys.stderr)
+        return EXIT_CANNOT_RUN
     try:
         with tempfile.TemporaryDirectory(prefix="points-bench-", dir=args.dir) as folder:
-            text, complete = await run_bench(scale, Path(folder))
+            text, complete = await run_bench(scale, Path(folder), storage=storage)
     except OSError as exc:
         print(f"bench: could not run: {exc}", file=sys.stderr)
         return EXIT_CANNOT_RUN
@@ -205,8 +304,10 @@ DESCRIPTION = (
     " of 50, end-to-end group messages through the real Dispatcher against a no-op"
     " Dispatcher, event bus in and out, the integrity check on 1,000,000"
     " transactions and memory over 1,000,000 awards, each beside a naive engine and"
-    " the raw sqlite3 limit; prints a markdown table with targets (reported, not"
-    " enforced); --quick runs in under a minute; exit 0 when it ran, 2 if not."
+    " the raw sqlite3 limit, then the same award rows on PostgreSQL when a server is"
+    " reachable (or only those, with --storage URL); prints a markdown table with"
+    " targets (reported, not enforced); --quick runs in under a minute; exit 0 when it"
+    " ran, 2 if not."
 )
 
 

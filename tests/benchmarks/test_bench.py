@@ -14,8 +14,11 @@ from pathlib import Path
 
 import pytest
 
+from benchmarks import pg_table
+from benchmarks.postgres import SERVER_ENV
 from benchmarks.report import percentile
 from benchmarks.table import LABELS
+from tests.support import postgres
 
 ROOT = Path(__file__).resolve().parents[2]
 COLUMNS = "| measurement | ours | baseline(s) | ratio | target | met? | published |"
@@ -24,6 +27,7 @@ COLUMNS = "| measurement | ours | baseline(s) | ratio | target | met? | publishe
 def bench(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     environ = {k: v for k, v in os.environ.items() if not k.startswith("BOT_")}
     environ["PYTHONPATH"] = str(ROOT)
+    environ[SERVER_ENV] = postgres.server_url()
     return subprocess.run(
         [sys.executable, "-m", "benchmarks", *args],
         cwd=cwd,
@@ -43,11 +47,15 @@ def test_the_bench_reports_every_row_and_writes_the_file(tmp_path: Path) -> None
     assert written.strip() == result.stdout.strip()
     assert COLUMNS in written
     table = [line for line in written.splitlines() if line.startswith("| ")]
-    for label in LABELS:
+    # The PostgreSQL section is there whenever a server answers (always in CI).
+    labels = LABELS if postgres.unreachable() else (*LABELS, *pg_table.LABELS)
+    if postgres.unreachable():
+        assert "PostgreSQL: not measured" in written
+    for label in labels:
         rows = [line for line in table if line.startswith(f"| {label}")]
         assert len(rows) == 1, f"no single row for {label!r}"
         assert "failed" not in rows[0], rows[0]
-    assert len(table) == 1 + len(LABELS)
+    assert len(table) == 1 + len(labels)
     assert "synchronous=FULL" in written
     assert "journal_mode=WAL" in written
     assert "scaled (tiny)" in written
@@ -72,6 +80,27 @@ def test_an_unwritable_out_file_is_refused_before_running(tmp_path: Path) -> Non
     assert result.returncode == 2
     assert "missing" in result.stderr
     assert result.stdout == ""
+
+
+def test_storage_takes_only_a_postgresql_url(tmp_path: Path) -> None:
+    result = bench("--tiny", "--storage", "sqlite:///x.db", cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.strip() == "bench: --storage takes a postgresql://user@host/db URL."
+
+
+def test_storage_measures_the_postgresql_section_with_sqlite_beside(tmp_path: Path) -> None:
+    postgres.require_postgres()
+    result = bench(
+        "--tiny", "--storage", postgres.server_url(), "--dir", str(tmp_path), cwd=tmp_path
+    )
+    assert result.returncode == 0, result.stderr
+    table = [line for line in result.stdout.splitlines() if line.startswith("| ")]
+    assert len(table) == 1 + len(pg_table.LABELS)
+    for label, line in zip(pg_table.LABELS, table[1:], strict=True):
+        assert line.startswith(f"| {label} |")
+        assert "failed" not in line
+    assert "SQLite" in table[1] and "raw" in table[4]
+    assert "FAILED" not in result.stdout
 
 
 @pytest.mark.parametrize(
