@@ -99,7 +99,8 @@ def test_storage_measures_the_postgresql_section_with_sqlite_beside(tmp_path: Pa
     for label, line in zip(pg_table.LABELS, table[1:], strict=True):
         assert line.startswith(f"| {label} |")
         assert "failed" not in line
-    assert "SQLite" in table[1] and "raw" in table[4]
+    assert "SQLite" in table[1]
+    assert "raw" in table[4]
     assert "FAILED" not in result.stdout
 
 
