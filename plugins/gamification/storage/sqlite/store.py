@@ -7,7 +7,6 @@ import contextlib
 import logging
 import sqlite3
 from collections.abc import Awaitable, Callable, Sequence
-from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal, TextIO, TypeVar
 
@@ -29,6 +28,13 @@ from plugins.gamification.storage.operations import (
     SideWrite,
 )
 from plugins.gamification.storage.protocol import LedgerStorage
+from plugins.gamification.storage.reading import (
+    audit_params,
+    known_person,
+    outbox_params,
+    progress_row,
+    today_row,
+)
 from plugins.gamification.storage.records import (
     AdminAction,
     KnownPerson,
@@ -254,27 +260,12 @@ class LedgerStore:
         counters = await self.fetchall(q.SELECT_PROGRESS, (chat_id, user_id))
         streak = await self.fetchall(q.SELECT_STREAK, (chat_id, user_id))
         unlocked = await self.fetchall(q.SELECT_UNLOCKS, (chat_id, user_id))
-        day, length, best = streak[0] if streak else (None, 0, 0)
-        return ProgressRow(
-            counters={str(name): int(value) for name, value in counters},
-            streak_day=date.fromisoformat(day) if day is not None else None,
-            streak_length=int(length),
-            streak_best=int(best),
-            unlocked={str(a): str(at) for a, at in unlocked},
-        )
+        return progress_row(counters, streak, unlocked)
 
     async def today(self, chat_id: int, user_id: int) -> TodayRow | None:
         """The account's streak and today's activity points; None for a new account."""
         rows = await self.fetchall(sidetables.SELECT_TODAY, (chat_id, user_id))
-        if not rows:
-            return None
-        streak_day, length, activity_day, activity_today = rows[0]
-        return TodayRow(
-            date.fromisoformat(streak_day) if streak_day is not None else None,
-            int(length),
-            activity_day,
-            int(activity_today),
-        )
+        return today_row(rows[0]) if rows else None
 
     # -- the outbox -------------------------------------------------------------------
 
@@ -301,14 +292,7 @@ class LedgerStore:
 
     @staticmethod
     def _outbox_row(event: OutboxEvent) -> tuple[str, tuple[object, ...]]:
-        return INSERT_OUTBOX, (
-            event.event_id,
-            event.type,
-            event.chat_id,
-            event.user_id,
-            event.payload,
-            event.occurred_at,
-        )
+        return INSERT_OUTBOX, outbox_params(event)
 
     # -- tables beside the ledger -------------------------------------------------------
 
@@ -348,12 +332,7 @@ class LedgerStore:
     ) -> tuple[tuple[str, tuple[object, ...]], ...]:
         if audit is None:
             return ()
-        return (
-            (
-                sidetables.INSERT_ADMIN_ACTION,
-                (audit.chat_id, audit.actor_id, audit.action, audit.target_id, audit.detail, at),
-            ),
-        )
+        return ((sidetables.INSERT_ADMIN_ACTION, audit_params(audit, at)),)
 
     async def record_suspicion(
         self, chat_id: int, user_id: int, reason: str, detail: str, at: str, event: OutboxEvent
@@ -378,12 +357,12 @@ class LedgerStore:
 
     async def known_person(self, user_id: int) -> KnownPerson | None:
         rows = await self.fetchall(sidetables.SELECT_KNOWN_USER, (user_id,))
-        return KnownPerson(rows[0][0], rows[0][1], rows[0][2], bool(rows[0][3])) if rows else None
+        return known_person(rows[0]) if rows else None
 
     async def known_username(self, username: str) -> KnownPerson | None:
         """The person last seen with `username` (any case)."""
         rows = await self.fetchall(sidetables.SELECT_KNOWN_USERNAME, (username,))
-        return KnownPerson(rows[0][0], rows[0][1], rows[0][2], bool(rows[0][3])) if rows else None
+        return known_person(rows[0]) if rows else None
 
     async def thanks_between(self, chat_id: int, receiver: int, giver: int, since: str) -> int:
         """Thanks `giver` gave `receiver` in the chat since `since`."""
