@@ -111,31 +111,44 @@ def check_ledger(
     one snapshot makes every balance comparable with its sum however long the scan takes.
     """
     started = time.perf_counter()
-    verifier = LedgerVerifier(
-        IntegrityReport(checked_at=format_utc((clock or SystemClock()).now())), anchor
-    )
     try:
         conn.execute("BEGIN")
         try:
-            if quick_check:
-                rows = conn.execute("PRAGMA quick_check").fetchall()
-                verifier.storage("quick_check", "; ".join(str(r[0]) for r in rows[:5]))
-            for statement, feed in (
-                (SELECT_TRANSACTIONS, verifier.transactions),
-                (SELECT_ACCOUNT_HEADS, verifier.accounts),
-                (SELECT_REVERT_LINKS, verifier.reverts),
-            ):
-                cursor = conn.execute(statement)
-                while rows := cursor.fetchmany(FETCH_CHUNK):
-                    feed(rows)
-            verifier.outbox(*conn.execute(OUTBOX_LAG).fetchone())
+            report = verify_in_transaction(
+                conn, anchor=anchor, quick_check=quick_check, clock=clock
+            )
         finally:
             conn.execute("ROLLBACK")
     except sqlite3.Error as exc:
         raise storage_error(exc, _path_of(conn), writing=False) from exc
-    report = verifier.finish()
     report.duration_s = time.perf_counter() - started
     return report
+
+
+def verify_in_transaction(
+    conn: sqlite3.Connection,
+    *,
+    anchor: Checkpoint | None = None,
+    quick_check: bool = True,
+    clock: Clock | None = None,
+) -> IntegrityReport:
+    """The check inside the caller's open transaction (its snapshot, or its uncommitted copy)."""
+    verifier = LedgerVerifier(
+        IntegrityReport(checked_at=format_utc((clock or SystemClock()).now())), anchor
+    )
+    if quick_check:
+        rows = conn.execute("PRAGMA quick_check").fetchall()
+        verifier.storage("quick_check", "; ".join(str(r[0]) for r in rows[:5]))
+    for statement, feed in (
+        (SELECT_TRANSACTIONS, verifier.transactions),
+        (SELECT_ACCOUNT_HEADS, verifier.accounts),
+        (SELECT_REVERT_LINKS, verifier.reverts),
+    ):
+        cursor = conn.execute(statement)
+        while rows := cursor.fetchmany(FETCH_CHUNK):
+            feed(rows)
+    verifier.outbox(*conn.execute(OUTBOX_LAG).fetchone())
+    return verifier.finish()
 
 
 def record_checkpoint(conn: sqlite3.Connection, report: IntegrityReport) -> None:

@@ -98,7 +98,7 @@ def backup(source: Path, dest: Path) -> IntegrityReport:
             copy.execute("PRAGMA journal_mode = DELETE")
         finally:
             copy.close()
-        _publish(partial, dest)
+        publish(partial, dest)
     except sqlite3.Error as exc:
         writing = any(word in str(exc).lower() for word in ("full", "readonly", "disk i/o"))
         raise storage_error(exc, dest if writing else source, writing=writing) from exc
@@ -138,7 +138,7 @@ def partial_name(path: Path) -> Path:
     return path.with_name(f".{path.name}.{secrets.token_hex(6)}.partial")
 
 
-def _publish(partial: Path, dest: Path) -> None:
+def publish(partial: Path, dest: Path) -> None:
     """Give the finished copy its name without ever replacing a file that appeared meanwhile."""
     try:
         os.link(partial, dest)  # unlike rename, fails if dest exists
