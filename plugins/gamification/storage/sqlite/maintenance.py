@@ -111,15 +111,15 @@ def backup(source: Path, dest: Path) -> IntegrityReport:
     return run_check(dest, record=False)
 
 
-def refuse_unsafe_output(out: Path, ledger: Path) -> None:
+def refuse_unsafe_output(out: Path, ledger: Path | None) -> None:
     """Refuse an output that is the ledger, one of its -wal/-shm/-journal files, a symbolic
     link or anything but a regular file (a folder, a device, a named pipe); changes nothing.
 
     Writing next to a file and renaming over it would replace a device or a link with a
     regular file, and a ledger overwritten while the bot has it open is lost.
     """
-    out, ledger = Path(out), Path(ledger)
-    if belongs_to(out, ledger):
+    out = Path(out)
+    if ledger is not None and belongs_to(out, Path(ledger)):
         raise OperationRefusedError(
             f"{out} is the ledger {ledger} or one of its own files; choose another file."
         )
