@@ -36,7 +36,7 @@ APPEND_ONLY_TRIGGERS = (
 )
 # 'O' fires in ordinary sessions, 'A' always; 'D' is disabled and 'R' fires only on replicas.
 SELECT_TRIGGERS = (
-    "SELECT tgname, tgenabled FROM pg_trigger"
+    "SELECT tgname, tgenabled::text FROM pg_trigger"
     " WHERE tgrelid = 'transactions'::regclass AND NOT tgisinternal"
 )
 SELECT_CHECKPOINT_HEADS = (
