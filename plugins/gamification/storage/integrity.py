@@ -11,7 +11,7 @@ for the same rows. The statements are portable SQL without parameters.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -110,6 +110,19 @@ class IntegrityReport:
         if len(self.violations) < MAX_LISTED:
             self.violations.append(violation)
 
+    def checkpoint_row(self) -> tuple[str, int, int, int, str, int, str]:
+        """The values of a checkpoints row (created_at, high_water, tx_count, accounts,
+        digest, violations, report) that anchors the next check to this one."""
+        return (
+            self.checked_at,
+            self.high_water,
+            self.transactions,
+            self.accounts,
+            self.digest,
+            self.violation_count,
+            self.to_json(),
+        )
+
     def to_json(self) -> str:
         data = asdict(self)
         data.pop("heads")
@@ -174,6 +187,14 @@ class LedgerVerifier:
         self._accounts_seen: set[tuple[int, int]] = set()
         self._revert_targets: dict[int, int] = {}
         self._counted = False
+
+    def reads(self) -> tuple[tuple[str, Callable[[Iterable[Sequence[Any]]], None]], ...]:
+        """Each statement to run, in this order, and the method its rows go to."""
+        return (
+            (SELECT_TRANSACTIONS, self.transactions),
+            (SELECT_ACCOUNT_HEADS, self.accounts),
+            (SELECT_REVERT_LINKS, self.reverts),
+        )
 
     def storage(self, name: str, answer: str) -> None:
         """The backend's own check of its storage (`name`): anything but "ok" is a violation."""

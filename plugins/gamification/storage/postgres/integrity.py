@@ -14,10 +14,7 @@ from typing import TYPE_CHECKING
 from plugins.gamification.domain.clock import Clock, format_utc
 from plugins.gamification.storage.integrity import (
     OUTBOX_LAG,
-    SELECT_ACCOUNT_HEADS,
     SELECT_LATEST_CHECKPOINT,
-    SELECT_REVERT_LINKS,
-    SELECT_TRANSACTIONS,
     Checkpoint,
     IntegrityReport,
     LedgerVerifier,
@@ -79,11 +76,7 @@ async def verify_in_transaction(conn: asyncpg.Connection, clock: Clock) -> Integ
         anchor,
     )
     verifier.storage("append-only triggers", await triggers_answer(conn))
-    for statement, feed in (
-        (SELECT_TRANSACTIONS, verifier.transactions),
-        (SELECT_ACCOUNT_HEADS, verifier.accounts),
-        (SELECT_REVERT_LINKS, verifier.reverts),
-    ):
+    for statement, feed in verifier.reads():
         cursor = await conn.cursor(statement)
         while rows := await cursor.fetch(FETCH_CHUNK):
             feed([tuple(row) for row in rows])
@@ -96,16 +89,7 @@ async def record_checkpoint(conn: asyncpg.Connection, report: IntegrityReport) -
     """Store the report and its chain heads under the ledger lock; only the latest keeps heads."""
     async with conn.transaction():
         await conn.execute(TAKE_LEDGER_LOCK, LEDGER_LOCK)
-        checkpoint_id = await conn.fetchval(
-            INSERT_CHECKPOINT,
-            report.checked_at,
-            report.high_water,
-            report.transactions,
-            report.accounts,
-            report.digest,
-            report.violation_count,
-            report.to_json(),
-        )
+        checkpoint_id = await conn.fetchval(INSERT_CHECKPOINT, *report.checkpoint_row())
         await conn.copy_records_to_table(
             "checkpoint_heads",
             records=[(checkpoint_id, c, u, seq, head) for c, u, seq, head in report.heads],

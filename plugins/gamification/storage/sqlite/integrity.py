@@ -10,10 +10,7 @@ from plugins.gamification.domain.clock import Clock, SystemClock, format_utc
 from plugins.gamification.domain.errors import DatabaseCorruptError, StorageError
 from plugins.gamification.storage.integrity import (
     OUTBOX_LAG,
-    SELECT_ACCOUNT_HEADS,
     SELECT_LATEST_CHECKPOINT,
-    SELECT_REVERT_LINKS,
-    SELECT_TRANSACTIONS,
     Checkpoint,
     CheckpointNotStoredError,
     IntegrityReport,
@@ -139,11 +136,7 @@ def verify_in_transaction(
     if quick_check:
         rows = conn.execute("PRAGMA quick_check").fetchall()
         verifier.storage("quick_check", "; ".join(str(r[0]) for r in rows[:5]))
-    for statement, feed in (
-        (SELECT_TRANSACTIONS, verifier.transactions),
-        (SELECT_ACCOUNT_HEADS, verifier.accounts),
-        (SELECT_REVERT_LINKS, verifier.reverts),
-    ):
+    for statement, feed in verifier.reads():
         cursor = conn.execute(statement)
         while rows := cursor.fetchmany(FETCH_CHUNK):
             feed(rows)
@@ -160,18 +153,7 @@ def record_checkpoint(conn: sqlite3.Connection, report: IntegrityReport) -> None
     try:
         conn.execute("BEGIN IMMEDIATE")
         try:
-            cursor = conn.execute(
-                INSERT_CHECKPOINT,
-                (
-                    report.checked_at,
-                    report.high_water,
-                    report.transactions,
-                    report.accounts,
-                    report.digest,
-                    report.violation_count,
-                    report.to_json(),
-                ),
-            )
+            cursor = conn.execute(INSERT_CHECKPOINT, report.checkpoint_row())
             checkpoint_id = cursor.lastrowid
             conn.executemany(
                 INSERT_CHECKPOINT_HEAD,
