@@ -432,3 +432,19 @@ def test_cli_refuses_a_bad_url_in_one_sentence_without_the_password(
         assert "s3cret" not in err + out
         assert "Traceback" not in err
         assert len(err.strip().splitlines()) == 1
+
+
+def test_cli_migrate_exits_1_and_keeps_nothing_when_the_copy_does_not_verify(
+    sqlite_ledger: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bad, target = tmp_path / "bad.sqlite3", tmp_path / "copy.sqlite3"
+    copy_file(sqlite_ledger, bad)
+    conn = sqlite3.connect(bad, isolation_level=None)
+    conn.execute("UPDATE accounts SET earned = 0 WHERE user_id = 2")
+    conn.close()
+    code, out, err = run_cli(capsys, "migrate", "--from", str(bad), "--to", str(target))
+    assert code == 1
+    assert "Source digest:" in out
+    assert "did not verify" in err
+    assert len(err.strip().splitlines()) == 1
+    assert not target.exists()
