@@ -30,6 +30,7 @@ from plugins.gamification.domain.progression import (
     streak_standing,
 )
 from plugins.gamification.domain.rules import apply_multipliers
+from plugins.gamification.storage.integrity import IntegrityReport
 from plugins.gamification.storage.operations import (
     MAX_BALANCE,
     Posting,
@@ -39,7 +40,6 @@ from plugins.gamification.storage.operations import (
 from plugins.gamification.storage.protocol import LedgerStorage
 from plugins.gamification.storage.records import AuditNote
 from plugins.gamification.storage.sqlite.effects import Effects
-from plugins.gamification.storage.sqlite.integrity import IntegrityReport
 from plugins.gamification.storage.sqlite.store import LedgerStore, Synchronous
 
 MAX_KEY_LENGTH = 200

@@ -25,7 +25,7 @@ from plugins.gamification.storage.operations import (
     SideWrite,
 )
 from plugins.gamification.storage.postgres import connect as pg
-from plugins.gamification.storage.postgres import schema
+from plugins.gamification.storage.postgres import maintenance, schema
 from plugins.gamification.storage.postgres import statements as s
 from plugins.gamification.storage.postgres.reads import PgReads
 from plugins.gamification.storage.postgres.writer import PgBatchWriter
@@ -222,10 +222,6 @@ class PostgresStore(PgReads, QueuedWrites):
         self, *, record: bool = False, quick_check: bool = True, clock: Clock | None = None
     ) -> IntegrityReport:
         """The integrity check on a pooled connection (`quick_check` is SQLite's alone)."""
-        from plugins.gamification.storage.postgres import (  # type: ignore[attr-defined, unused-ignore]
-            maintenance,
-        )
-
         async with self._operator() as conn:
             report: IntegrityReport = await maintenance.check(
                 conn, self.where, record=record, clock=clock or self._clock
@@ -234,10 +230,6 @@ class PostgresStore(PgReads, QueuedWrites):
 
     async def backup(self, dest: Path) -> IntegrityReport:
         """A consistent copy of the ledger at `dest`, checked."""
-        from plugins.gamification.storage.postgres import (  # type: ignore[attr-defined, unused-ignore]
-            maintenance,
-        )
-
         async with self._operator() as conn:
             report: IntegrityReport = await maintenance.backup(conn, self.where, dest)
         return report
@@ -246,20 +238,12 @@ class PostgresStore(PgReads, QueuedWrites):
         self, out: TextIO, fmt: Literal["csv", "jsonl"], chat_id: int | None = None
     ) -> int:
         """Every ledger row (of one chat) in id order; the number of rows written."""
-        from plugins.gamification.storage.postgres import (  # type: ignore[attr-defined, unused-ignore]
-            maintenance,
-        )
-
         async with self._operator() as conn:
             count: int = await maintenance.export(conn, self.where, out, fmt, chat_id)
         return count
 
     async def rebuild_balances(self, *, apply: bool, actor: str) -> list[BalanceDifference]:
         """Recompute the cached balances from the ledger; with `apply`, repair them."""
-        from plugins.gamification.storage.postgres import (  # type: ignore[attr-defined, unused-ignore]
-            maintenance,
-        )
-
         at = format_utc(self._clock.now())
         async with self._operator() as conn:
             found: list[BalanceDifference] = await maintenance.rebuild_balances(

@@ -32,6 +32,7 @@ from plugins.gamification.storage.reading import (
     progress_row,
     today_row,
 )
+from plugins.gamification.storage.rebuild import BalanceDifference
 from plugins.gamification.storage.records import (
     AdminAction,
     KnownPerson,
@@ -45,7 +46,6 @@ from plugins.gamification.storage.sqlite import queries as q
 from plugins.gamification.storage.sqlite.effects import INSERT_OUTBOX, Effects
 from plugins.gamification.storage.sqlite.faults import storage_error
 from plugins.gamification.storage.sqlite.integrity import IntegrityReport, run_check
-from plugins.gamification.storage.sqlite.maintenance import BalanceDifference
 from plugins.gamification.storage.sqlite.rows import (
     SELECT_HISTORY,
     SELECT_TX_BY_ID,
