@@ -17,6 +17,7 @@ from bot.config import load_config
 from bot.plugins import CliCommand, PluginContext
 from bot.testing import RecordingSession, UpdateFactory
 from plugins.gamification.services.runtime import Services
+from plugins.gamification.storage.options import Location
 
 ECHO_MODULE = '''
 """A third-party plugin another distribution ships (the test's fake distribution)."""
@@ -64,7 +65,7 @@ def echo_installed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_the_registry_ships_gamification_and_it_is_on_by_default() -> None:
-    reg = registry.default_registry()
+    reg = registry.registry.default_registry()
     assert reg.all()[0].name == "gamification"
     assert registry.default_plugins() == ["gamification"]
     config = load_config(None, plugin_models=reg.config_models(), environ={})
@@ -73,7 +74,7 @@ def test_the_registry_ships_gamification_and_it_is_on_by_default() -> None:
 
 @pytest.mark.usefixtures("echo_installed")
 async def test_an_entry_point_plugin_is_found_enabled_by_config_and_runs(tmp_path: Path) -> None:
-    reg = registry.default_registry()
+    reg = registry.registry.default_registry()
     assert {p.name for p in reg.all()} == {"gamification", "echo"}
     # Installed is not enabled: the defaults are the shipped plugins only.
     defaults = load_config(
@@ -113,7 +114,7 @@ def test_a_broken_entry_point_is_one_line_and_left_out(
     broken = EntryPoint("broken", "no_such_module_anywhere:Plugin", registry.ENTRY_POINT_GROUP)
     monkeypatch.setattr(registry, "entry_points", lambda group: [broken])
     caplog.set_level(logging.WARNING)
-    reg = registry.default_registry()
+    reg = registry.registry.default_registry()
     assert [p.name for p in reg.all()] == ["gamification"]
     assert "'broken'" in caplog.text
     assert "left out" in caplog.text
@@ -136,7 +137,7 @@ def test_an_entry_point_may_not_take_a_shipped_name(
     monkeypatch.setattr(EntryPoint, "load", lambda self: Impostor)
     monkeypatch.setattr(registry, "entry_points", lambda group: [point])
     caplog.set_level(logging.WARNING)
-    reg = registry.default_registry()
+    reg = registry.registry.default_registry()
     assert not isinstance(reg.get("gamification"), Impostor)
     assert "already registered" in caplog.text
 
@@ -150,7 +151,7 @@ async def test_the_old_integrity_cron_key_still_works_with_a_warning_naming_the_
         '[scheduler]\nintegrity_cron = "45 5 * * *"\n',
         encoding="utf-8",
     )
-    reg = registry.default_registry()
+    reg = registry.registry.default_registry()
     config = load_config(path, plugin_models=reg.config_models(), environ={})
     caplog.set_level(logging.WARNING)
     app = await build_app(config, reg, session=RecordingSession())
@@ -177,3 +178,19 @@ async def test_the_old_integrity_cron_key_still_works_with_a_warning_naming_the_
         assert "minute='10'" in str(job.trigger)
     finally:
         await app.close()
+
+
+def test_the_ledger_location_comes_from_url_or_database(tmp_path: Path) -> None:
+    path = tmp_path / "config.toml"
+    path.write_text('[storage]\nurl = "postgresql://bot@db.example/points"\n', encoding="utf-8")
+    config = load_config(
+        path, plugin_models=registry.default_registry().config_models(), environ={}
+    )
+    assert registry._database(config).location == Location(
+        "postgresql", dsn="postgresql://bot@db.example/points"
+    )
+    path.write_text('[storage]\ndatabase = "x.sqlite3"\n', encoding="utf-8")
+    config = load_config(
+        path, plugin_models=registry.default_registry().config_models(), environ={}
+    )
+    assert registry._database(config).location == Location("sqlite", path=Path("x.sqlite3"))
