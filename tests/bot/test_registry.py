@@ -65,7 +65,7 @@ def echo_installed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_the_registry_ships_gamification_and_it_is_on_by_default() -> None:
-    reg = registry.registry.default_registry()
+    reg = registry.default_registry()
     assert reg.all()[0].name == "gamification"
     assert registry.default_plugins() == ["gamification"]
     config = load_config(None, plugin_models=reg.config_models(), environ={})
@@ -74,7 +74,7 @@ def test_the_registry_ships_gamification_and_it_is_on_by_default() -> None:
 
 @pytest.mark.usefixtures("echo_installed")
 async def test_an_entry_point_plugin_is_found_enabled_by_config_and_runs(tmp_path: Path) -> None:
-    reg = registry.registry.default_registry()
+    reg = registry.default_registry()
     assert {p.name for p in reg.all()} == {"gamification", "echo"}
     # Installed is not enabled: the defaults are the shipped plugins only.
     defaults = load_config(
@@ -114,7 +114,7 @@ def test_a_broken_entry_point_is_one_line_and_left_out(
     broken = EntryPoint("broken", "no_such_module_anywhere:Plugin", registry.ENTRY_POINT_GROUP)
     monkeypatch.setattr(registry, "entry_points", lambda group: [broken])
     caplog.set_level(logging.WARNING)
-    reg = registry.registry.default_registry()
+    reg = registry.default_registry()
     assert [p.name for p in reg.all()] == ["gamification"]
     assert "'broken'" in caplog.text
     assert "left out" in caplog.text
@@ -137,7 +137,7 @@ def test_an_entry_point_may_not_take_a_shipped_name(
     monkeypatch.setattr(EntryPoint, "load", lambda self: Impostor)
     monkeypatch.setattr(registry, "entry_points", lambda group: [point])
     caplog.set_level(logging.WARNING)
-    reg = registry.registry.default_registry()
+    reg = registry.default_registry()
     assert not isinstance(reg.get("gamification"), Impostor)
     assert "already registered" in caplog.text
 
@@ -151,7 +151,7 @@ async def test_the_old_integrity_cron_key_still_works_with_a_warning_naming_the_
         '[scheduler]\nintegrity_cron = "45 5 * * *"\n',
         encoding="utf-8",
     )
-    reg = registry.registry.default_registry()
+    reg = registry.default_registry()
     config = load_config(path, plugin_models=reg.config_models(), environ={})
     caplog.set_level(logging.WARNING)
     app = await build_app(config, reg, session=RecordingSession())
