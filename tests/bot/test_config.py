@@ -339,3 +339,12 @@ def test_storage_url_refusals_are_one_sentence_without_the_password(
 def test_the_database_key_still_names_a_sqlite_file(tmp_path: Path) -> None:
     config = load_checked(write(tmp_path, '[storage]\ndatabase = "b.db"\n'))
     assert (config.storage.url, config.storage.database) == ("", Path("b.db"))
+
+
+def test_cli_refuses_a_bad_storage_url_without_its_password(tmp_path: Path) -> None:
+    result = bot("check", cwd=tmp_path, env={"BOT_DATABASE_URL": "mysql://bot:hunter2@h/db"})
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        "environment variable BOT_DATABASE_URL: The ledger URL 'mysql://bot@h/db' has an"
+        " unknown scheme 'mysql'; use sqlite:///path or postgresql://user@host/database."
+    ]
