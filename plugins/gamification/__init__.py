@@ -45,7 +45,8 @@ from plugins.gamification.domain.models import (
     TxKind,
 )
 from plugins.gamification.engine import LedgerPolicy, PointsEngine
-from plugins.gamification.storage.sqlite.integrity import IntegrityReport, Violation, check_ledger
+from plugins.gamification.storage.integrity import IntegrityReport, Violation
+from plugins.gamification.storage.sqlite.integrity import check_ledger
 
 __all__ = [
     "AccountBalance",

@@ -31,6 +31,7 @@ from plugins.gamification.domain.progression import (
 )
 from plugins.gamification.domain.rules import apply_multipliers
 from plugins.gamification.storage.backends import open_storage
+from plugins.gamification.storage.integrity import IntegrityReport
 from plugins.gamification.storage.operations import (
     MAX_BALANCE,
     Posting,
@@ -41,7 +42,6 @@ from plugins.gamification.storage.options import Location, LocationError, parse_
 from plugins.gamification.storage.protocol import LedgerStorage
 from plugins.gamification.storage.records import AuditNote
 from plugins.gamification.storage.sqlite.effects import Effects
-from plugins.gamification.storage.sqlite.integrity import IntegrityReport
 from plugins.gamification.storage.sqlite.store import Synchronous
 
 MAX_KEY_LENGTH = 200

@@ -15,7 +15,7 @@ from bot.testing import UpdateFactory
 from plugins.gamification.domain.models import Standing
 from plugins.gamification.domain.progression import streak_if_active, streak_standing
 from plugins.gamification.ops.metrics import PointsCollector
-from plugins.gamification.storage.sqlite.integrity import IntegrityReport, Violation
+from plugins.gamification.storage.integrity import IntegrityReport, Violation
 from plugins.gamification.telegram.jobs import report_message
 from plugins.gamification.telegram.phrasing import MAX_MESSAGE, cut, standing_line
 from tests.gamification.conftest import MakeHarness

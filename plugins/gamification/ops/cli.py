@@ -1,41 +1,49 @@
-"""The plugin's operator commands (check, backup, export, rebuild-balances), for any host CLI."""
+"""The plugin's operator commands (check, backup, export, rebuild-balances, migrate), for any
+host CLI; each works on a SQLite file or a PostgreSQL database (storage/tasks.py)."""
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import getpass
 import io
 import os
 import sys
 from pathlib import Path
-from typing import Literal
 
 from plugins.gamification.domain.errors import GamificationError, StorageError
 from plugins.gamification.ops.commands import Command, CommandContext
-from plugins.gamification.storage.sqlite.files import fd_belongs_to
-from plugins.gamification.storage.sqlite.integrity import CheckpointNotStoredError, run_check
-from plugins.gamification.storage.sqlite.maintenance import (
+from plugins.gamification.storage import tasks
+from plugins.gamification.storage.export import ExportFormat
+from plugins.gamification.storage.integrity import CheckpointNotStoredError
+from plugins.gamification.storage.options import Location, LocationError, parse_location
+from plugins.gamification.storage.rebuild import (
     BalanceDifference,
     OperationRefusedError,
     RebuildRefusedError,
-    backup,
-    export,
-    partial_name,
-    rebuild_balances,
-    refuse_unsafe_output,
 )
+from plugins.gamification.storage.sqlite.files import fd_belongs_to
+from plugins.gamification.storage.sqlite.maintenance import partial_name, refuse_unsafe_output
+from plugins.gamification.storage.transfer import TransferMismatchError
 
 EXIT_CLEAN, EXIT_VIOLATIONS, EXIT_CANNOT_RUN = 0, 1, 2
 CHAT_ID_MIN, CHAT_ID_MAX = -(2**63), 2**63 - 1
+LEDGER_HELP = (
+    "the ledger: a file path, sqlite:///path or postgresql://user@host:port/database"
+    " (default: the configured [storage] url or database)"
+)
 
 
-def _database(args: argparse.Namespace, context: CommandContext) -> Path:
-    return Path(args.db) if args.db else context.database.path
+def _database(args: argparse.Namespace, context: CommandContext) -> Location:
+    """--db, or the configured ledger; LocationError (one sentence) for a bad one."""
+    return parse_location(args.db) if args.db else context.database.location
+
+
+def _add_db(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--db", metavar="LEDGER", help=LEDGER_HELP)
 
 
 def _add_check_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--db", metavar="PATH", help="ledger file (default: [storage] database)")
+    _add_db(parser)
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     parser.add_argument(
         "--no-record",
@@ -45,14 +53,13 @@ def _add_check_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 async def _check(args: argparse.Namespace, context: CommandContext) -> int:
-    path = _database(args, context)
     unstored: CheckpointNotStoredError | None = None
     try:
-        report = await asyncio.to_thread(run_check, path, record=not args.no_record)
+        report = await tasks.check(_database(args, context), record=not args.no_record)
     except CheckpointNotStoredError as exc:
         # The verdict stands; only the anchor for the next check is missing.
         report, unstored = exc.report, exc
-    except StorageError as exc:
+    except (StorageError, LocationError) as exc:
         print(f"check: {exc}", file=sys.stderr)
         return EXIT_CANNOT_RUN
     print(report.to_json() if args.json else report.to_text(listed=20))
@@ -60,10 +67,6 @@ async def _check(args: argparse.Namespace, context: CommandContext) -> int:
         sys.stdout.flush()
         print(f"check: {unstored}", file=sys.stderr)
     return EXIT_CLEAN if report.ok else EXIT_VIOLATIONS
-
-
-def _add_db(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--db", metavar="PATH", help="ledger file (default: [storage] database)")
 
 
 def _add_backup_arguments(parser: argparse.ArgumentParser) -> None:
@@ -76,13 +79,15 @@ def _add_backup_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 async def _backup(args: argparse.Namespace, context: CommandContext) -> int:
-    source, dest = _database(args, context), Path(args.dest)
+    dest = Path(args.dest)
     try:
-        report = await asyncio.to_thread(backup, source, dest)
-    except GamificationError as exc:
+        source = _database(args, context)
+        report = await tasks.backup(source, dest)
+    except (GamificationError, LocationError) as exc:
         print(f"backup: {exc}", file=sys.stderr)
         return EXIT_CANNOT_RUN
-    print(f"Backed up {source} to {dest}; the copy was checked:")
+    kind = " (a SQLite ledger file)" if source.backend != "sqlite" else ""
+    print(f"Backed up {source} to {dest}{kind}; the copy was checked:")
     print(report.to_text(listed=20))
     return EXIT_CLEAN if report.ok else EXIT_VIOLATIONS
 
@@ -109,7 +114,6 @@ def _add_export_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 async def _export(args: argparse.Namespace, context: CommandContext) -> int:
-    path = _database(args, context)
     if args.chat is not None and not CHAT_ID_MIN <= args.chat <= CHAT_ID_MAX:
         print(
             f"export: --chat {args.chat} is not a chat id (ids are signed 64-bit integers).",
@@ -117,18 +121,20 @@ async def _export(args: argparse.Namespace, context: CommandContext) -> int:
         )
         return EXIT_CANNOT_RUN
     try:
+        location = _database(args, context)
         if args.out is None:
-            if _stdout_is_part_of(path):
+            if _stdout_is_part_of(location):
                 raise OperationRefusedError(
-                    f"stdout is the ledger {path} or one of its own files; redirect it elsewhere."
+                    f"stdout is the ledger {location} or one of its own files;"
+                    " redirect it elsewhere."
                 )
             if isinstance(sys.stdout, io.TextIOWrapper):  # UTF-8 and csv's own line ends
                 sys.stdout.reconfigure(encoding="utf-8", newline="")
-            await asyncio.to_thread(export, path, sys.stdout, args.fmt, args.chat)
+            await tasks.export(location, sys.stdout, args.fmt, args.chat)
             sys.stdout.flush()
         else:
-            await asyncio.to_thread(_export_to_file, path, Path(args.out), args.fmt, args.chat)
-    except GamificationError as exc:
+            await _export_to_file(location, Path(args.out), args.fmt, args.chat)
+    except (GamificationError, LocationError) as exc:
         print(f"export: {exc}", file=sys.stderr)
         return EXIT_CANNOT_RUN
     except BrokenPipeError:
@@ -139,26 +145,28 @@ async def _export(args: argparse.Namespace, context: CommandContext) -> int:
     return EXIT_CLEAN
 
 
-def _stdout_is_part_of(ledger: Path) -> bool:
+def _stdout_is_part_of(ledger: Location) -> bool:
     """`export >> ledger` (the shell's `>` has already truncated it: nothing to save then)."""
+    if ledger.path is None:
+        return False
     try:
         fd = sys.stdout.fileno()
     except (OSError, ValueError):  # not a real file (captured in tests, closed)
         return False
-    return fd_belongs_to(fd, ledger)
+    return fd_belongs_to(fd, ledger.path)
 
 
-def _export_to_file(
-    path: Path, out: Path, fmt: Literal["csv", "jsonl"], chat_id: int | None
+async def _export_to_file(
+    location: Location, out: Path, fmt: ExportFormat, chat_id: int | None
 ) -> int:
     """Export into a temporary file beside `out`, renamed only when complete."""
-    refuse_unsafe_output(out, path)
+    refuse_unsafe_output(out, location.path)
     partial = partial_name(out)
     try:
         with partial.open("x", encoding="utf-8", newline="") as stream:
-            count = export(path, stream, fmt, chat_id)
+            count = await tasks.export(location, stream, fmt, chat_id)
         # Again: `out` may have become something else while the export ran.
-        refuse_unsafe_output(out, path)
+        refuse_unsafe_output(out, location.path)
         os.replace(partial, out)
     finally:
         partial.unlink(missing_ok=True)
@@ -175,16 +183,15 @@ def _add_rebuild_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 async def _rebuild(args: argparse.Namespace, context: CommandContext) -> int:
-    path = _database(args, context)
     try:
-        differences = await asyncio.to_thread(
-            rebuild_balances, path, apply=args.apply, actor=f"cli:{_operator()}"
+        differences = await tasks.rebuild_balances(
+            _database(args, context), apply=args.apply, actor=f"cli:{_operator()}"
         )
     except RebuildRefusedError as exc:
         _print_differences(exc.differences)
         print(f"rebuild-balances: {exc}", file=sys.stderr)
         return EXIT_CANNOT_RUN
-    except GamificationError as exc:
+    except (GamificationError, LocationError) as exc:
         print(f"rebuild-balances: {exc}", file=sys.stderr)
         return EXIT_CANNOT_RUN
     _print_differences(differences)
@@ -210,6 +217,46 @@ def _print_differences(differences: list[BalanceDifference]) -> None:
         print(f"- {difference.describe()}")
 
 
+def _add_migrate_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--from",
+        dest="source",
+        required=True,
+        metavar="LEDGER",
+        help="the ledger to copy: a file path, sqlite:///path or postgresql://user@host/db",
+    )
+    parser.add_argument(
+        "--to",
+        dest="target",
+        required=True,
+        metavar="LEDGER",
+        help=(
+            "where to copy it: a new file, an empty database, or a ledger without any rows;"
+            " its schema is created or migrated first"
+        ),
+    )
+
+
+async def _migrate(args: argparse.Namespace, context: CommandContext) -> int:
+    try:
+        source, target = parse_location(args.source), parse_location(args.target)
+        result = await tasks.migrate(source, target)
+    except TransferMismatchError as exc:
+        print(exc.result.to_text())
+        sys.stdout.flush()
+        print(f"migrate: {exc}", file=sys.stderr)
+        return EXIT_VIOLATIONS
+    except (GamificationError, LocationError) as exc:
+        print(f"migrate: {exc}", file=sys.stderr)
+        return EXIT_CANNOT_RUN
+    print(result.to_text())
+    print(
+        f"Copied {sum(result.copied.values()):,} rows from {source} to {target};"
+        " both sides check clean with the same digest."
+    )
+    return EXIT_CLEAN
+
+
 def _operator() -> str:
     try:
         return getpass.getuser()
@@ -225,8 +272,10 @@ def cli_commands() -> list[Command]:
         Command(
             name="check",
             help=(
-                "verify the ledger: balances equal sums, hash chains, revert links, and the"
-                " latest checkpoint; exit 0 clean, 1 violations, 2 could not run"
+                "verify the ledger (SQLite or PostgreSQL): balances equal sums, hash chains,"
+                " revert links, and the latest checkpoint, plus SQLite's quick_check or"
+                " PostgreSQL's append-only triggers; exit 0 clean, 1 violations, 2 could not"
+                " run"
             ),
             add_arguments=_add_check_arguments,
             run=_check,
@@ -235,8 +284,11 @@ def cli_commands() -> list[Command]:
             name="backup",
             help=(
                 "copy the ledger to DEST while the bot may keep writing (one consistent"
-                " snapshot, never overwrites DEST), then check the copy; exit 0 clean,"
-                " 1 the copy has violations, 2 could not run"
+                " snapshot, never overwrites DEST), then check the copy; DEST is a SQLite"
+                " ledger file on either backend (from PostgreSQL: the same rows and hashes"
+                " in SQLite's schema, not a pg_dump), which `check --db DEST` verifies and"
+                " `migrate` can bring back; exit 0 clean, 1 the copy has violations, 2 could"
+                " not run"
             ),
             add_arguments=_add_backup_arguments,
             run=_backup,
@@ -262,5 +314,18 @@ def cli_commands() -> list[Command]:
             ),
             add_arguments=_add_rebuild_arguments,
             run=_rebuild,
+        ),
+        Command(
+            name="migrate",
+            help=(
+                "copy a whole ledger (accounts, transactions with their hashes, outbox,"
+                " checkpoints and every side table) from --from to --to, between SQLite and"
+                " PostgreSQL either way, in one transaction; the target must be empty; both"
+                " sides are checked before the copy commits and their row counts and digests"
+                " printed; exit 0 copied, 1 the copy did not verify (rolled back), 2 could"
+                " not run or refused"
+            ),
+            add_arguments=_add_migrate_arguments,
+            run=_migrate,
         ),
     ]

@@ -35,8 +35,8 @@ from plugins.gamification.ops.commands import Command, CommandContext, OfflineTe
 from plugins.gamification.services.runtime import Services
 from plugins.gamification.setup import setup_gamification
 from plugins.gamification.storage.options import Location
+from plugins.gamification.storage.rebuild import OperationRefusedError
 from plugins.gamification.storage.sqlite.files import SIDE_SUFFIXES
-from plugins.gamification.storage.sqlite.maintenance import OperationRefusedError
 from plugins.gamification.telegram.runtime import Runtime
 
 START = datetime(2026, 3, 11, 9, 0, tzinfo=UTC)

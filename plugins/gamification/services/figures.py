@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from plugins.gamification.services.runtime import Services
-    from plugins.gamification.storage.sqlite.integrity import IntegrityReport
+    from plugins.gamification.storage.integrity import IntegrityReport
 
 QUANTILES = (0.5, 0.95, 0.99)
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from plugins.gamification.storage.sqlite.integrity import IntegrityReport
+from plugins.gamification.storage.integrity import IntegrityReport
 
 
 class IntegrityReports:

@@ -10,6 +10,9 @@ from collections.abc import Iterable
 # than the encoding of these short rows.
 compact_json = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
+# The previous hash of every account's first transaction, and an empty account's head.
+GENESIS_HASH = "0" * 64
+
 # Bump only together with a migration that re-anchors every chain; old rows keep the
 # encoding they were hashed with.
 CHAIN_VERSION = 1

@@ -14,7 +14,9 @@ from typing import Literal, Protocol, TextIO
 from plugins.gamification.domain.clock import Clock
 from plugins.gamification.domain.models import AccountBalance, Receipt, Transaction
 from plugins.gamification.storage.health import StorageHealth, WriterStats
+from plugins.gamification.storage.integrity import IntegrityReport
 from plugins.gamification.storage.operations import Posting, Reversal
+from plugins.gamification.storage.rebuild import BalanceDifference
 from plugins.gamification.storage.records import (
     AdminAction,
     KnownPerson,
@@ -23,8 +25,6 @@ from plugins.gamification.storage.records import (
     ProgressRow,
     TodayRow,
 )
-from plugins.gamification.storage.sqlite.integrity import IntegrityReport
-from plugins.gamification.storage.sqlite.maintenance import BalanceDifference
 
 
 class LedgerStorage(Protocol):

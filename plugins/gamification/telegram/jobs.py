@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from plugins.gamification.domain.errors import GamificationError
 from plugins.gamification.domain.models import Period
 from plugins.gamification.services.runtime import Services
-from plugins.gamification.storage.sqlite.integrity import IntegrityReport
+from plugins.gamification.storage.integrity import IntegrityReport
 from plugins.gamification.telegram.phrasing import cut, standing_line
 
 log = logging.getLogger(__name__)

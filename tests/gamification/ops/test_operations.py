@@ -153,7 +153,7 @@ def test_backup_publish_refuses_a_dest_that_appeared_meanwhile(tmp_path: Path) -
     partial.write_bytes(b"the copy")
     dest.write_bytes(b"someone else's")
     with pytest.raises(OperationRefusedError, match="appeared meanwhile"):
-        operations._publish(partial, dest)
+        operations.publish(partial, dest)
     assert dest.read_bytes() == b"someone else's"
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from plugins.gamification.domain.errors import ForeignDatabaseError, SchemaVersionError
-from plugins.gamification.storage.sqlite.schema import GENESIS_HASH
+from plugins.gamification.storage.hashing import GENESIS_HASH
 
 if TYPE_CHECKING:
     import asyncpg

@@ -8,41 +8,57 @@ never changed here: it is append-only and it is the truth. What can be repaired 
 from __future__ import annotations
 
 import contextlib
-import csv
-import json
 import os
 import secrets
 import sqlite3
-from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Literal, TextIO
+from typing import TextIO
 
 from plugins.gamification.domain.clock import Clock, SystemClock, format_utc
-from plugins.gamification.domain.errors import GamificationError, StorageError
+from plugins.gamification.domain.errors import StorageError
+from plugins.gamification.storage.export import (
+    EXPORT_COLUMNS,
+    FETCH_CHUNK,
+    ExportFormat,
+    ExportWriter,
+)
+from plugins.gamification.storage.integrity import IntegrityReport
+from plugins.gamification.storage.rebuild import (
+    REBUILD_ACTION,
+    SELECT_CACHE,
+    SELECT_CHAINS,
+    AccountState,
+    BalanceDifference,
+    OperationRefusedError,
+    RebuildRefusedError,
+    Replay,
+    changed_meanwhile,
+    refuse_if_tampered,
+)
 from plugins.gamification.storage.sqlite.faults import storage_error
 from plugins.gamification.storage.sqlite.files import belongs_to, kind_of
-from plugins.gamification.storage.sqlite.integrity import (
-    IntegrityReport,
-    open_for_check,
-    run_check,
-)
-from plugins.gamification.storage.sqlite.schema import GENESIS_HASH
+from plugins.gamification.storage.sqlite.integrity import open_for_check, run_check
 from plugins.gamification.storage.sqlite.sidetables import INSERT_ADMIN_ACTION
 
-FETCH_CHUNK = 5000
-EXPORT_COLUMNS = (
-    "id", "chat_id", "user_id", "seq", "amount", "balance_after", "kind", "idem_key",
-    "request_hash", "actor_id", "reason", "breakdown", "created_at", "reverts_id",
-    "prev_hash", "hash",
-)  # fmt: skip
+__all__ = [
+    "EXPORT_COLUMNS",
+    "AccountState",
+    "BalanceDifference",
+    "OperationRefusedError",
+    "RebuildRefusedError",
+    "backup",
+    "export",
+    "partial_name",
+    "rebuild_balances",
+    "refuse_unsafe_output",
+]
+
 # `?1 IS NULL OR`: one statement for both; a rowid scan streams in id order with no sort.
 SELECT_EXPORT = (
     "SELECT id, chat_id, user_id, seq, amount, balance_after, kind, idem_key, request_hash,"
     " actor_id, reason, breakdown, created_at, reverts_id, prev_hash, hash"
     " FROM transactions WHERE ?1 IS NULL OR chat_id = ?1 ORDER BY id"
 )
-SELECT_CHAINS = "SELECT chat_id, user_id, seq, amount, kind, hash FROM transactions ORDER BY id"
-SELECT_ACCOUNTS = "SELECT chat_id, user_id, balance, earned, seq, head_hash FROM accounts"
 SELECT_ACCOUNT = (
     "SELECT balance, earned, seq, head_hash FROM accounts WHERE chat_id = ? AND user_id = ?"
 )
@@ -52,55 +68,6 @@ UPSERT_ACCOUNT = (
     " balance = excluded.balance, earned = excluded.earned, seq = excluded.seq,"
     " head_hash = excluded.head_hash, updated_at = excluded.updated_at"
 )
-REBUILD_ACTION = "rebuild-balance"
-
-
-class OperationRefusedError(GamificationError):
-    """An operator command that would destroy or launder data was refused; nothing changed."""
-
-
-class RebuildRefusedError(OperationRefusedError):
-    """Rebuilding the cache was refused; `differences` still says what differs."""
-
-    def __init__(self, message: str, differences: list[BalanceDifference]) -> None:
-        super().__init__(message)
-        self.differences = differences
-
-
-@dataclass(frozen=True, slots=True)
-class AccountState:
-    balance: int = 0
-    earned: int = 0
-    seq: int = 0
-    head_hash: str = GENESIS_HASH
-
-
-@dataclass(frozen=True, slots=True)
-class BalanceDifference:
-    """One account whose cached row (None: missing) is not what its transactions say."""
-
-    chat_id: int
-    user_id: int
-    cached: AccountState | None
-    recomputed: AccountState
-
-    def describe(self) -> str:
-        where = f"account {self.chat_id}/{self.user_id}"
-        new = self.recomputed
-        if self.cached is None:
-            return f"{where}: no cached row -> balance {new.balance}, earned {new.earned}"
-        old = self.cached
-        parts = [
-            f"{name} {before} -> {after}"
-            for name, before, after in (
-                ("balance", old.balance, new.balance),
-                ("earned", old.earned, new.earned),
-                ("seq", old.seq, new.seq),
-                ("head", old.head_hash[:12], new.head_hash[:12]),
-            )
-            if before != after
-        ]
-        return f"{where}: {', '.join(parts)}"
 
 
 # -- backup ---------------------------------------------------------------------------------
@@ -131,7 +98,7 @@ def backup(source: Path, dest: Path) -> IntegrityReport:
             copy.execute("PRAGMA journal_mode = DELETE")
         finally:
             copy.close()
-        _publish(partial, dest)
+        publish(partial, dest)
     except sqlite3.Error as exc:
         writing = any(word in str(exc).lower() for word in ("full", "readonly", "disk i/o"))
         raise storage_error(exc, dest if writing else source, writing=writing) from exc
@@ -144,15 +111,15 @@ def backup(source: Path, dest: Path) -> IntegrityReport:
     return run_check(dest, record=False)
 
 
-def refuse_unsafe_output(out: Path, ledger: Path) -> None:
+def refuse_unsafe_output(out: Path, ledger: Path | None) -> None:
     """Refuse an output that is the ledger, one of its -wal/-shm/-journal files, a symbolic
     link or anything but a regular file (a folder, a device, a named pipe); changes nothing.
 
     Writing next to a file and renaming over it would replace a device or a link with a
     regular file, and a ledger overwritten while the bot has it open is lost.
     """
-    out, ledger = Path(out), Path(ledger)
-    if belongs_to(out, ledger):
+    out = Path(out)
+    if ledger is not None and belongs_to(out, Path(ledger)):
         raise OperationRefusedError(
             f"{out} is the ledger {ledger} or one of its own files; choose another file."
         )
@@ -171,7 +138,7 @@ def partial_name(path: Path) -> Path:
     return path.with_name(f".{path.name}.{secrets.token_hex(6)}.partial")
 
 
-def _publish(partial: Path, dest: Path) -> None:
+def publish(partial: Path, dest: Path) -> None:
     """Give the finished copy its name without ever replacing a file that appeared meanwhile."""
     try:
         os.link(partial, dest)  # unlike rename, fails if dest exists
@@ -191,36 +158,24 @@ def _publish(partial: Path, dest: Path) -> None:
 # -- export ---------------------------------------------------------------------------------
 
 
-def export(path: Path, out: TextIO, fmt: Literal["csv", "jsonl"], chat_id: int | None) -> int:
+def export(path: Path, out: TextIO, fmt: ExportFormat, chat_id: int | None) -> int:
     """Write every ledger row (or one chat's) in id order to `out`; return how many.
 
-    Columns are exported as stored (breakdown stays its JSON text), so the hash chain can be
-    re-verified from the export. One SELECT is one read snapshot, streamed in chunks.
+    One SELECT is one read snapshot, streamed in chunks (the format: storage/export.py).
     """
     if fmt not in ("csv", "jsonl"):
         raise ValueError(f"unknown export format {fmt!r}")
     conn = open_for_check(path, read_only=True)
-    count = 0
     try:
+        writer = ExportWriter(out, fmt)
         cursor = conn.execute(SELECT_EXPORT, (chat_id,))
-        writer = csv.writer(out) if fmt == "csv" else None
-        if writer is not None:
-            writer.writerow(EXPORT_COLUMNS)
         while rows := cursor.fetchmany(FETCH_CHUNK):
-            if writer is not None:
-                writer.writerows(rows)
-            else:
-                out.writelines(
-                    json.dumps(dict(zip(EXPORT_COLUMNS, row, strict=True)), ensure_ascii=False)
-                    + "\n"
-                    for row in rows
-                )
-            count += len(rows)
+            writer.write(rows)
     except sqlite3.Error as exc:
         raise storage_error(exc, path, writing=False) from exc
     finally:
         conn.close()
-    return count
+    return writer.count
 
 
 # -- rebuild --------------------------------------------------------------------------------
@@ -250,20 +205,7 @@ def rebuild_balances(
         if not apply or not differences:
             return differences
         # After the scan, so the check covers every row the recomputation used.
-        report = run_check(path, record=False)
-        # A stale cache row is one account violation without a transaction; anything else
-        # (a chain, a revert link, the checkpoint, the file) means the ledger is not sound.
-        stale = {(d.chat_id, d.user_id) for d in differences}
-        explained = all(
-            v.tx_id is None and (v.chat_id, v.user_id) in stale for v in report.violations
-        )
-        if not explained or report.violation_count != len(differences):
-            raise RebuildRefusedError(
-                "The ledger itself fails the integrity check, so the balances were not rebuilt:"
-                " rebuilding from a tampered ledger would launder the tampering"
-                " (run `python -m bot check` to see where).",
-                differences,
-            )
+        refuse_if_tampered(run_check(path, record=False), differences)
         now = format_utc((clock or SystemClock()).now())
         try:
             _apply(conn, differences, actor, now)
@@ -276,35 +218,15 @@ def rebuild_balances(
 
 def _scan(conn: sqlite3.Connection) -> list[BalanceDifference]:
     """Replay the ledger into per-account state and compare it with the cache, one snapshot."""
-    chains: dict[tuple[int, int], AccountState] = {}
+    replay = Replay()
     conn.execute("BEGIN")
     try:
         cursor = conn.execute(SELECT_CHAINS)
         while rows := cursor.fetchmany(FETCH_CHUNK):
-            for chat_id, user_id, seq, amount, kind, digest in rows:
-                old = chains.get((chat_id, user_id), AccountState())
-                earned = old.earned
-                # The writer's rule: a revert takes back what its original earned, no more.
-                if kind == "revert":
-                    earned -= max(-amount, 0)
-                elif amount > 0:
-                    earned += amount
-                chains[(chat_id, user_id)] = AccountState(
-                    old.balance + amount, earned, seq, digest
-                )
-        cached = {
-            (chat_id, user_id): AccountState(*state)
-            for chat_id, user_id, *state in conn.execute(SELECT_ACCOUNTS)
-        }
+            replay.feed(rows)
+        return replay.differences(conn.execute(SELECT_CACHE))
     finally:
         conn.execute("ROLLBACK")
-    differences = []
-    # An account row without transactions must be all zeros, like the integrity check says.
-    for key in sorted(chains.keys() | cached.keys()):
-        recomputed = chains.get(key, AccountState())
-        if cached.get(key) != recomputed:
-            differences.append(BalanceDifference(key[0], key[1], cached.get(key), recomputed))
-    return differences
 
 
 def _apply(
@@ -315,24 +237,15 @@ def _apply(
         for diff in differences:
             row = conn.execute(SELECT_ACCOUNT, (diff.chat_id, diff.user_id)).fetchone()
             if (AccountState(*row) if row else None) != diff.cached:
-                raise RebuildRefusedError(
-                    f"The cached balance of account {diff.chat_id}/{diff.user_id} changed while"
-                    " the balances were rebuilt; nothing was changed, run the command again.",
-                    differences,
-                )
+                raise changed_meanwhile(diff, differences)
             new = diff.recomputed
             conn.execute(
                 UPSERT_ACCOUNT,
                 (diff.chat_id, diff.user_id, new.balance, new.earned, new.seq, new.head_hash, now),
             )
-            detail = {
-                "actor": actor,
-                "before": asdict(diff.cached) if diff.cached else None,
-                "after": asdict(new),
-            }
             conn.execute(
                 INSERT_ADMIN_ACTION,
-                (diff.chat_id, 0, REBUILD_ACTION, diff.user_id, json.dumps(detail), now),
+                (diff.chat_id, 0, REBUILD_ACTION, diff.user_id, diff.audit_detail(actor), now),
             )
         conn.execute("COMMIT")
     except BaseException:

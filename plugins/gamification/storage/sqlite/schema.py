@@ -6,8 +6,9 @@ import sqlite3
 from pathlib import Path
 
 from plugins.gamification.domain.errors import ForeignDatabaseError, SchemaVersionError
+from plugins.gamification.storage.hashing import GENESIS_HASH
 
-GENESIS_HASH = "0" * 64
+__all__ = ["GENESIS_HASH", "MIGRATIONS", "SCHEMA_VERSION", "ledger_version", "migrate"]
 
 # Each entry migrates from version index to index + 1. Never edit a released entry:
 # append a new one, so every database walks the same path.

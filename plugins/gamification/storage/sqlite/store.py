@@ -33,6 +33,7 @@ from plugins.gamification.storage.operations import (
     SideWrite,
 )
 from plugins.gamification.storage.protocol import LedgerStorage
+from plugins.gamification.storage.rebuild import BalanceDifference
 from plugins.gamification.storage.records import (
     AdminAction,
     KnownPerson,
@@ -46,7 +47,6 @@ from plugins.gamification.storage.sqlite import queries as q
 from plugins.gamification.storage.sqlite.effects import INSERT_OUTBOX, Effects
 from plugins.gamification.storage.sqlite.faults import storage_error
 from plugins.gamification.storage.sqlite.integrity import IntegrityReport, run_check
-from plugins.gamification.storage.sqlite.maintenance import BalanceDifference
 from plugins.gamification.storage.sqlite.rows import (
     SELECT_HISTORY,
     SELECT_TX_BY_ID,
