@@ -23,12 +23,15 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Protocol
 
-import pytest
-
 from plugins.gamification import PointsEngine, check_ledger
+from plugins.gamification.domain.clock import SystemClock
+from plugins.gamification.storage.postgres import integrity, maintenance
+from plugins.gamification.storage.postgres.connect import connect
 from plugins.gamification.storage.sqlite.integrity import IntegrityReport, run_check
 from plugins.gamification.storage.sqlite.schema import SCHEMA_VERSION as SQLITE_VERSION
 from tests.support import pgsync, postgres
+
+CLOCK = SystemClock()
 
 
 class LedgerBackend(Protocol):
@@ -148,19 +151,6 @@ def _integrity_error() -> type[Exception]:
     return error
 
 
-def _postgres_maintenance() -> Any:
-    """wip/pgcheck's integrity check on PostgreSQL; a clear failure until it is merged."""
-    try:
-        from plugins.gamification.storage.postgres import maintenance
-    except ImportError:
-        pytest.fail(
-            "The PostgreSQL integrity check (storage/postgres/maintenance.py) is not merged"
-            " yet: this test cannot judge the ledger on PostgreSQL without it.",
-            pytrace=False,
-        )
-    return maintenance
-
-
 class PostgresBackend:
     """A PostgreSQL database of its own (made from the migrated template, dropped after the
     test); tampering is a connection with the append-only triggers disabled."""
@@ -184,16 +174,35 @@ class PostgresBackend:
         return await PointsEngine.open(self.location, **options)
 
     def check(self, *, record: bool = False, quick_check: bool = True) -> IntegrityReport:
-        report: IntegrityReport = pgsync.run(
-            _postgres_maintenance().check(self.location, record=record)
-        )
-        return report
+        """The operator's check (`python -m bot check`) on a connection of its own."""
+
+        async def run() -> IntegrityReport:
+            conn = await connect(self.location)
+            try:
+                return await maintenance.check(conn, self.location, record=record, clock=CLOCK)
+            finally:
+                await conn.close()
+
+        return pgsync.run(run())
 
     def check_unanchored(self) -> IntegrityReport:
-        report: IntegrityReport = pgsync.run(
-            _postgres_maintenance().check(self.location, record=False, anchored=False)
-        )
-        return report
+        """The chain check alone: run with the checkpoints out of sight, then rolled back."""
+
+        async def run() -> IntegrityReport:
+            conn = await connect(self.location)
+            try:
+                transaction = conn.transaction(isolation="repeatable_read")
+                await transaction.start()
+                try:
+                    await conn.execute("DELETE FROM checkpoint_heads")
+                    await conn.execute("DELETE FROM checkpoints")
+                    return await integrity.verify_in_transaction(conn, CLOCK)
+                finally:
+                    await transaction.rollback()
+            finally:
+                await conn.close()
+
+        return pgsync.run(run())
 
     @contextmanager
     def _connection(self) -> Iterator[pgsync.SyncConnection]:
