@@ -21,7 +21,7 @@ log = logging.getLogger(__name__)
 class StorageHealth:
     """Counters and the current outage; the store and the retries update it, metrics read it."""
 
-    path: Path
+    path: Path | str
     # Monotonic start of the current outage, None while writes go through.
     since: float | None = None
     cause: str = ""

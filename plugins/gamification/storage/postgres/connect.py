@@ -94,16 +94,31 @@ def sqlstate(exc: BaseException) -> str:
     return str(getattr(exc, "sqlstate", "") or "")
 
 
+class CommitInDoubt(Exception):
+    """The connection was lost while COMMIT was in flight: the batch may or may not be
+    committed, and only the idempotency keys of a retry can tell."""
+
+    def __init__(self, cause: BaseException) -> None:
+        super().__init__(str(cause))
+        self.cause = cause
+
+
 def storage_error(exc: BaseException, dsn: str, *, writing: bool = True) -> StorageError:
     """Turn a connection or server error into one sentence an operator can act on.
 
     The server being away (refused, reset, shutting down, starting up), a full disk and a
     lock timeout are TransientStorageErrors: the same request can be tried again later.
+    A connection lost during COMMIT (CommitInDoubt) says the write's fate is unknown.
     """
     if isinstance(exc, StorageError):
         return exc
     where = describe(dsn)
     nothing = "; nothing was written" if writing else ""
+    if isinstance(exc, CommitInDoubt):
+        exc = exc.cause
+        nothing = (
+            "; the change may or may not have been written; retrying with the same key is safe"
+        )
     state = sqlstate(exc)
     if state == DISK_FULL:
         return DiskFullError(f"The PostgreSQL server at {where} has no disk space left{nothing}.")
@@ -121,16 +136,17 @@ def storage_error(exc: BaseException, dsn: str, *, writing: bool = True) -> Stor
             " create it (createdb) or fix [storage] url."
         )
     if state in (ADMIN_SHUTDOWN, CRASH_SHUTDOWN, CANNOT_CONNECT_NOW, TOO_MANY_CONNECTIONS,
-                 OUT_OF_MEMORY) or _is_connection_loss(exc):  # fmt: skip
+                 OUT_OF_MEMORY) or is_connection_loss(exc):  # fmt: skip
         return TransientStorageError(
-            f"The PostgreSQL server at {where} cannot be reached ({_first_line(exc)}){nothing}."
+            f"The PostgreSQL server at {where} cannot be reached ({_loss(exc)}){nothing}."
         )
     if isinstance(exc, OSError):
         return StorageIOError(f"The PostgreSQL server at {where} failed: {_first_line(exc)}.")
     return StorageError(f"The ledger at {where} failed: {_first_line(exc)}.")
 
 
-def _is_connection_loss(exc: BaseException) -> bool:
+def is_connection_loss(exc: BaseException) -> bool:
+    """The connection itself failed (closed, reset, killed, timed out), not a statement."""
     import asyncpg
 
     return isinstance(
@@ -139,9 +155,25 @@ def _is_connection_loss(exc: BaseException) -> bool:
         | ConnectionError
         | asyncio.TimeoutError
         | asyncpg.exceptions.ConnectionDoesNotExistError
+        | asyncpg.exceptions.InternalClientError
         | asyncpg.exceptions.InterfaceError
         | asyncpg.exceptions.PostgresConnectionError,
     ) and not isinstance(exc, asyncpg.exceptions.InterfaceWarning)
+
+
+def _loss(exc: BaseException) -> str:
+    """What went wrong, in words: asyncpg's client-side errors after a lost connection
+    (a killed backend, a closed socket) name its internal states, not the cause."""
+    import asyncpg
+
+    client_side = (
+        asyncpg.exceptions.InterfaceError
+        | asyncpg.exceptions.InternalClientError
+        | asyncpg.exceptions.ConnectionDoesNotExistError
+    )
+    if isinstance(exc, client_side):
+        return "the connection was lost"
+    return _first_line(exc)
 
 
 def _first_line(exc: BaseException) -> str:

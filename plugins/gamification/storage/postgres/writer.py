@@ -53,7 +53,12 @@ from plugins.gamification.storage.operations import (
     Reversal,
     SideWrite,
 )
-from plugins.gamification.storage.postgres.connect import RETRYABLE, sqlstate
+from plugins.gamification.storage.postgres.connect import (
+    RETRYABLE,
+    CommitInDoubt,
+    is_connection_loss,
+    sqlstate,
+)
 from plugins.gamification.storage.postgres.schema import LEDGER_LOCK
 from plugins.gamification.storage.records import AuditNote
 from plugins.gamification.storage.sqlite.effects import Effects
@@ -219,14 +224,20 @@ class PgBatchWriter:
         A refused or failing op becomes that caller's error and the rest of the batch
         commits. Connection trouble or a server error failing the whole batch propagates;
         then nothing of the batch is committed unless COMMIT itself was lost in transit
-        (the callers' idempotency keys make their retries safe either way).
+        (the callers' idempotency keys make their retries safe either way): a connection
+        lost during COMMIT is raised as CommitInDoubt.
         """
         attempt = 0
         while True:
+            committing = False
             try:
                 async with conn.transaction():
-                    return await self._batch(conn, ops)
+                    outcomes = await self._batch(conn, ops)
+                    committing = True
+                return outcomes
             except Exception as exc:
+                if committing and is_connection_loss(exc):
+                    raise CommitInDoubt(exc) from exc
                 attempt += 1
                 if sqlstate(exc) not in RETRYABLE or attempt >= RETRIES:
                     raise
@@ -330,6 +341,7 @@ class PgBatchWriter:
             if repeated is not None:
                 return repeated
             _storable(op.key, op.reason)
+            _auditable(op)
             posting, original = _reversal_posting(state, op)
             tx = self._append(state, posting, fingerprint, original)
             if op.audit is not None:
@@ -341,6 +353,7 @@ class PgBatchWriter:
         if repeated is not None:
             return repeated
         _storable(op.key, op.reason)
+        _auditable(op)
         tx = self._append(state, op, fingerprint, None, breakdown)
         if op.audit is not None:
             _audit(state, tx, op.audit)
@@ -611,6 +624,16 @@ def _storable(*texts: str) -> None:
     """PostgreSQL's text cannot hold the NUL character: refuse it before anything is written."""
     if any("\x00" in text for text in texts):
         raise RequestError("The key and the reason must not contain the NUL character.")
+
+
+def _auditable(op: Posting | Reversal) -> None:
+    """admin_actions.actor_id is NOT NULL: an audited change without an actor is refused
+    here, for this op alone (as the SQLite writer's constraint refuses it), instead of
+    failing the whole batch's INSERT."""
+    if op.audit is not None and op.actor_id is None:
+        raise StorageError(
+            "The operation could not be recorded (an audited change needs the admin's id)."
+        )
 
 
 async def _side_write(conn: asyncpg.Connection, op: SideWrite) -> GamificationError | None:

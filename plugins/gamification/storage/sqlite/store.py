@@ -6,12 +6,9 @@ import asyncio
 import contextlib
 import logging
 import sqlite3
-from collections import deque
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from datetime import date
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal, TextIO, TypeVar, cast
+from typing import TYPE_CHECKING, Literal, TextIO, TypeVar
 
 import aiosqlite
 
@@ -19,12 +16,10 @@ from plugins.gamification.domain.clock import Clock, SystemClock
 from plugins.gamification.domain.errors import (
     EngineClosedError,
     GamificationError,
-    StorageError,
-    TransientStorageError,
-    WriteTimeoutError,
 )
 from plugins.gamification.domain.models import AccountBalance, Receipt, Transaction
-from plugins.gamification.storage.health import StorageHealth, WriterStats
+from plugins.gamification.storage.batching import GroupCommitQueue
+from plugins.gamification.storage.health import StorageHealth
 from plugins.gamification.storage.operations import (
     Operation,
     Outcome,
@@ -33,6 +28,13 @@ from plugins.gamification.storage.operations import (
     SideWrite,
 )
 from plugins.gamification.storage.protocol import LedgerStorage
+from plugins.gamification.storage.reading import (
+    audit_params,
+    known_person,
+    outbox_params,
+    progress_row,
+    today_row,
+)
 from plugins.gamification.storage.rebuild import BalanceDifference
 from plugins.gamification.storage.records import (
     AdminAction,
@@ -61,24 +63,6 @@ T = TypeVar("T")
 Synchronous = Literal["OFF", "NORMAL", "FULL", "EXTRA"]
 
 
-def _log_failure(future: asyncio.Future[Receipt | None]) -> None:
-    if future.cancelled():
-        return
-    error = future.exception()
-    if isinstance(error, TransientStorageError):
-        # The outage is logged once by StorageHealth, not once per write it failed.
-        log.debug("a background write failed: %s", error)
-    elif error is not None:
-        log.warning("a background write failed: %s", error)
-
-
-@dataclass(slots=True)
-class _Pending:
-    op: Operation
-    future: asyncio.Future[Receipt | None]
-    deadline: float
-
-
 class LedgerStore:
     """Owns the database: one write connection driven by one writer task, one reader.
 
@@ -105,22 +89,21 @@ class LedgerStore:
         self._synchronous = synchronous
         self._busy_timeout = busy_timeout
         self._write_timeout = write_timeout
-        self._max_batch = max_batch
-        self._queue: asyncio.Queue[_Pending | None] = asyncio.Queue(max_queue)
         self._writer = BatchWriter(self._clock.now, effects)
         self._write_conn: aiosqlite.Connection | None = None
         self._read_conn: aiosqlite.Connection | None = None
-        self._task: asyncio.Task[None] | None = None
-        self._watchdog: asyncio.Task[None] | None = None
-        self._waiting: deque[_Pending] = deque()
-        self._closing = False
         # Called after every committed batch (the outbox relay's wake-up); must not block.
         self.on_commit: Callable[[], None] | None = None
-        self._entering = 0
-        self._entered = asyncio.Event()
-        self._entered.set()
-        self.stats = WriterStats()
         self.health = StorageHealth(self.path)
+        self._queue = GroupCommitQueue(
+            self._commit,
+            self.health,
+            write_timeout=write_timeout,
+            max_batch=max_batch,
+            max_queue=max_queue,
+            committed=self._committed,
+        )
+        self.stats = self._queue.stats
 
     async def open(self) -> LedgerStore:
         """Connect, migrate and start the writer; raises StorageError with one sentence."""
@@ -140,8 +123,7 @@ class LedgerStore:
         except GamificationError:
             await self._close_connections()
             raise
-        self._task = asyncio.create_task(self._run(), name="ledger-writer")
-        self._watchdog = asyncio.create_task(self._watch(), name="ledger-writer-watchdog")
+        self._queue.start()
         return self
 
     def _prepare_writer(self, conn: sqlite3.Connection) -> None:
@@ -167,19 +149,12 @@ class LedgerStore:
     # -- writing ------------------------------------------------------------------------
 
     def submit(self, op: Posting | Reversal) -> Awaitable[Receipt]:
-        """Queue one ledger operation; await the result to wait until its batch is committed.
-
-        Not a coroutine: when the queue has room (nearly always) the caller awaits the
-        operation's own future, without a coroutine frame per call on the hot path.
-        """
-        future = self._enqueue_nowait(op)
-        # The writer answers a Posting or a Reversal with a Receipt (only a SideWrite
-        # with None).
-        return cast(Awaitable[Receipt], future if future is not None else self._enqueue(op))
+        """Queue one ledger operation; await the result to wait until its batch is committed."""
+        return self._queue.submit(op)
 
     async def execute(self, sql: str, *params: object) -> None:
         """Queue a write beside the ledger (same writer, same batches) and wait for COMMIT."""
-        await self._enqueue(SideWrite(((sql, params),)))
+        await self._queue.enqueue(SideWrite(((sql, params),)))
 
     def execute_later(
         self, sql: str, *params: object, on_failure: Callable[[], None] | None = None
@@ -190,162 +165,34 @@ class LedgerStore:
         For writes nobody waits on (the names of people seen). When the queue is full it
         is dropped with a log line rather than making the caller wait.
         """
-        if self._closing or self._task is None:
-            return
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[Receipt | None] = loop.create_future()
-        future.add_done_callback(_log_failure)
-        if on_failure is not None:
-            future.add_done_callback(
-                lambda done: on_failure() if not done.cancelled() and done.exception() else None
-            )
-        try:
-            self._queue.put_nowait(_Pending(SideWrite(((sql, params),)), future, float("inf")))
-        except asyncio.QueueFull:
-            log.warning("the ledger queue is full; a background write was dropped")
-            if on_failure is not None:
-                on_failure()
+        self._queue.enqueue_later(SideWrite(((sql, params),)), on_failure)
 
     async def execute_all(self, *statements: tuple[str, tuple[object, ...]]) -> None:
         """Like `execute`, for several statements that must commit together."""
-        await self._enqueue(SideWrite(statements))
-
-    def _enqueue_nowait(self, op: Operation) -> asyncio.Future[Receipt | None] | None:
-        """Queue `op` and return its future, or None when the queue is full."""
-        if self._closing or self._task is None:
-            raise EngineClosedError("The points ledger is closed and accepts no more changes.")
-        if self._queue.full():
-            return None
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[Receipt | None] = loop.create_future()
-        pending = _Pending(op, future, loop.time() + self._write_timeout)
-        self._queue.put_nowait(pending)
-        self._waiting.append(pending)
-        return future
-
-    async def _enqueue(self, op: Operation) -> Receipt | None:
-        future = self._enqueue_nowait(op)
-        if future is None:
-            # The queue is full: wait for room, but not forever. close() waits for every
-            # submit accepted before it to be queued, so its stop marker lands behind them
-            # and the writer commits them all.
-            loop = asyncio.get_running_loop()
-            future = loop.create_future()
-            pending = _Pending(op, future, loop.time() + self._write_timeout)
-            self._entering += 1
-            self._entered.clear()
-            try:
-                async with asyncio.timeout(self._write_timeout):
-                    await self._queue.put(pending)
-            except TimeoutError:
-                raise WriteTimeoutError("The points ledger is overloaded; try again.") from None
-            finally:
-                self._entering -= 1
-                if self._entering == 0:
-                    self._entered.set()
-            self._waiting.append(pending)
-        # No per-call timer or shield on this hot path: the watchdog fails a future that
-        # waits longer than write_timeout, and a caller cancelled here only cancels its own
-        # future, which the writer then skips; its operation still commits with the batch.
-        return await future
-
-    async def _watch(self) -> None:
-        """Fail every submit not confirmed within write_timeout (rule 6: every wait ends)."""
-        loop = asyncio.get_running_loop()
-        waiting = self._waiting
-        while True:
-            await asyncio.sleep(min(1.0, self._write_timeout / 4))
-            now = loop.time()
-            while waiting and (waiting[0].future.done() or waiting[0].deadline <= now):
-                pending = waiting.popleft()
-                if not pending.future.done():
-                    pending.future.set_exception(
-                        WriteTimeoutError(
-                            "The points ledger did not confirm the change in time;"
-                            " it may still be recorded."
-                        )
-                    )
+        await self._queue.enqueue(SideWrite(statements))
 
     @property
     def queue_depth(self) -> int:
-        return self._queue.qsize()
+        return self._queue.depth
 
-    async def _run(self) -> None:
+    async def _commit(self, ops: Sequence[Operation]) -> list[Outcome]:
+        """One batch on the write connection's thread; a failed batch as one sentence."""
         assert self._write_conn is not None
-        conn = self._write_conn
-        stop = False
-        while not stop:
-            first = await self._queue.get()
-            if first is None:
-                break
-            batch = [first]
-            while len(batch) < self._max_batch:
-                try:
-                    item = self._queue.get_nowait()
-                except asyncio.QueueEmpty:
-                    break
-                if item is None:
-                    stop = True
-                    break
-                batch.append(item)
-            await self._commit(conn, batch)
-
-    async def _commit(self, conn: aiosqlite.Connection, batch: list[_Pending]) -> None:
-        ops = [p.op for p in batch]
         try:
-            outcomes: list[Outcome] = await self._on_thread(
-                conn, lambda raw: self._writer.apply(raw, ops)
+            return await self._on_thread(
+                self._write_conn, lambda raw: self._writer.apply(raw, ops)
             )
         except sqlite3.Error as exc:
-            self.stats.failed_batches += 1
-            error = storage_error(exc, self.path)
-            if isinstance(error, TransientStorageError):
-                self.health.failed(error)
-                log.debug("ledger batch of %d failed: %s", len(batch), exc)
-            else:
-                log.error("ledger batch of %d failed: %s", len(batch), exc)
-            for pending in batch:
-                if not pending.future.done():
-                    pending.future.set_exception(error)
-            return
-        except Exception as exc:
-            self.stats.failed_batches += 1
-            log.exception("ledger batch of %d failed", len(batch))
-            for pending in batch:
-                if not pending.future.done():
-                    pending.future.set_exception(StorageError(f"The ledger failed: {exc}."))
-            return
-        if self.health.since is not None:
-            self.health.recovered()
+            log.debug("ledger batch failed: %s", exc)
+            raise storage_error(exc, self.path) from exc
+
+    def _committed(self) -> None:
         if self.on_commit is not None:
             self.on_commit()
-        stats = self.stats
-        stats.batches += 1
-        stats.operations += len(batch)
-        stats.largest_batch = max(stats.largest_batch, len(batch))
-        for pending, outcome in zip(batch, outcomes, strict=True):
-            if pending.future.done():
-                continue
-            if isinstance(outcome, GamificationError):
-                pending.future.set_exception(outcome)
-            else:
-                pending.future.set_result(outcome)
 
     async def close(self) -> None:
         """Refuse new work, let the writer commit everything queued, close the files."""
-        if self._closing:
-            return
-        self._closing = True
-        if self._task is not None:
-            await self._entered.wait()
-            await self._queue.put(None)
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-        if self._watchdog is not None:
-            self._watchdog.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._watchdog
-        self._waiting.clear()
+        await self._queue.close()
         await self._close_connections()
 
     async def _close_connections(self) -> None:
@@ -413,27 +260,12 @@ class LedgerStore:
         counters = await self.fetchall(q.SELECT_PROGRESS, (chat_id, user_id))
         streak = await self.fetchall(q.SELECT_STREAK, (chat_id, user_id))
         unlocked = await self.fetchall(q.SELECT_UNLOCKS, (chat_id, user_id))
-        day, length, best = streak[0] if streak else (None, 0, 0)
-        return ProgressRow(
-            counters={str(name): int(value) for name, value in counters},
-            streak_day=date.fromisoformat(day) if day is not None else None,
-            streak_length=int(length),
-            streak_best=int(best),
-            unlocked={str(a): str(at) for a, at in unlocked},
-        )
+        return progress_row(counters, streak, unlocked)
 
     async def today(self, chat_id: int, user_id: int) -> TodayRow | None:
         """The account's streak and today's activity points; None for a new account."""
         rows = await self.fetchall(sidetables.SELECT_TODAY, (chat_id, user_id))
-        if not rows:
-            return None
-        streak_day, length, activity_day, activity_today = rows[0]
-        return TodayRow(
-            date.fromisoformat(streak_day) if streak_day is not None else None,
-            int(length),
-            activity_day,
-            int(activity_today),
-        )
+        return today_row(rows[0]) if rows else None
 
     # -- the outbox -------------------------------------------------------------------
 
@@ -460,14 +292,7 @@ class LedgerStore:
 
     @staticmethod
     def _outbox_row(event: OutboxEvent) -> tuple[str, tuple[object, ...]]:
-        return INSERT_OUTBOX, (
-            event.event_id,
-            event.type,
-            event.chat_id,
-            event.user_id,
-            event.payload,
-            event.occurred_at,
-        )
+        return INSERT_OUTBOX, outbox_params(event)
 
     # -- tables beside the ledger -------------------------------------------------------
 
@@ -507,12 +332,7 @@ class LedgerStore:
     ) -> tuple[tuple[str, tuple[object, ...]], ...]:
         if audit is None:
             return ()
-        return (
-            (
-                sidetables.INSERT_ADMIN_ACTION,
-                (audit.chat_id, audit.actor_id, audit.action, audit.target_id, audit.detail, at),
-            ),
-        )
+        return ((sidetables.INSERT_ADMIN_ACTION, audit_params(audit, at)),)
 
     async def record_suspicion(
         self, chat_id: int, user_id: int, reason: str, detail: str, at: str, event: OutboxEvent
@@ -537,12 +357,12 @@ class LedgerStore:
 
     async def known_person(self, user_id: int) -> KnownPerson | None:
         rows = await self.fetchall(sidetables.SELECT_KNOWN_USER, (user_id,))
-        return KnownPerson(rows[0][0], rows[0][1], rows[0][2], bool(rows[0][3])) if rows else None
+        return known_person(rows[0]) if rows else None
 
     async def known_username(self, username: str) -> KnownPerson | None:
         """The person last seen with `username` (any case)."""
         rows = await self.fetchall(sidetables.SELECT_KNOWN_USERNAME, (username,))
-        return KnownPerson(rows[0][0], rows[0][1], rows[0][2], bool(rows[0][3])) if rows else None
+        return known_person(rows[0]) if rows else None
 
     async def thanks_between(self, chat_id: int, receiver: int, giver: int, since: str) -> int:
         """Thanks `giver` gave `receiver` in the chat since `since`."""
