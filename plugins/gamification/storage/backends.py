@@ -36,9 +36,7 @@ async def open_storage(
     options = DatabaseOptions.of(where)
     timeout = options.write_timeout_seconds if write_timeout is None else write_timeout
     if options.backend == "postgresql":
-        from plugins.gamification.storage.postgres.store import (  # type: ignore[import-not-found, unused-ignore]
-            PostgresStore,
-        )
+        from plugins.gamification.storage.postgres.store import PostgresStore
 
         server = PostgresStore(
             options.dsn,
@@ -47,8 +45,7 @@ async def open_storage(
             max_batch=max_batch,
             effects=effects,
         )
-        opened: LedgerStorage = await server.open()
-        return opened
+        return await server.open()
     store = LedgerStore(
         options.path,
         clock=clock,
