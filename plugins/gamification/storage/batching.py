@@ -16,6 +16,7 @@ import logging
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import cast
 
 from plugins.gamification.domain.errors import (
@@ -27,7 +28,13 @@ from plugins.gamification.domain.errors import (
 )
 from plugins.gamification.domain.models import Receipt
 from plugins.gamification.storage.health import StorageHealth, WriterStats
-from plugins.gamification.storage.operations import Operation, Outcome, Posting, Reversal
+from plugins.gamification.storage.operations import (
+    Operation,
+    Outcome,
+    Posting,
+    Reversal,
+    SideWrite,
+)
 
 log = logging.getLogger(__name__)
 
@@ -257,3 +264,56 @@ class GroupCommitQueue:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._watchdog
         self._waiting.clear()
+
+
+class QueuedWrites:
+    """The writing half every store shares: the queue, its health and stats, `submit`.
+
+    A store calls `_queue_writes` in its constructor with its own commit step, and starts
+    the queue once connected.
+    """
+
+    on_commit: Callable[[], None] | None
+    health: StorageHealth
+    stats: WriterStats
+    _queue: GroupCommitQueue
+
+    def _queue_writes(
+        self,
+        commit: Commit,
+        where: Path | str,
+        *,
+        write_timeout: float,
+        max_batch: int,
+        max_queue: int,
+    ) -> None:
+        # Called after every committed batch (the outbox relay's wake-up); must not block.
+        self.on_commit = None
+        self.health = StorageHealth(where)
+        self._queue = GroupCommitQueue(
+            commit,
+            self.health,
+            write_timeout=write_timeout,
+            max_batch=max_batch,
+            max_queue=max_queue,
+            committed=self._committed,
+        )
+        self.stats = self._queue.stats
+
+    def submit(self, op: Posting | Reversal) -> Awaitable[Receipt]:
+        """Queue one ledger operation; await the result to wait until its batch is committed."""
+        return self._queue.submit(op)
+
+    async def execute_all(self, *statements: tuple[str, tuple[object, ...]]) -> None:
+        """Queue writes beside the ledger (same writer, same batches); wait for COMMIT.
+
+        Each SQL text is one of the store's statement constants, in its own dialect."""
+        await self._queue.enqueue(SideWrite(statements))
+
+    @property
+    def queue_depth(self) -> int:
+        return self._queue.depth
+
+    def _committed(self) -> None:
+        if self.on_commit is not None:
+            self.on_commit()

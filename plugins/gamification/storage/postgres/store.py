@@ -12,20 +12,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal, TextIO
 
 from plugins.gamification.domain.clock import Clock, SystemClock, format_utc
-from plugins.gamification.domain.errors import TransientStorageError
-from plugins.gamification.domain.models import Receipt
-from plugins.gamification.storage.batching import GroupCommitQueue
-from plugins.gamification.storage.health import StorageHealth
+from plugins.gamification.domain.errors import StorageError, TransientStorageError
+from plugins.gamification.storage.batching import QueuedWrites
 from plugins.gamification.storage.operations import (
     Operation,
     Outcome,
-    Posting,
-    Reversal,
     SideWrite,
 )
 from plugins.gamification.storage.postgres import connect as pg
@@ -52,7 +48,7 @@ CLOSE_TIMEOUT = 5.0
 Statement = tuple[str, tuple[object, ...]]
 
 
-class PostgresStore(PgReads):
+class PostgresStore(PgReads, QueuedWrites):
     """Owns one writer connection (and its task, via GroupCommitQueue) and a reader pool."""
 
     def __init__(
@@ -72,18 +68,13 @@ class PostgresStore(PgReads):
         self._writer = PgBatchWriter(self._clock.now, effects)
         self._write_conn: asyncpg.Connection | None = None
         self._reconnect: asyncio.Task[None] | None = None
-        # Called after every committed batch (the outbox relay's wake-up); must not block.
-        self.on_commit: Callable[[], None] | None = None
-        self.health = StorageHealth(self.where)
-        self._queue = GroupCommitQueue(
+        self._queue_writes(
             self._commit,
-            self.health,
+            self.where,
             write_timeout=write_timeout,
             max_batch=max_batch,
             max_queue=max_queue,
-            committed=self._committed,
         )
-        self.stats = self._queue.stats
 
     async def open(self) -> PostgresStore:
         """Connect, migrate and start the writer; raises StorageError with one sentence.
@@ -105,27 +96,11 @@ class PostgresStore(PgReads):
 
     # -- writing ------------------------------------------------------------------------
 
-    def submit(self, op: Posting | Reversal) -> Awaitable[Receipt]:
-        """Queue one ledger operation; await the result to wait until its batch is committed."""
-        return self._queue.submit(op)
-
-    async def execute_all(self, *statements: Statement) -> None:
-        """Queue writes beside the ledger (same writer, same batches); wait for COMMIT."""
-        await self._queue.enqueue(_side(statements))
-
-    @property
-    def queue_depth(self) -> int:
-        return self._queue.depth
-
     async def _commit(self, ops: Sequence[Operation]) -> list[Outcome]:
         """One batch on the writer connection; a failed batch as one sentence."""
         conn = self._write_conn
         if conn is None or conn.is_closed():
-            self._lost(conn)
-            raise TransientStorageError(
-                f"The PostgreSQL server at {self.where} cannot be reached (reconnecting);"
-                " nothing was written."
-            )
+            conn = await self._connect_now(conn)
         try:
             return await self._writer.apply(conn, ops)
         except Exception as exc:
@@ -133,6 +108,21 @@ class PostgresStore(PgReads):
             if isinstance(error, TransientStorageError) or conn.is_closed():
                 self._lost(conn)
             raise error from exc
+
+    async def _connect_now(self, dead: asyncpg.Connection | None) -> asyncpg.Connection:
+        """A connection found closed (the server dropped an idle one) is replaced at once;
+        while the background reconnection runs, a batch fails at once instead."""
+        if self._reconnect is None or self._reconnect.done():
+            try:
+                self._write_conn = await pg.connect(self.dsn)
+                return self._write_conn
+            except StorageError:
+                pass
+        self._lost(dead)
+        raise TransientStorageError(
+            f"The PostgreSQL server at {self.where} cannot be reached (reconnecting);"
+            " nothing was written."
+        )
 
     def _lost(self, conn: asyncpg.Connection | None) -> None:
         """The writer's connection is gone: drop it and reconnect in the background."""
@@ -155,10 +145,6 @@ class PostgresStore(PgReads):
             self._write_conn = conn
             log.info("the ledger's writer reconnected to %s", self.where)
             return
-
-    def _committed(self) -> None:
-        if self.on_commit is not None:
-            self.on_commit()
 
     async def close(self) -> None:
         """Refuse new work, let the writer commit everything queued, close the connections."""
@@ -228,7 +214,7 @@ class PostgresStore(PgReads):
         self, person: KnownPerson, at: str, on_failure: Callable[[], None] | None = None
     ) -> None:
         row = (person.user_id, person.username, person.full_name, bool(person.is_bot), at)
-        self._queue.enqueue_later(_side(((s.UPSERT_KNOWN_USER, row),)), on_failure)
+        self._queue.enqueue_later(SideWrite(((s.UPSERT_KNOWN_USER, row),)), on_failure)
 
     # -- the whole ledger: delegated to postgres/maintenance.py -------------------------
 
@@ -280,10 +266,6 @@ class PostgresStore(PgReads):
                 conn, self.where, apply=apply, actor=actor, at=at
             )
         return found
-
-
-def _side(statements: Sequence[Statement]) -> SideWrite:
-    return SideWrite(tuple(statements))
 
 
 def _audit_rows(audit: AdminAction | None, at: str) -> tuple[Statement, ...]:

@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 import sqlite3
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal, TextIO, TypeVar
 
@@ -17,14 +17,11 @@ from plugins.gamification.domain.errors import (
     EngineClosedError,
     GamificationError,
 )
-from plugins.gamification.domain.models import AccountBalance, Receipt, Transaction
-from plugins.gamification.storage.batching import GroupCommitQueue
-from plugins.gamification.storage.health import StorageHealth
+from plugins.gamification.domain.models import AccountBalance, Transaction
+from plugins.gamification.storage.batching import QueuedWrites
 from plugins.gamification.storage.operations import (
     Operation,
     Outcome,
-    Posting,
-    Reversal,
     SideWrite,
 )
 from plugins.gamification.storage.protocol import LedgerStorage
@@ -63,7 +60,7 @@ T = TypeVar("T")
 Synchronous = Literal["OFF", "NORMAL", "FULL", "EXTRA"]
 
 
-class LedgerStore:
+class LedgerStore(QueuedWrites):
     """Owns the database: one write connection driven by one writer task, one reader.
 
     Every write is queued; the writer takes everything queued (up to `max_batch`) and
@@ -92,18 +89,13 @@ class LedgerStore:
         self._writer = BatchWriter(self._clock.now, effects)
         self._write_conn: aiosqlite.Connection | None = None
         self._read_conn: aiosqlite.Connection | None = None
-        # Called after every committed batch (the outbox relay's wake-up); must not block.
-        self.on_commit: Callable[[], None] | None = None
-        self.health = StorageHealth(self.path)
-        self._queue = GroupCommitQueue(
+        self._queue_writes(
             self._commit,
-            self.health,
+            self.path,
             write_timeout=write_timeout,
             max_batch=max_batch,
             max_queue=max_queue,
-            committed=self._committed,
         )
-        self.stats = self._queue.stats
 
     async def open(self) -> LedgerStore:
         """Connect, migrate and start the writer; raises StorageError with one sentence."""
@@ -148,10 +140,6 @@ class LedgerStore:
 
     # -- writing ------------------------------------------------------------------------
 
-    def submit(self, op: Posting | Reversal) -> Awaitable[Receipt]:
-        """Queue one ledger operation; await the result to wait until its batch is committed."""
-        return self._queue.submit(op)
-
     async def execute(self, sql: str, *params: object) -> None:
         """Queue a write beside the ledger (same writer, same batches) and wait for COMMIT."""
         await self._queue.enqueue(SideWrite(((sql, params),)))
@@ -167,14 +155,6 @@ class LedgerStore:
         """
         self._queue.enqueue_later(SideWrite(((sql, params),)), on_failure)
 
-    async def execute_all(self, *statements: tuple[str, tuple[object, ...]]) -> None:
-        """Like `execute`, for several statements that must commit together."""
-        await self._queue.enqueue(SideWrite(statements))
-
-    @property
-    def queue_depth(self) -> int:
-        return self._queue.depth
-
     async def _commit(self, ops: Sequence[Operation]) -> list[Outcome]:
         """One batch on the write connection's thread; a failed batch as one sentence."""
         assert self._write_conn is not None
@@ -185,10 +165,6 @@ class LedgerStore:
         except sqlite3.Error as exc:
             log.debug("ledger batch failed: %s", exc)
             raise storage_error(exc, self.path) from exc
-
-    def _committed(self) -> None:
-        if self.on_commit is not None:
-            self.on_commit()
 
     async def close(self) -> None:
         """Refuse new work, let the writer commit everything queued, close the files."""

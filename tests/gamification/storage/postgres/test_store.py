@@ -7,13 +7,11 @@ import asyncio
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import asyncpg
 import pytest
 
 from plugins.gamification.domain.clock import FakeClock
-from plugins.gamification.domain.config import ProgressSection
 from plugins.gamification.domain.errors import (
     EngineClosedError,
     GamificationError,
@@ -23,8 +21,7 @@ from plugins.gamification.domain.errors import (
     StorageError,
     TransientStorageError,
 )
-from plugins.gamification.domain.models import Breakdown, Receipt, TxKind
-from plugins.gamification.domain.progression import ProgressRules
+from plugins.gamification.domain.models import Receipt, TxKind
 from plugins.gamification.storage.operations import Posting, Reversal
 from plugins.gamification.storage.postgres.store import PostgresStore
 from plugins.gamification.storage.protocol import LedgerStorage
@@ -34,11 +31,10 @@ from plugins.gamification.storage.records import (
     KnownPerson,
     OutboxEvent,
 )
-from plugins.gamification.storage.sqlite.effects import Effects
 from plugins.gamification.storage.sqlite.store import LedgerStore
 from tests.support.postgres import fresh_database
+from tests.support.postings import CHAT, effects, post
 
-CHAT = -100_300
 START = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 
 
@@ -46,20 +42,6 @@ START = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 async def dsn() -> AsyncIterator[str]:
     async with fresh_database("gamif_s") as url:
         yield url
-
-
-def effects() -> Effects:
-    return Effects(ProgressRules(achievements=ProgressSection().achievements))
-
-
-def post(
-    user: int, amount: int, key: str, kind: TxKind = TxKind.ACTIVITY, **extra: Any
-) -> Posting:
-    tag = extra.pop("tag", "text" if kind is TxKind.ACTIVITY else "")
-    return Posting(
-        CHAT, user, amount, kind, key, extra.pop("actor_id", None), extra.pop("reason", ""),
-        Breakdown(base=amount, result=amount, tag=tag), **extra,
-    )  # fmt: skip
 
 
 async def outcome(store: LedgerStorage, op: Posting | Reversal) -> object:
@@ -291,6 +273,8 @@ async def test_a_killed_writer_connection_fails_callers_clearly_and_reconnects(
         else:
             pytest.fail("the writer never reconnected")
         assert not store.health.unavailable
+        assert store.health.outages == (1 if errors else 0)
+        assert store.stats.failed_batches >= (1 if errors else 0)
         keys = {tx.key for user in range(7) for tx in await store.history(CHAT, user, 1000)}
         assert set(acknowledged) <= keys
     finally:

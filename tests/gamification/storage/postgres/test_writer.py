@@ -17,21 +17,18 @@ from typing import Any
 
 import pytest
 
-from plugins.gamification.domain.config import ProgressSection
 from plugins.gamification.domain.errors import GamificationError
-from plugins.gamification.domain.models import Breakdown, Receipt, TxKind
-from plugins.gamification.domain.progression import ProgressRules
-from plugins.gamification.storage.operations import Operation, Posting, Reversal
+from plugins.gamification.domain.models import Receipt, TxKind
+from plugins.gamification.storage.operations import Operation, Reversal
 from plugins.gamification.storage.postgres.connect import connect
 from plugins.gamification.storage.postgres.writer import PgBatchWriter
 from plugins.gamification.storage.records import AuditNote
 from plugins.gamification.storage.sqlite import schema as sqlite_schema
-from plugins.gamification.storage.sqlite.effects import Effects
 from plugins.gamification.storage.sqlite.integrity import check_ledger
 from plugins.gamification.storage.sqlite.writer import BatchWriter
 from tests.support.postgres import fresh_database
+from tests.support.postings import CHAT, effects, post
 
-CHAT = -100_200
 START = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
 
@@ -39,20 +36,6 @@ START = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 async def pg_dsn() -> AsyncIterator[str]:
     async with fresh_database("gamif_w") as dsn:
         yield dsn
-
-
-def effects() -> Effects:
-    return Effects(ProgressRules(achievements=ProgressSection().achievements))
-
-
-def post(
-    user: int, amount: int, key: str, kind: TxKind = TxKind.ACTIVITY, **extra: Any
-) -> Posting:
-    tag = extra.pop("tag", "text" if kind is TxKind.ACTIVITY else "")
-    return Posting(
-        CHAT, user, amount, kind, key, extra.pop("actor_id", None), extra.pop("reason", ""),
-        Breakdown(base=amount, result=amount, tag=tag), **extra,
-    )  # fmt: skip
 
 
 BATCHES: list[list[Operation]] = [
