@@ -12,7 +12,7 @@ from pathlib import Path
 
 from bot.config import ConfigError, load_config
 from bot.plugins import CliCommand, PluginRegistry
-from bot.registry import default_plugins, default_registry
+from bot.registry import check_storage_url, default_plugins, default_registry
 
 EXIT_USAGE = 2
 EXIT_BROKEN_PIPE = 128 + 13  # 128 + SIGPIPE, what a shell reports for `... | head`
@@ -21,7 +21,7 @@ EXIT_BROKEN_PIPE = 128 + 13  # 128 + SIGPIPE, what a shell reports for `... | he
 def build_parser(commands: Sequence[CliCommand]) -> argparse.ArgumentParser:
     config_help = (
         "TOML config file (default: ./config.toml if present, else built-in defaults;"
-        " BOT_TOKEN, BOT_API_SERVER and BOT_DATABASE override it)"
+        " BOT_TOKEN, BOT_API_SERVER, BOT_DATABASE and BOT_DATABASE_URL override it)"
     )
     parser = argparse.ArgumentParser(
         prog="python -m bot",
@@ -41,7 +41,9 @@ def build_parser(commands: Sequence[CliCommand]) -> argparse.ArgumentParser:
         description="Run the bot with long polling ([bot] api_server selects a local Bot API"
         " server). Each batch of updates is confirmed to the server only once handled, so"
         " a killed bot gets its unfinished updates again. SIGINT or SIGTERM lets the batch"
-        " in hand finish, commits queued points and exits 0.",
+        " in hand finish, commits queued points and exits 0. The ledger is [storage] url"
+        " (sqlite:///path, the default, or postgresql://user@host/db; BOT_DATABASE_URL) or"
+        " [storage] database (a SQLite file; BOT_DATABASE).",
     )
     run.set_defaults(handler=None)
     for command in commands:
@@ -62,6 +64,7 @@ def main(argv: Sequence[str] | None = None, registry: PluginRegistry | None = No
             args.config,
             plugin_models=registry.config_models(),
             default_plugins=default_plugins(),
+            storage_url=check_storage_url,
         )
     except ConfigError as exc:
         print(exc, file=sys.stderr)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import tomllib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -17,9 +17,11 @@ from pydantic import (
     Field,
     SecretStr,
     ValidationError,
+    ValidationInfo,
     ValidatorFunctionWrapHandler,
     WrapValidator,
     field_validator,
+    model_validator,
 )
 
 DEFAULT_CONFIG = Path("config.toml")
@@ -29,7 +31,13 @@ ENV_OVERRIDES: tuple[tuple[str, str, str], ...] = (
     ("BOT_TOKEN", "bot", "token"),
     ("BOT_API_SERVER", "bot", "api_server"),
     ("BOT_DATABASE", "storage", "database"),
+    ("BOT_DATABASE_URL", "storage", "url"),
 )
+
+# Checks a `[storage] url` and returns it, or raises ValueError with one sentence that
+# never shows a password. The host knows no storage backend: the composition root
+# (bot/registry.py) passes the ledger's own parser to `load_config`.
+UrlCheck = Callable[[str], str]
 
 
 # What the ledger's SQLite INTEGER columns hold: every chat and user id must fit.
@@ -158,12 +166,15 @@ class BotSettings(Section):
 
 
 class StorageSettings(Section):
+    # The ledger as a URL (sqlite:///path or postgresql://user@host/db); empty: `database`.
+    url: str = Field(default="", repr=False)
     database: Path = Path("data/bot.sqlite3")
+    # SQLite only (PostgreSQL always commits with synchronous_commit = on).
     synchronous: Literal["NORMAL", "FULL", "EXTRA"] = "FULL"
     busy_timeout_seconds: Annotated[float, within(0, 600, above=True, unit="seconds")] = 5.0
     write_timeout_seconds: Annotated[float, within(0, 3600, above=True, unit="seconds")] = 30.0
-    # How long a write that meets a lock or a full disk is retried before its update (or
-    # bus event) is handed back to be delivered again.
+    # How long a write that meets a lock, a full disk or an unreachable server is retried
+    # before its update (or bus event) is handed back to be delivered again.
     retry_seconds: Annotated[float, within(0, 3600, unit="seconds")] = 30.0
 
     @field_validator("database")
@@ -172,6 +183,28 @@ class StorageSettings(Section):
         if not str(value) or str(value) == "." or "\x00" in str(value):
             raise ValueError("must be the path of a file, like 'data/bot.sqlite3'")
         return value
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str, info: ValidationInfo) -> str:
+        if not value:
+            return value
+        check: UrlCheck | None = (info.context or {}).get("storage_url")
+        if check is not None:
+            return check(value)
+        if "://" not in value or "\x00" in value:
+            raise ValueError("must be a URL like sqlite:///data/bot.sqlite3 or postgresql://...")
+        return value
+
+    @model_validator(mode="after")
+    def _one_location(self) -> StorageSettings:
+        if {"url", "database"} <= self.model_fields_set and self.url:
+            raise KeyedError(
+                "url",
+                "give the ledger either as [storage] url or as [storage] database"
+                " (BOT_DATABASE_URL or BOT_DATABASE), not both",
+            )
+        return self
 
 
 class PluginsSettings(Section):
@@ -300,7 +333,8 @@ def describe_errors(
         given = item.get("input")
         # The bot section holds the token: none of its values is ever echoed back, so a
         # token pasted under the wrong key cannot end up in a terminal or a log.
-        secret = key.split(".")[0] == "bot" or "token" in key
+        # A database URL may carry a password: never echoed either.
+        secret = key.split(".")[0] == "bot" or "token" in key or key == "storage.url"
         hidden = isinstance(given, dict | list) or secret or isinstance(blamed, str)
         shown = "" if hidden else f", got {given!r}"
         message = item["msg"].removeprefix("Value error, ")
@@ -314,11 +348,12 @@ def load_config(
     plugin_models: Mapping[str, type[BaseModel]] | None = None,
     environ: Mapping[str, str] | None = None,
     default_plugins: Sequence[str] | None = None,
+    storage_url: UrlCheck | None = None,
 ) -> AppConfig:
     """Read `path` (default config.toml, optional), apply the environment, validate it all.
 
     Without `[plugins] enabled` in the file, `default_plugins` run (None: every plugin of
-    `plugin_models`).
+    `plugin_models`). `storage_url` checks `[storage] url` (without it: only that it is a URL).
 
     Raises ConfigError naming the file, the key and what was expected. A table that is
     neither a host section nor a known plugin's is an error, so a typo never goes unnoticed.
@@ -332,7 +367,7 @@ def load_config(
     host = {key: value for key, value in data.items() if key in HOST_SECTIONS}
     problems: list[str] = []
     try:
-        config = AppConfig.model_validate(host)
+        config = AppConfig.model_validate(host, context={"storage_url": storage_url})
     except ValidationError as exc:
         problems.append(describe_errors(source, "", exc, origins))
         config = AppConfig()

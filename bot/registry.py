@@ -24,17 +24,39 @@ from plugins.gamification.domain.config import GamificationConfig
 from plugins.gamification.domain.errors import GamificationError
 from plugins.gamification.ops.commands import Command, CommandContext, OfflineTelegram
 from plugins.gamification.setup import setup_gamification
-from plugins.gamification.storage.options import DatabaseOptions, Location
+from plugins.gamification.storage.options import (
+    DatabaseOptions,
+    Location,
+    LocationError,
+    parse_location,
+)
 
 log = logging.getLogger(__name__)
 
 ENTRY_POINT_GROUP = "aiogram_bot.plugins"
 
 
+def check_storage_url(value: str) -> str:
+    """`[storage] url` as the ledger reads it; a LocationError's sentence becomes the config
+    error (it never shows a password)."""
+    try:
+        parse_location(value)
+    except LocationError as exc:
+        raise ValueError(str(exc).rstrip(".")) from None
+    return value
+
+
+def _location(config: AppConfig) -> Location:
+    storage = config.storage
+    if storage.url:
+        return parse_location(storage.url)
+    return Location("sqlite", path=storage.database)
+
+
 def _database(config: AppConfig) -> DatabaseOptions:
     storage = config.storage
     return DatabaseOptions(
-        location=Location("sqlite", path=storage.database),
+        location=_location(config),
         synchronous=storage.synchronous,
         busy_timeout_seconds=storage.busy_timeout_seconds,
         write_timeout_seconds=storage.write_timeout_seconds,

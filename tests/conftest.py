@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 from plugins.gamification import FakeClock, LedgerPolicy, PointsEngine
-from tests.support.backends import BACKENDS, LedgerBackend, make_backend
+from tests.support.backends import LedgerBackend, make_backend
 
 
 @pytest.fixture
@@ -23,16 +23,21 @@ def clock() -> FakeClock:
     return FakeClock(datetime(2026, 11, 25, 12, 0, tzinfo=UTC))
 
 
-@pytest.fixture(params=sorted(BACKENDS))
-def ledger_backend(request: pytest.FixtureRequest, tmp_path: Path) -> LedgerBackend:
-    """Each storage backend in turn, on a fresh ledger (for SQLite: the file at db_path).
+@pytest.fixture(params=["postgresql", "sqlite"])
+def ledger_backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[LedgerBackend]:
+    """Each storage backend in turn, on a fresh ledger (for SQLite: the file at db_path;
+    for PostgreSQL: a database of its own, dropped afterwards).
 
     A test marked `only_backends(*names, reason=...)` is skipped on every other backend.
+    Without a reachable PostgreSQL server its runs skip with the reason (and fail where
+    GAMIFICATION_REQUIRE_SERVICES=1, as in CI).
     """
     only = request.node.get_closest_marker("only_backends")
     if only is not None and request.param not in only.args:
         pytest.skip(f"{request.param}: {only.kwargs.get('reason', 'not for this backend')}")
-    return make_backend(request.param, tmp_path)
+    backend = make_backend(request.param, tmp_path)
+    yield backend
+    backend.drop()
 
 
 @pytest.fixture

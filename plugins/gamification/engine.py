@@ -30,6 +30,7 @@ from plugins.gamification.domain.progression import (
     streak_standing,
 )
 from plugins.gamification.domain.rules import apply_multipliers
+from plugins.gamification.storage.backends import open_storage
 from plugins.gamification.storage.integrity import IntegrityReport
 from plugins.gamification.storage.operations import (
     MAX_BALANCE,
@@ -37,16 +38,32 @@ from plugins.gamification.storage.operations import (
     Reversal,
     posting_request,
 )
+from plugins.gamification.storage.options import Location, LocationError, parse_location
 from plugins.gamification.storage.protocol import LedgerStorage
 from plugins.gamification.storage.records import AuditNote
 from plugins.gamification.storage.sqlite.effects import Effects
-from plugins.gamification.storage.sqlite.store import LedgerStore, Synchronous
+from plugins.gamification.storage.sqlite.store import Synchronous
 
 MAX_KEY_LENGTH = 200
 SYNCHRONOUS_MODES: tuple[Synchronous, ...] = ("OFF", "NORMAL", "FULL", "EXTRA")
 # Beyond these, a timeout or batch is a mistake, not a setting (the config allows less).
 MAX_TIMEOUT = 86_400.0
 MAX_BATCH = 100_000
+
+
+def _location(value: object) -> Location:
+    """A Location, a `sqlite:///` or `postgresql://` URL, or a plain file path."""
+    if isinstance(value, Location):
+        return value
+    if isinstance(value, str) and "://" in value:
+        try:
+            where = parse_location(value)
+        except LocationError as exc:
+            raise RequestError(str(exc)) from None
+        if where.path is not None:
+            arguments.database_path(where.path)
+        return where
+    return Location("sqlite", path=arguments.database_path(value))
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,7 +128,7 @@ class PointsEngine:
     @classmethod
     async def open(
         cls,
-        path: str | Path,
+        location: str | Path | Location,
         *,
         policy: LedgerPolicy | None = None,
         clock: Clock | None = None,
@@ -121,13 +138,15 @@ class PointsEngine:
         progress: ProgressRules | None = None,
         max_batch: int = 1024,
     ) -> PointsEngine:
-        """Open (creating and migrating when needed) the ledger at `path`.
+        """Open (creating and migrating when needed) the ledger at `location`: a SQLite file
+        (a path or `sqlite:///…`) or a PostgreSQL database (`postgresql://…`), see
+        storage/backends.py. `synchronous` and `busy_timeout` are SQLite's alone.
 
         `progress` sets achievements, the level curve and streak rules; without it there
         are no achievements and levels follow the default curve. Outbox rows are always
         written.
         """
-        path = arguments.database_path(path)
+        where = _location(location)
         if policy is not None and not isinstance(policy, LedgerPolicy):
             raise RequestError(f"The policy must be a LedgerPolicy, not {type(policy).__name__}.")
         arguments.choice("The synchronous mode", synchronous, SYNCHRONOUS_MODES)
@@ -137,8 +156,8 @@ class PointsEngine:
         clock = clock or SystemClock()
         policy = policy or LedgerPolicy()
         effects = Effects(progress or ProgressRules(timezone=policy.timezone))
-        store = LedgerStore(
-            path,
+        store = await open_storage(
+            where,
             clock=clock,
             synchronous=synchronous,
             busy_timeout=busy_timeout,
@@ -146,7 +165,7 @@ class PointsEngine:
             max_batch=max_batch,
             effects=effects,
         )
-        return cls(await store.open(), policy=policy, clock=clock, effects=effects)
+        return cls(store, policy=policy, clock=clock, effects=effects)
 
     async def close(self) -> None:
         """Commit everything queued, then refuse further calls with EngineClosedError."""

@@ -33,11 +33,11 @@ from plugins.gamification.bus.inbound import InboundEvents
 from plugins.gamification.bus.relay import OutboxRelay
 from plugins.gamification.domain.clock import Clock
 from plugins.gamification.domain.config import GamificationConfig
-from plugins.gamification.domain.errors import GamificationError
+from plugins.gamification.domain.errors import GamificationError, RequestError
 from plugins.gamification.engine import PointsEngine
 from plugins.gamification.ops.metrics import PointsCollector
 from plugins.gamification.services.runtime import Services, open_services
-from plugins.gamification.storage.options import DatabaseOptions
+from plugins.gamification.storage.options import DatabaseOptions, Location, LocationError
 from plugins.gamification.telegram import build_router, menu
 from plugins.gamification.telegram.announcer import Announcer
 from plugins.gamification.telegram.jobs import integrity_job, weekly_job
@@ -111,7 +111,7 @@ async def setup_gamification(
     dispatcher: Dispatcher,
     bot: Bot,
     *,
-    database: str | Path | DatabaseOptions,
+    database: str | Path | Location | DatabaseOptions,
     config: GamificationConfig | Mapping[str, Any] | str | Path | None = None,
     admin_ids: Iterable[int] = (),
     admin_chat_id: int | None = None,
@@ -126,6 +126,8 @@ async def setup_gamification(
 
     Routers included before this call see messages first; the scoring handler lets every
     message go on (SkipHandler), so routers included after it still see them all.
+    `database`: a SQLite file (a path or `sqlite:///…`) or `postgresql://user@host/db`, or
+    DatabaseOptions with its settings.
     `admin_ids` may use every admin command in every chat; `admin_chat_id` receives the daily
     integrity report, `admin_log_chat_id` every admin action. `scheduler`: the program's own
     APScheduler (which it starts); without one the plugin starts its own at the dispatcher's
@@ -134,6 +136,10 @@ async def setup_gamification(
     Raises GamificationError (one sentence) when the ledger or the settings cannot be used.
     """
     settings = load_settings(config)
+    try:  # a path, sqlite:///…, postgresql://… (see storage/backends.py)
+        options = DatabaseOptions.of(database)
+    except LocationError as exc:
+        raise RequestError(str(exc)) from None
     if bot.default.parse_mode != ParseMode.HTML:
         # Every reply is HTML with user text escaped; in another mode the tags would show.
         log.warning(
@@ -141,7 +147,7 @@ async def setup_gamification(
             " create the Bot with default=DefaultBotProperties(parse_mode=ParseMode.HTML)."
         )
     services = await open_services(
-        DatabaseOptions.of(database),
+        options,
         settings,
         clock=clock,
         admin_ids=admin_ids,

@@ -9,7 +9,7 @@ import pytest
 from pydantic import BaseModel
 
 from bot.config import AppConfig, ConfigError, load_config
-from bot.registry import default_registry
+from bot.registry import check_storage_url, default_registry
 from plugins.gamification.domain.config import GamificationConfig
 from tests.support.cli import bot
 
@@ -112,6 +112,7 @@ def test_example_config_documents_every_key_and_loads() -> None:
             node = node.get(table, {})
         optional = leaf in {"admin_chat_id", "admin_log_chat_id"} or key in {
             "scheduler.integrity_cron",  # deprecated: shown commented out
+            "storage.url",  # the other way to give storage.database: commented out
             "gamification.integrity.timezone",  # left out: the scheduler's
         }
         assert optional or leaf in node, f"{key} is not set in config.example.toml"
@@ -276,4 +277,74 @@ def test_cli_names_a_wrong_environment_variable(tmp_path: Path) -> None:
     assert result.stderr.splitlines() == [
         "environment variable BOT_API_SERVER: must be an http:// or https:// URL,"
         " like 'http://127.0.0.1:8081'."
+    ]
+
+
+def load_checked(path: Path | None, **environ: str) -> AppConfig:
+    """As `python -m bot` loads it: `[storage] url` checked by the ledger's own parser."""
+    return load_config(path, plugin_models=MODELS, environ=environ, storage_url=check_storage_url)
+
+
+@pytest.mark.parametrize(
+    "url", ["sqlite:///data/x.sqlite3", "postgresql://bot@127.0.0.1:5432/bot", "postgres://h/db"]
+)
+def test_storage_url_takes_sqlite_and_postgresql(tmp_path: Path, url: str) -> None:
+    config = load_checked(write(tmp_path, f'[storage]\nurl = "{url}"\n'))
+    assert config.storage.url == url
+
+
+def test_storage_url_from_the_environment(tmp_path: Path) -> None:
+    config = load_checked(None, BOT_DATABASE_URL="postgresql://bot@h/db")
+    assert config.storage.url == "postgresql://bot@h/db"
+
+
+@pytest.mark.parametrize(
+    ("text", "environ", "expected"),
+    [
+        (
+            '[storage]\nurl = "sqlite:///a.db"\ndatabase = "b.db"\n',
+            {},
+            ": storage.url: give the ledger either as [storage] url or as [storage] database"
+            " (BOT_DATABASE_URL or BOT_DATABASE), not both.",
+        ),
+        (
+            '[storage]\ndatabase = "b.db"\n',
+            {"BOT_DATABASE_URL": "postgresql://u:hunter2@h/db"},
+            "environment variable BOT_DATABASE_URL: give the ledger either as [storage] url",
+        ),
+        (
+            '[storage]\nurl = "mysql://u:hunter2@h/db"\n',
+            {},
+            ": storage.url: The ledger URL 'mysql://u@h/db' has an unknown scheme 'mysql';"
+            " use sqlite:///path or postgresql://user@host/database.",
+        ),
+        (
+            '[storage]\nurl = "postgresql://u:hunter2@h:99999/db"\n',
+            {},
+            "storage.url: The PostgreSQL URL 'postgresql://u@h:99999/db' has an invalid host",
+        ),
+    ],
+)
+def test_storage_url_refusals_are_one_sentence_without_the_password(
+    tmp_path: Path, text: str, environ: dict[str, str], expected: str
+) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_checked(write(tmp_path, text), **environ)
+    message = str(caught.value)
+    assert expected in message
+    assert "hunter2" not in message
+    assert len(message.splitlines()) == 1
+
+
+def test_the_database_key_still_names_a_sqlite_file(tmp_path: Path) -> None:
+    config = load_checked(write(tmp_path, '[storage]\ndatabase = "b.db"\n'))
+    assert (config.storage.url, config.storage.database) == ("", Path("b.db"))
+
+
+def test_cli_refuses_a_bad_storage_url_without_its_password(tmp_path: Path) -> None:
+    result = bot("check", cwd=tmp_path, env={"BOT_DATABASE_URL": "mysql://bot:hunter2@h/db"})
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        "environment variable BOT_DATABASE_URL: The ledger URL 'mysql://bot@h/db' has an"
+        " unknown scheme 'mysql'; use sqlite:///path or postgresql://user@host/database."
     ]

@@ -17,6 +17,7 @@ from bot.config import load_config
 from bot.plugins import CliCommand, PluginContext
 from bot.testing import RecordingSession, UpdateFactory
 from plugins.gamification.services.runtime import Services
+from plugins.gamification.storage.options import Location
 
 ECHO_MODULE = '''
 """A third-party plugin another distribution ships (the test's fake distribution)."""
@@ -177,3 +178,19 @@ async def test_the_old_integrity_cron_key_still_works_with_a_warning_naming_the_
         assert "minute='10'" in str(job.trigger)
     finally:
         await app.close()
+
+
+def test_the_ledger_location_comes_from_url_or_database(tmp_path: Path) -> None:
+    path = tmp_path / "config.toml"
+    path.write_text('[storage]\nurl = "postgresql://bot@db.example/points"\n', encoding="utf-8")
+    config = load_config(
+        path, plugin_models=registry.default_registry().config_models(), environ={}
+    )
+    assert registry._database(config).location == Location(
+        "postgresql", dsn="postgresql://bot@db.example/points"
+    )
+    path.write_text('[storage]\ndatabase = "x.sqlite3"\n', encoding="utf-8")
+    config = load_config(
+        path, plugin_models=registry.default_registry().config_models(), environ={}
+    )
+    assert registry._database(config).location == Location("sqlite", path=Path("x.sqlite3"))

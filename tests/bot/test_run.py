@@ -59,3 +59,23 @@ async def test_run_polls_a_local_server_answers_and_stops_cleanly(tmp_path: Path
     # message to an otherwise empty chat is a monologue, a quarter of its worth).
     assert sorted(kind for kind, _ in rows) == ["achievement", "activity", "admin"], rows
     assert ("admin", 50) in rows
+
+
+def test_run_with_an_unreachable_postgresql_ledger_is_one_sentence_and_exit_2(
+    tmp_path: Path,
+) -> None:
+    from tests.reliability.pg_cluster import free_port
+    from tests.support.cli import bot
+
+    url = f"postgresql://bot:hunter2@127.0.0.1:{free_port()}/ledger"
+    result = bot(
+        "run", cwd=tmp_path, env={"BOT_TOKEN": "123456:" + "A" * 35, "BOT_DATABASE_URL": url}
+    )
+
+    assert result.returncode == 2, result.stderr
+    errors = [line for line in result.stderr.splitlines() if " ERROR " in line]
+    assert len(errors) == 1, result.stderr
+    assert "127.0.0.1" in errors[0]
+    assert "hunter2" not in result.stderr
+    assert "Traceback" not in result.stderr
+    assert list(tmp_path.iterdir()) == []  # no folder made for a server's database

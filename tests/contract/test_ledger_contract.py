@@ -36,7 +36,7 @@ from plugins.gamification import (
 )
 from plugins.gamification.domain.rules import MAX_FACTOR, apply_multipliers
 from plugins.gamification.storage.hashing import chain_hash
-from plugins.gamification.storage.sqlite.schema import GENESIS_HASH, SCHEMA_VERSION
+from plugins.gamification.storage.sqlite.schema import GENESIS_HASH
 from tests.support.backends import LedgerBackend
 
 CHAT = -100_500
@@ -1034,7 +1034,7 @@ async def test_period_windows_in_berlin_across_daylight_saving(
 async def test_user_version_is_the_schema_version(
     engine: PointsEngine, ledger_backend: LedgerBackend
 ) -> None:
-    assert ledger_backend.schema_version() == SCHEMA_VERSION
+    assert ledger_backend.schema_version() == ledger_backend.latest_version
 
 
 @pytest.mark.only_backends("sqlite", reason="the journal mode is SQLite's own")
@@ -1049,12 +1049,12 @@ async def test_a_newer_schema_is_refused_on_open(
 ) -> None:
     async with await ledger_backend.open_engine(clock=clock) as engine:
         await engine.award(CHAT, 1, 5, key="a")
-    ledger_backend.set_schema_version(SCHEMA_VERSION + 1)
+    ledger_backend.set_schema_version(ledger_backend.latest_version + 1)
 
     with pytest.raises(SchemaVersionError) as caught:
         await ledger_backend.open_engine(clock=clock)
 
     assert_one_sentence(str(caught.value))
-    assert str(SCHEMA_VERSION + 1) in str(caught.value)
-    assert ledger_backend.schema_version() == SCHEMA_VERSION + 1
+    assert str(ledger_backend.latest_version + 1) in str(caught.value)
+    assert ledger_backend.schema_version() == ledger_backend.latest_version + 1
     assert query(ledger_backend, "SELECT idem_key, amount FROM transactions") == [("a", 5)]

@@ -8,9 +8,17 @@ from typing import Any
 
 import pytest
 
+from tests.support.backends import LedgerBackend, SqliteBackend
 from tests.support.telegram_harness import TelegramHarness
 
 MakeHarness = Callable[..., Awaitable[TelegramHarness]]
+
+
+@pytest.fixture
+def ledger_backend(tmp_path: Path) -> LedgerBackend:
+    """The plugin's own tests (arguments, bad input, services) run on SQLite alone: what
+    they judge happens before storage, and tests/contract runs the ledger on every backend."""
+    return SqliteBackend(tmp_path)
 
 
 @pytest.fixture

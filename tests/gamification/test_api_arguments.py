@@ -233,7 +233,11 @@ async def test_kinds_given_as_text_are_accepted(seeded: PointsEngine) -> None:
 
 
 OPEN_CASES: list[tuple[str, Any]] = [
-    *[("path", v) for v in (None, 123, b"ledger.sqlite3", "", "a\x00b.sqlite3", "\ud800.sqlite3")],
+    *[
+        ("location", v)
+        for v in (None, 123, b"ledger.sqlite3", "", "a\x00b.sqlite3", "\ud800.sqlite3")
+    ],
+    *[("location", v) for v in ("mysql://h/db", "sqlite://", "postgresql://h:99999/db")],
     *[("policy", v) for v in ("strict", 5)],
     *[("synchronous", v) for v in ("SOMETIMES", "full", None)],
     *[("busy_timeout", v) for v in ("5", None, 0, -1, float("nan"), float("inf"), 10**9)],
@@ -249,7 +253,7 @@ async def test_open_refuses_bad_arguments_before_touching_a_file(
     tmp_path: Path, argument: str, value: Any
 ) -> None:
     path = tmp_path / "new.sqlite3"
-    kwargs: dict[str, Any] = {"path": path, argument: value}
+    kwargs: dict[str, Any] = {"location": path, argument: value}
     with pytest.raises(RequestError) as caught:
         await PointsEngine.open(**kwargs)
     assert_one_sentence(caught.value)

@@ -125,15 +125,16 @@ async def open_services(
     admin_log_chat_id: int | None = None,
 ) -> Services:
     """Open the ledger at `database` and load the state that survives restarts."""
-    try:
-        database.path.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise StorageError(
-            f"Cannot create the folder {database.path.parent} for the ledger:"
-            f" {exc.strerror or exc}."
-        ) from exc
+    if database.backend == "sqlite":  # a server's database is never a folder to create
+        try:
+            database.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StorageError(
+                f"Cannot create the folder {database.path.parent} for the ledger:"
+                f" {exc.strerror or exc}."
+            ) from exc
     engine = await PointsEngine.open(
-        database.path,
+        database.location,
         policy=LedgerPolicy(
             max_amount=config.ledger.max_amount,
             allow_negative=config.ledger.allow_negative,
