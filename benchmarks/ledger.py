@@ -23,7 +23,9 @@ from plugins.gamification.engine import PointsEngine
 Award = Callable[[int], Awaitable[None]]
 # (accounts, key prefix) -> an award of the index-th award
 AwardFactory = Callable[[int, str], Award]
-Opener = Callable[[Path], AbstractAsyncContextManager[AwardFactory]]
+# Where a ledger lives: a SQLite file, or a PostgreSQL URL for our engine.
+Where = Path | str
+Opener = Callable[[Where], AbstractAsyncContextManager[AwardFactory]]
 
 BURST = 50
 
@@ -45,9 +47,10 @@ def frozen_inputs() -> Iterator[None]:
 
 
 @asynccontextmanager
-async def ours(path: Path) -> AsyncIterator[AwardFactory]:
-    """The real engine, opened the way the plugin opens it, with its own defaults."""
-    engine = await PointsEngine.open(path, synchronous="FULL")
+async def ours(where: Where) -> AsyncIterator[AwardFactory]:
+    """The real engine, opened the way the plugin opens it, with its own defaults
+    (synchronous is SQLite's; PostgreSQL always commits with synchronous_commit = on)."""
+    engine = await PointsEngine.open(where, synchronous="FULL")
 
     def factory(accounts: int, prefix: str) -> Award:
         async def award(index: int) -> None:
@@ -65,8 +68,8 @@ async def ours(path: Path) -> AsyncIterator[AwardFactory]:
 
 
 @asynccontextmanager
-async def naive(path: Path) -> AsyncIterator[AwardFactory]:
-    engine = await NaiveEngine.open(path)
+async def naive(where: Where) -> AsyncIterator[AwardFactory]:
+    engine = await NaiveEngine.open(Path(where))
 
     def factory(accounts: int, prefix: str) -> Award:
         async def award(index: int) -> None:
@@ -124,14 +127,14 @@ async def drive(award: Award, count: int, width: int, *, timed: bool = True) -> 
     return Flight(width, count, seconds, p50, p99)
 
 
-def _warmup(count: int) -> int:
+def warmup(count: int) -> int:
     return min(1_000, max(count // 10, 10))
 
 
-async def in_flight(opener: Opener, path: Path, count: int, width: int, accounts: int) -> Flight:
+async def in_flight(opener: Opener, where: Where, count: int, width: int, accounts: int) -> Flight:
     """`count` awards, `width` in flight (width 1: one after the other), on a fresh ledger."""
-    async with opener(path) as factory:
-        await drive(factory(accounts, "warm"), _warmup(count), width, timed=False)
+    async with opener(where) as factory:
+        await drive(factory(accounts, "warm"), warmup(count), width, timed=False)
         with frozen_inputs():
             return await drive(factory(accounts, "award"), count, width)
 
@@ -140,7 +143,7 @@ async def bursts(path: Path, repeats: int, accounts: int) -> list[float]:
     """Seconds from submitting BURST awards at once on an idle engine until all are durable."""
     times: list[float] = []
     async with ours(path) as factory:
-        await drive(factory(accounts, "warm"), _warmup(repeats * BURST), BURST, timed=False)
+        await drive(factory(accounts, "warm"), warmup(repeats * BURST), BURST, timed=False)
         award = factory(accounts, "burst")
         with frozen_inputs():
             for repeat in range(repeats):

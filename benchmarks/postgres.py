@@ -32,10 +32,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from urllib.parse import urlsplit, urlunsplit
 
-from benchmarks.ledger import Award, AwardFactory, Flight, drive, frozen_inputs
-from benchmarks.rows import AMOUNT, REASON, TAG, AwardRows, account_of, award_rows
+from benchmarks import ledger
+from benchmarks.ledger import Flight, drive, frozen_inputs
+from benchmarks.rows import AwardRows, account_of, award_rows
 from plugins.gamification.domain.clock import format_utc
-from plugins.gamification.engine import PointsEngine
 from plugins.gamification.storage.options import LocationError, parse_location
 from plugins.gamification.storage.postgres import schema
 from plugins.gamification.storage.postgres.connect import connect, describe
@@ -184,34 +184,8 @@ async def raw_limit(dsn: str, count: int, accounts: int) -> PgRaw:
 # -- our engine ---------------------------------------------------------------------------
 
 
-@asynccontextmanager
-async def ours(dsn: str) -> AsyncIterator[AwardFactory]:
-    engine = await PointsEngine.open(dsn)
-
-    def factory(accounts: int, prefix: str) -> Award:
-        async def award(index: int) -> None:
-            chat_id, user_id = account_of(index, accounts)
-            await engine.award(
-                chat_id, user_id, AMOUNT, key=f"{prefix}:{index}", reason=REASON, tag=TAG
-            )
-
-        return award
-
-    try:
-        yield factory
-    finally:
-        await engine.close()
-
-
-def _warmup(count: int) -> int:
-    return min(1_000, max(count // 10, 10))
-
-
 async def in_flight(dsn: str, count: int, width: int, accounts: int) -> Flight:
-    async with ours(dsn) as factory:
-        await drive(factory(accounts, "warm"), _warmup(count), width, timed=False)
-        with frozen_inputs():
-            return await drive(factory(accounts, "award"), count, width)
+    return await ledger.in_flight(ledger.ours, dsn, count, width, accounts)
 
 
 @dataclass(frozen=True, slots=True)
@@ -275,8 +249,8 @@ async def split(dsn: str, count: int, width: int, accounts: int) -> Split:
 
 
 async def _child(dsn: str, count: int, width: int, accounts: int, prefix: str) -> None:
-    async with ours(dsn) as factory:
-        await drive(factory(accounts, f"{prefix}warm"), _warmup(count), width, timed=False)
+    async with ledger.ours(dsn) as factory:
+        await drive(factory(accounts, f"{prefix}warm"), ledger.warmup(count), width, timed=False)
         print("ready", flush=True)
         await asyncio.to_thread(sys.stdin.readline)
         with frozen_inputs():

@@ -34,6 +34,8 @@ ENV_OVERRIDES: tuple[tuple[str, str, str], ...] = (
     ("BOT_DATABASE_URL", "storage", "url"),
 )
 
+# The two ways to name the ledger: each replaces the other when set by the environment.
+LOCATION_KEYS = {("storage", "url"): "database", ("storage", "database"): "url"}
 # Checks a `[storage] url` and returns it, or raises ValueError with one sentence that
 # never shows a password. The host knows no storage backend: the composition root
 # (bot/registry.py) passes the ledger's own parser to `load_config`.
@@ -302,6 +304,11 @@ def apply_env(
         if environ.get(variable):
             table = merged.setdefault(section, {})
             if isinstance(table, dict):
+                # The ledger's location from the environment replaces the file's, whichever
+                # of the two keys the file used (both variables at once are still refused).
+                other = LOCATION_KEYS.get((section, key))
+                if other is not None and f"{section}.{other}" not in origins:
+                    table.pop(other, None)
                 table[key] = environ[variable]
                 origins[f"{section}.{key}"] = variable
     return merged, origins

@@ -299,6 +299,24 @@ def test_storage_url_from_the_environment(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
+    ("text", "environ"),
+    [
+        ('[storage]\ndatabase = "file.db"\n', {"BOT_DATABASE_URL": "postgresql://bot@h/db"}),
+        ('[storage]\nurl = "sqlite:///file.db"\n', {"BOT_DATABASE": "env.db"}),
+    ],
+)
+def test_the_environment_replaces_the_files_ledger_whichever_key_it_used(
+    tmp_path: Path, text: str, environ: dict[str, str]
+) -> None:
+    config = load_checked(write(tmp_path, text), **environ)
+    if "BOT_DATABASE_URL" in environ:
+        assert config.storage.url == environ["BOT_DATABASE_URL"]
+    else:
+        assert config.storage.url == ""
+        assert config.storage.database == Path("env.db")
+
+
+@pytest.mark.parametrize(
     ("text", "environ", "expected"),
     [
         (
@@ -308,8 +326,8 @@ def test_storage_url_from_the_environment(tmp_path: Path) -> None:
             " (BOT_DATABASE_URL or BOT_DATABASE), not both.",
         ),
         (
-            '[storage]\ndatabase = "b.db"\n',
-            {"BOT_DATABASE_URL": "postgresql://u:hunter2@h/db"},
+            "",
+            {"BOT_DATABASE_URL": "postgresql://u:hunter2@h/db", "BOT_DATABASE": "b.db"},
             "environment variable BOT_DATABASE_URL: give the ledger either as [storage] url",
         ),
         (

@@ -19,7 +19,7 @@ from pathlib import Path
 from plugins.gamification.storage.sqlite.integrity import run_check
 from tests.reliability.conftest import Show
 from tests.support.fake_bot_api import FakeBotAPI
-from tests.support.live_bot import ROOT, TOKEN, message, wait_for
+from tests.support.live_bot import ROOT, TOKEN, WORDS, message, wait_for
 
 MESSAGES = 280
 KILLS = 6
@@ -37,24 +37,6 @@ def scored(db: Path) -> list[tuple[str, int]]:
         return []
     finally:
         conn.close()
-
-
-_WORDS_TEXT = """
-time year people way day man thing woman life child world school state family student
-group country problem hand part place case week company system program question work
-number night point home water room mother area money story fact month lot right study
-book eye job word business issue side kind head house service friend father power hour
-game line end member law car city community name president team minute idea kid body
-information back parent face others level office door health person art war history
-party result change morning reason research girl guy moment air teacher force
-education foot boy age policy music market sense nation plan college interest death
-experience effect class control care field development role effort rate heart drug
-show leader light voice wife police mind price report decision son view relationship
-town road arm difference value building action model season society tax director
-position player record paper space ground form event official matter center couple
-site project
-"""
-WORDS = tuple(_WORDS_TEXT.split())
 
 
 async def start(config: Path, cwd: Path) -> asyncio.subprocess.Process:

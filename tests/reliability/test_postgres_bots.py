@@ -20,10 +20,9 @@ from pathlib import Path
 import asyncpg
 
 from tests.reliability.conftest import Show
-from tests.reliability.test_polling_crash import WORDS
 from tests.support.cli import bot
 from tests.support.fake_bot_api import FakeBotAPI
-from tests.support.live_bot import ROOT, TOKEN, message, wait_for
+from tests.support.live_bot import ROOT, TOKEN, WORDS, message, wait_for
 from tests.support.postgres import fresh_database
 
 MESSAGES = 160
