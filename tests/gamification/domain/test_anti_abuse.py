@@ -467,7 +467,7 @@ def test_a_tracked_person_costs_a_bounded_few_kilobytes() -> None:
     """The gate's memory is tracked_users times this: 30 remembered texts, 16 verdicts."""
     rng = random.Random(3)
     g = gate(cooldown_seconds=0)
-    people = 300
+    people = 100
     tracemalloc.start()
     try:
         before = tracemalloc.get_traced_memory()[0]
