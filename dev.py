@@ -27,7 +27,8 @@ TASKS: dict[str, list[list[str]]] = {
         ["-m", "ruff", "check", "."],
         ["-m", "ruff", "format", "--check", "."],
         ["-m", "mypy", "bot", "plugins", "benchmarks"],
-        ["-m", "pytest"],
+        # Spread over every core (pytest-xdist); each test has its own files and databases.
+        ["-m", "pytest", "-n", "auto"],
     ],
 }
 
