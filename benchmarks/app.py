@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-import string
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -19,6 +18,7 @@ from pathlib import Path
 from aiogram import Bot, Dispatcher, Router
 from aiogram.types import Message, Update
 
+from benchmarks.farming import sentence
 from benchmarks.ledger import frozen_inputs
 from benchmarks.rows import account_of
 from bot.app import App, build_app
@@ -77,9 +77,8 @@ def services_of(app: App) -> Services:
 
 
 def _words(rng: random.Random, count: int) -> str:
-    return " ".join(
-        "".join(rng.choices(string.ascii_lowercase, k=rng.randint(3, 9))) for _ in range(count)
-    )
+    """A sentence of real words: random letters would be refused as letter soup."""
+    return sentence(rng, count, count)
 
 
 def message_rounds(bot: Bot, users: int, rounds: int, step: float) -> list[list[Update]]:

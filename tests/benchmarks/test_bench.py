@@ -8,6 +8,7 @@ depend on the machine and on whatever else it is doing.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -62,6 +63,12 @@ def test_the_bench_reports_every_row_and_writes_the_file(tmp_path: Path) -> None
     assert "Targets met:" in written
     assert "Total runtime:" in written
     assert "End-to-end CPU, every thread of the process:" in written
+    # The end-to-end row measures scoring, so every timed message must score.
+    end_to_end = next(line for line in table if line.startswith("| end-to-end"))
+    scored = re.search(r"\(([\d,]+) of ([\d,]+) scored\)", end_to_end)
+    assert scored is not None, end_to_end
+    assert scored.group(1) == scored.group(2), end_to_end
+    assert "refused: none" in written
     assert "FAILED" not in written
     # Every temporary ledger is removed; only the report is left.
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bench.md"]
