@@ -36,9 +36,9 @@ from benchmarks import ledger
 from benchmarks.ledger import Flight, drive, frozen_inputs
 from benchmarks.rows import AwardRows, account_of, award_rows
 from plugins.gamification.domain.clock import format_utc
-from plugins.gamification.storage.options import LocationError, parse_location
+from plugins.gamification.storage.options import LocationError, parse_location, redact
 from plugins.gamification.storage.postgres import schema
-from plugins.gamification.storage.postgres.connect import connect, describe
+from plugins.gamification.storage.postgres.connect import connect
 from plugins.gamification.storage.postgres.writer import (
     OUTBOX_COPY_COLUMNS,
     TX_COPY_COLUMNS,
@@ -92,7 +92,7 @@ async def scratch(server: str) -> AsyncIterator[str]:
     try:
         conn = await connect(dsn)
         try:
-            await schema.migrate(conn, describe(dsn))
+            await schema.migrate(conn, redact(dsn))
         finally:
             await conn.close()
         yield dsn

@@ -21,7 +21,7 @@ from benchmarks.baselines import raw_limit
 from benchmarks.report import machine, render
 from benchmarks.scale import FULL, QUICK, TINY, Scale
 from benchmarks.table import WIDTHS, Results, notes, rows
-from plugins.gamification.storage.options import redact as describe
+from plugins.gamification.storage.options import redact
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -167,7 +167,7 @@ def _on_scratch(
 
 
 async def measure_postgres(scale: Scale, session: Session, server: str) -> postgres.PgResults:
-    pg = postgres.PgResults(server=describe(server))
+    pg = postgres.PgResults(server=redact(server))
     pg.version = await postgres.server_version(server)
     n, accounts = scale.in_flight, scale.accounts
     pg.raw = await session.attempt(
@@ -220,10 +220,10 @@ async def run_bench(
     noted = 0 if storage is not None else len(results.failures)
     absent = await postgres.reachable(server)
     if absent and storage is not None:
-        raise OSError(f"the PostgreSQL server at {describe(server)} cannot be reached: {absent}")
+        raise OSError(f"the PostgreSQL server at {redact(server)} cannot be reached: {absent}")
     if absent:
         extra.append(
-            f"PostgreSQL: not measured; no server answered at {describe(server)}"
+            f"PostgreSQL: not measured; no server answered at {redact(server)}"
             f" ({absent}). Set {postgres.SERVER_ENV} or pass --storage URL."
         )
     else:

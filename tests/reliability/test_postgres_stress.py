@@ -174,11 +174,7 @@ async def test_a_killed_writer_loses_no_acknowledged_award(dsn: str, kills: int)
 
 @pytest.fixture
 def cluster() -> Iterator[pg_cluster.Cluster]:
-    reason = pg_cluster.unavailable()
-    if reason:
-        if postgres.services_required():
-            pytest.fail(f"{reason} ({postgres.REQUIRE_ENV} is set)", pytrace=False)
-        pytest.skip(reason)
+    postgres.skip_unless_available(pg_cluster.unavailable())
     made = pg_cluster.Cluster()
     try:
         made.init()

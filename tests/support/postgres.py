@@ -62,14 +62,19 @@ def unreachable() -> str:
     return ""
 
 
-def require_postgres() -> None:
-    """Skip the calling test (fail it, where services are required) without a server."""
-    reason = unreachable()
+def skip_unless_available(reason: str) -> None:
+    """Skip the calling test for `reason` (a service it needs is missing; empty: nothing
+    is), or fail it where services are required (CI), so CI always runs it."""
     if not reason:
         return
     if services_required():
         pytest.fail(f"{reason} ({REQUIRE_ENV} is set, so this is a failure)", pytrace=False)
     pytest.skip(reason)
+
+
+def require_postgres() -> None:
+    """Skip the calling test (fail it, where services are required) without a server."""
+    skip_unless_available(unreachable())
 
 
 def _quote(name: str) -> str:

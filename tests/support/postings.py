@@ -19,11 +19,17 @@ def effects() -> Effects:
 
 
 def post(
-    user: int, amount: int, key: str, kind: TxKind = TxKind.ACTIVITY, **extra: Any
+    user: int,
+    amount: int,
+    key: str,
+    kind: TxKind = TxKind.ACTIVITY,
+    *,
+    chat: int = CHAT,
+    **extra: Any,
 ) -> Posting:
-    """A posting to (CHAT, user); activity is tagged "text" unless `tag` says otherwise."""
+    """A posting to (chat, user); activity is tagged "text" unless `tag` says otherwise."""
     tag = extra.pop("tag", "text" if kind is TxKind.ACTIVITY else "")
     return Posting(
-        CHAT, user, amount, kind, key, extra.pop("actor_id", None), extra.pop("reason", ""),
+        chat, user, amount, kind, key, extra.pop("actor_id", None), extra.pop("reason", ""),
         Breakdown(base=amount, result=amount, tag=tag), **extra,
     )  # fmt: skip

@@ -26,7 +26,6 @@ from plugins.gamification.storage.options import redact
 if TYPE_CHECKING:
     import asyncpg
 
-SCHEMES = ("postgresql", "postgres")
 SERVER_SETTINGS = {
     "synchronous_commit": "on",
     "plan_cache_mode": "force_custom_plan",
@@ -42,15 +41,6 @@ LOCK_NOT_AVAILABLE, QUERY_CANCELED = "55P03", "57014"
 ADMIN_SHUTDOWN, CRASH_SHUTDOWN, CANNOT_CONNECT_NOW = "57P01", "57P02", "57P03"
 INVALID_PASSWORD, INVALID_AUTHORIZATION = "28P01", "28000"
 INVALID_CATALOG_NAME = "3D000"
-
-
-def is_postgres_url(url: str) -> bool:
-    return urlsplit(url).scheme in SCHEMES
-
-
-def describe(dsn: str) -> str:
-    """The DSN as it may be shown in a sentence or a log: never with its password."""
-    return redact(dsn)
 
 
 def database_name(dsn: str) -> str:
@@ -112,7 +102,7 @@ def storage_error(exc: BaseException, dsn: str, *, writing: bool = True) -> Stor
     """
     if isinstance(exc, StorageError):
         return exc
-    where = describe(dsn)
+    where = redact(dsn)
     nothing = "; nothing was written" if writing else ""
     if isinstance(exc, CommitInDoubt):
         exc = exc.cause

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from plugins.gamification.domain.errors import EngineClosedError
 from plugins.gamification.domain.models import AccountBalance, Transaction
+from plugins.gamification.storage.options import redact
 from plugins.gamification.storage.postgres import connect as pg
 from plugins.gamification.storage.postgres import statements as s
 from plugins.gamification.storage.reading import known_person, progress_row, today_row
@@ -31,13 +32,14 @@ class PgReads:
     def __init__(self, dsn: str, *, read_timeout: float) -> None:
         self.dsn = dsn
         # The DSN as every sentence and log line names it: never with its password.
-        self.where = pg.describe(dsn)
+        self.where = redact(dsn)
         self._read_timeout = read_timeout
         self._pool: asyncpg.Pool | None = None
 
     async def _fetch(self, sql: str, *args: object) -> list[asyncpg.Record]:
         """One statement on a pooled connection; StorageError with one sentence if not."""
-        for attempt in (1, 2):
+        retries = 1  # a connection the server dropped shows only when used: try another
+        while True:
             pool = self._pool
             if pool is None:
                 raise EngineClosedError("The points ledger is closed.")
@@ -48,11 +50,10 @@ class PgReads:
                     )
                     return rows
             except Exception as exc:
-                if attempt == 1 and pg.is_connection_loss(exc):
-                    await asyncio.sleep(RETRY_PAUSE)
-                    continue
-                raise pg.storage_error(exc, self.dsn, writing=False) from exc
-        raise AssertionError("unreachable")  # pragma: no cover
+                if not (retries and pg.is_connection_loss(exc)):
+                    raise pg.storage_error(exc, self.dsn, writing=False) from exc
+            retries -= 1
+            await asyncio.sleep(RETRY_PAUSE)
 
     async def _value(self, sql: str, *args: object) -> Any:
         rows = await self._fetch(sql, *args)

@@ -21,12 +21,11 @@ import pytest
 
 from bot.__main__ import main
 from plugins.gamification.domain.clock import FakeClock
-from plugins.gamification.domain.config import ProgressSection
-from plugins.gamification.domain.models import Breakdown, TxKind
-from plugins.gamification.domain.progression import ProgressRules
+from plugins.gamification.domain.models import TxKind
 from plugins.gamification.storage import tasks
+from plugins.gamification.storage.export import ExportFormat
 from plugins.gamification.storage.integrity import IntegrityReport
-from plugins.gamification.storage.operations import Operation, Posting, Reversal
+from plugins.gamification.storage.operations import Operation, Reversal
 from plugins.gamification.storage.options import parse_location
 from plugins.gamification.storage.postgres import maintenance as pg
 from plugins.gamification.storage.postgres.connect import connect
@@ -34,7 +33,6 @@ from plugins.gamification.storage.rebuild import OperationRefusedError, RebuildR
 from plugins.gamification.storage.records import AuditNote
 from plugins.gamification.storage.sqlite import maintenance as lite
 from plugins.gamification.storage.sqlite import schema as sqlite_schema
-from plugins.gamification.storage.sqlite.effects import Effects
 from plugins.gamification.storage.sqlite.integrity import run_check
 from plugins.gamification.storage.sqlite.writer import BatchWriter
 from plugins.gamification.storage.tables import TABLES
@@ -46,28 +44,19 @@ from tests.support.postgres import (
     fresh_database,
     require_postgres,
 )
+from tests.support.postings import CHAT, effects, post
 
-CHAT, OTHER = -100_300, -100_301
+OTHER = CHAT - 1
 START = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 CLOCK = FakeClock(datetime(2026, 4, 1, tzinfo=UTC))
 
 
-def post(chat: int, user: int, amount: int, key: str, kind: TxKind = TxKind.ACTIVITY,
-         **extra: Any) -> Posting:  # fmt: skip
-    tag = "text" if kind is TxKind.ACTIVITY else ""
-    return Posting(
-        chat, user, amount, kind, key, extra.pop("actor_id", None), extra.pop("reason", ""),
-        Breakdown(base=amount, result=amount, tag=tag), **extra,
-    )  # fmt: skip
-
-
 BEFORE_CHECKPOINT: list[list[Operation]] = [
     [
-        post(CHAT, 1, 30, "m1"),
-        post(CHAT, 1, 30, "m2"),
-        post(CHAT, 2, 1200, "m3"),
+        post(1, 30, "m1"),
+        post(1, 30, "m2"),
+        post(2, 1200, "m3"),
         post(
-            CHAT,
             3,
             20,
             "a1",
@@ -76,20 +65,18 @@ BEFORE_CHECKPOINT: list[list[Operation]] = [
             reason='help "quoted", é',
             audit=AuditNote("award", "20 for help"),
         ),
-        post(OTHER, 1, 7, "o1"),
+        post(1, 7, "o1", chat=OTHER),
     ],
-    [Reversal(3, "r1", 9, "mistake", CHAT, AuditNote("revert", "#3")), post(CHAT, 4, 5, "m4")],
+    [Reversal(3, "r1", 9, "mistake", CHAT, AuditNote("revert", "#3")), post(4, 5, "m4")],
 ]
-AFTER_CHECKPOINT: list[list[Operation]] = [[post(CHAT, 1, 5, "m5"), post(OTHER, 2, 9, "o2")]]
+AFTER_CHECKPOINT: list[list[Operation]] = [[post(1, 5, "m5"), post(2, 9, "o2", chat=OTHER)]]
 
 
 def build_sqlite_ledger(path: Path) -> None:
     conn = sqlite3.connect(path, isolation_level=None)
     sqlite_schema.migrate(conn)
     moments: Iterator[datetime] = (START + timedelta(hours=h) for h in range(100))
-    writer = BatchWriter(
-        lambda: next(moments), Effects(ProgressRules(achievements=ProgressSection().achievements))
-    )
+    writer = BatchWriter(lambda: next(moments), effects())
     for batch in BEFORE_CHECKPOINT:
         writer.apply(conn, batch)
     conn.execute("INSERT INTO freezes VALUES (?, 5, '2026-03-02T00:00:00Z', 9, 'spam')", (CHAT,))
@@ -311,11 +298,11 @@ async def test_backup_writes_a_sqlite_ledger_that_checks_with_the_same_digest(
 
 @pytest.mark.parametrize(("fmt", "chat"), [("csv", None), ("jsonl", None), ("csv", OTHER)])
 async def test_export_is_byte_identical_to_sqlites(
-    fmt: str, chat: int | None, pg_ledger: str, sqlite_ledger: Path
+    fmt: ExportFormat, chat: int | None, pg_ledger: str, sqlite_ledger: Path
 ) -> None:
     on_sqlite, on_postgres = io.StringIO(), io.StringIO()
-    count = lite.export(sqlite_ledger, on_sqlite, fmt, chat)  # type: ignore[arg-type]
-    assert await tasks.export(parse_location(pg_ledger), on_postgres, fmt, chat) == count  # type: ignore[arg-type]
+    count = lite.export(sqlite_ledger, on_sqlite, fmt, chat)
+    assert await tasks.export(parse_location(pg_ledger), on_postgres, fmt, chat) == count
     assert count > 0
     assert on_postgres.getvalue() == on_sqlite.getvalue()
 
