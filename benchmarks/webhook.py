@@ -24,6 +24,7 @@ import random
 import secrets
 import signal
 import socket
+import sqlite3
 import sys
 import time
 from collections.abc import AsyncIterator, Sequence
@@ -36,6 +37,7 @@ import aiohttp
 from benchmarks.farming import sentence
 from bot.testing import UpdateFactory
 from plugins.gamification.storage.options import parse_location
+from plugins.gamification.storage.postgres.connect import connect
 from tests.support.fake_bot_api import FakeBotAPI
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -201,18 +203,17 @@ def chat_streams(messages: int, first_user: int, seed: int) -> list[list[str]]:
     return streams
 
 
-@dataclass(slots=True)
 class Client:
     """Telegram's side: per chat one update at a time, again until it is answered 2xx."""
 
-    session: aiohttp.ClientSession
-    targets: Sequence[str]
-    secret: str
-    retries: int = 0
-
-    def __post_init__(self) -> None:
-        self._next = itertools.cycle(range(len(self.targets)))
-        self.answered = [0] * len(self.targets)
+    def __init__(self, session: aiohttp.ClientSession, targets: Sequence[str], secret: str):
+        self.session = session
+        self.targets = targets
+        self.secret = secret
+        self.retries = 0
+        # Messages each target answered 2xx.
+        self.answered = [0] * len(targets)
+        self._next = itertools.cycle(range(len(targets)))
 
     async def deliver(self, body: str) -> None:
         headers = {HEADER: self.secret, "Content-Type": "application/json"}
@@ -240,23 +241,18 @@ class Client:
 
 
 async def count_scored(storage: str) -> int:
-    """Activity awards in the ledger, counted with the backend's own reader."""
+    """Activity awards in the ledger."""
     location = parse_location(storage)
     query = "SELECT COUNT(*) FROM transactions WHERE kind = 'activity'"
-    if location.backend == "postgresql":
-        import asyncpg
-
-        conn = await asyncpg.connect(location.url)
+    if location.dsn is not None:
+        conn = await connect(location.dsn)
         try:
-            found = await conn.fetchval(query)
+            return int(await conn.fetchval(query))
         finally:
             await conn.close()
-        return int(found)
-    import sqlite3
-
-    with sqlite3.connect(location.path) as conn:
-        (found,) = conn.execute(query).fetchone()
-    return int(found)
+    assert location.path is not None
+    with sqlite3.connect(location.path) as db:
+        return int(db.execute(query).fetchone()[0])
 
 
 async def run(folder: Path, storage: str, count: int, messages: int, warmup: int) -> WebhookRun:
