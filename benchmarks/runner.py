@@ -171,7 +171,7 @@ async def measure_sqlite_beside(scale: Scale, session: Session) -> Results:
 def _webhook_sqlite(scale: Scale) -> Callable[[Path], Awaitable[webhook.WebhookRun]]:
     def run(path: Path) -> Awaitable[webhook.WebhookRun]:
         storage = f"sqlite:///{path}"
-        return webhook.run(path.parent, storage, 1, scale.webhook, scale.webhook // 10)
+        return webhook.run(path.parent, storage, 1, scale.webhook)
 
     return run
 
@@ -181,9 +181,7 @@ def _webhook_postgres(
 ) -> Callable[[Path], Awaitable[webhook.WebhookRun]]:
     async def run(path: Path) -> webhook.WebhookRun:
         async with postgres.scratch(server) as dsn:
-            return await webhook.run(
-                path.parent, dsn, instances, scale.webhook, scale.webhook // 10
-            )
+            return await webhook.run(path.parent, dsn, instances, scale.webhook)
 
     return run
 

@@ -23,7 +23,7 @@ class Scale:
     accounts: int
     messages: int
     users: int
-    # Webhook messages per run (timed), after a tenth of them as a warm-up.
+    # Webhook messages per run (timed), after a warm-up of half as many.
     webhook: int
     inbound: int
     outbound: int

@@ -5,8 +5,9 @@ Each instance is the real command in its own OS process, with a local Bot API st
 for what it sends back (tests/support/fake_bot_api.py). A client in the bench process
 plays Telegram: CHATS chats at once, each chat's next update only after the previous one
 was answered 2xx (as Telegram does per chat), non-2xx answers sent again, requests
-spread round robin over the instances (a per-request load balancer). Every message is a
-person's first of the run, a sentence of real words, so every one scores; the ledger is
+spread round robin over the instances (a per-request load balancer). Half as many people
+as timed messages each say a first sentence in an untimed warm-up, then two more each,
+timed: sentences of real words within the rate rules, so every one scores; the ledger is
 counted afterwards to prove it.
 
 CPU per message of each instance is the process's user + system time from /proc (every
@@ -190,17 +191,29 @@ async def instances(
             raise RuntimeError(f"webhook instances did not stop cleanly ({', '.join(failed)})")
 
 
-def chat_streams(messages: int, first_user: int, seed: int) -> list[list[str]]:
-    """CHATS lists of update bodies (JSON), `messages` in all, each from a person of its own."""
-    rng = random.Random(seed)
+Streams = list[list[str]]
+
+
+def chat_streams(messages: int) -> tuple[Streams, Streams]:
+    """Update bodies (JSON) per chat: a warm-up in which each of `messages` / 2 people says
+    a first sentence, then the timed `messages`, two more from each of them. The first
+    message of a person costs more (today's total and streak are read from the ledger):
+    the timed part measures the steady state of a chat whose members are known."""
+    rng = random.Random(20260311)
     factory = UpdateFactory(now=time.time)
     chats = [UpdateFactory.group(-1_003_000_000_000 - n, f"chat {n}") for n in range(CHATS)]
-    streams: list[list[str]] = [[] for _ in range(CHATS)]
-    for n in range(messages):
-        person = UpdateFactory.user(first_user + n, f"member{first_user + n}")
-        update = factory.message(chats[n % CHATS], person, sentence(rng, 8, 8))
-        streams[n % CHATS].append(update.model_dump_json(exclude_none=True))
-    return streams
+    people = [UpdateFactory.user(1_000_000 + n, f"member{n}") for n in range(messages // 2)]
+
+    def round_of_messages() -> Streams:
+        streams: Streams = [[] for _ in range(CHATS)]
+        for n, person in enumerate(people):
+            update = factory.message(chats[n % CHATS], person, sentence(rng, 8, 8))
+            streams[n % CHATS].append(update.model_dump_json(exclude_none=True))
+        return streams
+
+    warmup = round_of_messages()
+    timed = [a + b for a, b in zip(round_of_messages(), round_of_messages(), strict=True)]
+    return warmup, timed
 
 
 class Client:
@@ -255,8 +268,8 @@ async def count_scored(storage: str) -> int:
         return int(db.execute(query).fetchone()[0])
 
 
-async def run(folder: Path, storage: str, count: int, messages: int, warmup: int) -> WebhookRun:
-    """`messages` timed (after `warmup` untimed) through `count` webhook instances."""
+async def run(folder: Path, storage: str, count: int, messages: int) -> WebhookRun:
+    """`messages` timed (after a warm-up of half as many) through `count` webhook instances."""
     secret = secrets.token_urlsafe(24)
     api = FakeBotAPI()
     api_url = await api.start()
@@ -271,10 +284,10 @@ async def run(folder: Path, storage: str, count: int, messages: int, warmup: int
                 aiohttp.ClientSession(timeout=timeout, connector=connector)
             )
             client = Client(session, [i.url for i in started], secret)
-            await client.play(chat_streams(warmup, 500_000, 1))
+            warmup, streams = chat_streams(messages)
+            await client.play(warmup)
             # Answered means handled and committed: the ledger holds the warm-up now.
             scored_before = await count_scored(storage)
-            streams = chat_streams(messages, 1_000_000, 2)
             before = [process_cpu(i.process.pid) for i in started]
             answered = list(client.answered)
             retries = client.retries

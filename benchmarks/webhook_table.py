@@ -58,9 +58,11 @@ def notes(runs: list[WebhookRun]) -> list[str]:
         f"Webhook end to end: `python -m bot run --webhook` processes with the default"
         f" config, a local Bot API stand-in, and a client in the bench process playing"
         f" Telegram: {CHATS} chats at once, each chat's next update only after the previous"
-        f" one was answered 2xx, requests round robin over the instances. Every message is"
-        f" a new member's first, so every one should score; CPU is each instance's user +"
-        f" system time (every thread, from /proc) over the timed messages it answered."
+        f" one was answered 2xx, requests round robin over the instances. Each timed"
+        f" message is a member's second or third of the run (their first was an untimed"
+        f" warm-up), all within the rate rules, so every one should score; CPU is each"
+        f" instance's user + system time (every thread, from /proc) over the timed messages"
+        f" it answered."
     ]
     for run in runs:
         client = run.client_cpu / run.messages * 1e6
