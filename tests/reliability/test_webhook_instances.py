@@ -40,14 +40,15 @@ ANTI_ABUSE_BACKEND = ""
 
 
 def config(api_url: str, dsn: str, per_person: int) -> str:
-    """Every message of the script scores (a fixed amount, no rate limit: members here
-    write back to back), and the daily cap is exactly what one member's messages earn,
-    so any message counted twice would have to pass it."""
+    """Every message of the script scores exactly POINTS: a fixed amount, no rate limit
+    (members here write back to back), no monologue or engagement discount (nobody
+    answers anybody). The daily cap is exactly what one member's messages earn, so a
+    message counted twice would have to pass it."""
     return (
         f'[bot]\napi_server = "{api_url}"\n[storage]\nurl = "{dsn}"\n'
         f"[gamification.activity]\npoints = {{ text = {POINTS} }}\n"
-        "[gamification.anti_abuse]\ncooldown_seconds = 0\n"
-        f"daily_cap = {POINTS * per_person}\n{ANTI_ABUSE_BACKEND}\n"
+        "[gamification.anti_abuse]\ncooldown_seconds = 0\nmonologue_factor = 1\n"
+        f"engaged_share = 0\ndaily_cap = {POINTS * per_person}\n{ANTI_ABUSE_BACKEND}\n"
     )
 
 
@@ -88,6 +89,7 @@ def verify(awards: list[Award], plan: list[list[Delivery]], outcome: Outcome, ca
         by_chat[award.chat_id].append(sent[award.key].update_id)
     disorder = {chat: ids for chat, ids in by_chat.items() if ids != sorted(ids)}
     assert not disorder, f"chats handled out of update order: {list(disorder.items())[:3]}"
+    assert {award.amount for award in awards} == {POINTS}
     days: dict[tuple[int, int, str], int] = defaultdict(int)
     for award in awards:
         days[(award.chat_id, award.user_id, award.day)] += award.amount
