@@ -170,7 +170,8 @@ class WebhookServer:
             await asyncio.wait(late)
 
     def _authorised(self, request: web.Request) -> bool:
-        given = request.headers.get(SECRET_HEADER, "").encode()
+        # aiohttp decodes header bytes as UTF-8 with surrogateescape: this gives them back.
+        given = request.headers.get(SECRET_HEADER, "").encode("utf-8", "surrogateescape")
         return hmac.compare_digest(given, self._secret)
 
     async def _handle(self, request: web.Request) -> web.Response:
@@ -191,6 +192,8 @@ class WebhookServer:
             except TimeoutError:
                 return web.Response(status=REDELIVER, text="Starting")
         handler = self._in_flight.get(update.update_id)
+        if handler is None and self._stopping:  # began stopping while the body was read
+            return web.Response(status=REDELIVER, text="Stopping")
         if handler is None:
             handler = asyncio.ensure_future(self._feed(update))
             self._in_flight[update.update_id] = handler
