@@ -169,6 +169,11 @@ class WebhookServer:
                 handler.cancel()
             await asyncio.wait(late)
 
+    def _refusing(self) -> bool:
+        """Stopping: new updates are left for Telegram to deliver again (a call, so that
+        it is read afresh after every await)."""
+        return self._stopping
+
     def _authorised(self, request: web.Request) -> bool:
         # aiohttp decodes header bytes as UTF-8 with surrogateescape: this gives them back.
         given = request.headers.get(SECRET_HEADER, "").encode("utf-8", "surrogateescape")
@@ -178,7 +183,7 @@ class WebhookServer:
         if not self._authorised(request):
             self.refused += 1
             return web.Response(status=HTTPStatus.UNAUTHORIZED, text="Unauthorized")
-        if self._stopping:
+        if self._refusing():
             return web.Response(status=REDELIVER, text="Stopping")
         try:
             update = Update.model_validate(
@@ -192,7 +197,7 @@ class WebhookServer:
             except TimeoutError:
                 return web.Response(status=REDELIVER, text="Starting")
         handler = self._in_flight.get(update.update_id)
-        if handler is None and self._stopping:  # began stopping while the body was read
+        if handler is None and self._refusing():  # began stopping while the body was read
             return web.Response(status=REDELIVER, text="Stopping")
         if handler is None:
             handler = asyncio.ensure_future(self._feed(update))
