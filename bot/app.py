@@ -176,7 +176,7 @@ async def run_bot(config: AppConfig, registry: PluginRegistry, *, webhook: bool 
         host, port = config.webhook.address()
         server = WebhookServer(
             app.dispatcher, app.bot, secret_token=secret, host=host, port=port,
-            path=config.webhook.path,
+            path=config.webhook.path, handle_signals=True,
         )  # fmt: skip
         try:
             await server.bind()
@@ -213,7 +213,7 @@ async def run_bot(config: AppConfig, registry: PluginRegistry, *, webhook: bool 
         # Never setWebhook or deleteWebhook here: with several instances, each start would
         # undo the others' (that is `python -m bot webhook set|delete`, the operator's).
         if server is not None:
-            await server.run(handle_signals=True)
+            await server.run()
         else:
             poller = Poller(app.dispatcher, app.bot)
             await poller.run(handle_signals=True)

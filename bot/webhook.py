@@ -49,7 +49,10 @@ class WebhookServer:
 
     `bind()` opens the listening socket (an OSError says why it cannot), `run()` emits the
     dispatcher's startup, serves until stopped, then stops accepting, lets every update in
-    hand finish (for at most `drain_timeout` seconds) and emits the shutdown.
+    hand finish (for at most `drain_timeout` seconds) and emits the shutdown. With
+    `handle_signals`, SIGINT and SIGTERM stop it from `bind()` on: a signal that arrives
+    while the host still starts up (requests are already accepted and wait for the
+    startup) is a clean stop too, not a kill.
     """
 
     def __init__(
@@ -62,6 +65,7 @@ class WebhookServer:
         port: int = 8080,
         path: str = "/telegram/webhook",
         drain_timeout: float = 30.0,
+        handle_signals: bool = False,
     ) -> None:
         if not secret_token:
             raise ValueError("a webhook needs a secret token")
@@ -69,6 +73,8 @@ class WebhookServer:
         self.bot = bot
         self.host, self.port, self.path = host, port, path
         self.drain_timeout = drain_timeout
+        self.handle_signals = handle_signals
+        self._signals_set = False
         self._secret = secret_token.encode()
         self._stop = asyncio.Event()
         self._ready = asyncio.Event()
@@ -105,16 +111,17 @@ class WebhookServer:
             raise
         self._runner, self._site = runner, site
         self.port = int(runner.addresses[0][1])
-
-    async def run(self, *, handle_signals: bool = False, **data: Any) -> None:
-        """Serve until stopped; then drain what is in hand. `bind()` first."""
-        if self._runner is None:
-            await self.bind()
-        loop = asyncio.get_running_loop()
-        if handle_signals:
+        if self.handle_signals:
+            loop = asyncio.get_running_loop()
             for signum in (signal.SIGTERM, signal.SIGINT):
                 with suppress(NotImplementedError):  # no signal handlers on Windows' loop
                     loop.add_signal_handler(signum, self.stop)
+            self._signals_set = True
+
+    async def run(self, **data: Any) -> None:
+        """Serve until stopped; then drain what is in hand. `bind()` first."""
+        if self._runner is None:
+            await self.bind()
         self._data = {"dispatcher": self.dispatcher, "bots": (self.bot,), **data}
         hooks = {**self.dispatcher.workflow_data, **self._data}
         try:
@@ -127,16 +134,18 @@ class WebhookServer:
             await self._stop.wait()
             await self._drain()
         finally:
-            if handle_signals:
-                for signum in (signal.SIGTERM, signal.SIGINT):
-                    with suppress(NotImplementedError):  # as when they were added
-                        loop.remove_signal_handler(signum)
             await self.close()
             await self.dispatcher.emit_shutdown(bot=self.bot, **hooks)
             log.info("Webhook stopped")
 
     async def close(self) -> None:
         """Close the listening socket and every connection (idempotent)."""
+        if self._signals_set:
+            self._signals_set = False
+            loop = asyncio.get_running_loop()
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                with suppress(NotImplementedError):  # as when they were added
+                    loop.remove_signal_handler(signum)
         runner, self._runner = self._runner, None
         if runner is not None:
             await runner.cleanup()
@@ -160,15 +169,21 @@ class WebhookServer:
                 handler.cancel()
             await asyncio.wait(late)
 
+    def _refusing(self) -> bool:
+        """Stopping: new updates are left for Telegram to deliver again (a call, so that
+        it is read afresh after every await)."""
+        return self._stopping
+
     def _authorised(self, request: web.Request) -> bool:
-        given = request.headers.get(SECRET_HEADER, "").encode()
+        # aiohttp decodes header bytes as UTF-8 with surrogateescape: this gives them back.
+        given = request.headers.get(SECRET_HEADER, "").encode("utf-8", "surrogateescape")
         return hmac.compare_digest(given, self._secret)
 
     async def _handle(self, request: web.Request) -> web.Response:
         if not self._authorised(request):
             self.refused += 1
             return web.Response(status=HTTPStatus.UNAUTHORIZED, text="Unauthorized")
-        if self._stopping:
+        if self._refusing():
             return web.Response(status=REDELIVER, text="Stopping")
         try:
             update = Update.model_validate(
@@ -182,6 +197,8 @@ class WebhookServer:
             except TimeoutError:
                 return web.Response(status=REDELIVER, text="Starting")
         handler = self._in_flight.get(update.update_id)
+        if handler is None and self._refusing():  # began stopping while the body was read
+            return web.Response(status=REDELIVER, text="Stopping")
         if handler is None:
             handler = asyncio.ensure_future(self._feed(update))
             self._in_flight[update.update_id] = handler

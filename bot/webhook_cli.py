@@ -15,10 +15,9 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Protocol, runtime_checkable
 from urllib.parse import urlsplit
 
 from aiogram import Bot
@@ -28,7 +27,7 @@ from aiogram.utils.token import TokenValidationError, validate_token
 
 from bot.app import make_session
 from bot.config import AppConfig
-from bot.plugins import CliCommand, PluginRegistry
+from bot.plugins import CliCommand, DeclaresUpdateTypes, PluginRegistry
 
 log = logging.getLogger(__name__)
 
@@ -36,14 +35,6 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 EVERY_UPDATE_TYPE = [name for name in Update.model_fields if name != "update_id"]
 METHODS = {"set": "setWebhook", "delete": "deleteWebhook", "info": "getWebhookInfo"}
 HELP = "set, delete or show Telegram's webhook for this bot (instances never set it themselves)"
-
-
-@runtime_checkable
-class DeclaresUpdateTypes(Protocol):
-    """A plugin that can say which update types its handlers take without being set up
-    (without opening its storage), so `webhook set` can subscribe exactly to them."""
-
-    def update_types(self) -> Iterable[str]: ...
 
 
 def used_update_types(config: AppConfig, registry: PluginRegistry) -> list[str]:

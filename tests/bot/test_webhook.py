@@ -7,6 +7,7 @@ a real SQLite ledger; Telegram's side (replies) is the recording session.
 from __future__ import annotations
 
 import asyncio
+import json
 import sqlite3
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -86,8 +87,8 @@ class Served:
     async def post(self, body: Any, *, secret: str | None = SECRET) -> int:
         headers = {SECRET_HEADER: secret} if secret is not None else {}
         data = body if isinstance(body, bytes) else None
-        json = None if isinstance(body, bytes) else body
-        async with self.client.post(self.url, data=data, json=json, headers=headers) as reply:
+        payload = None if isinstance(body, bytes) else body
+        async with self.client.post(self.url, data=data, json=payload, headers=headers) as reply:
             if reply.status == 200:
                 assert not await reply.read(), "the answer never carries a Bot API method"
             return reply.status
@@ -236,4 +237,38 @@ async def test_another_path_is_404(served: Served) -> None:
     url = served.url.replace(served.server.path, "/other")
     async with served.client.post(url, json=served.message()) as reply:
         assert reply.status == 404
+    assert served.probe.entered == []
+
+
+async def test_a_handler_still_running_past_the_drain_timeout_is_answered_503(
+    served: Served,
+) -> None:
+    served.server.drain_timeout = 0.2
+    update = served.message()
+    served.probe.hold.add(update["message"]["message_id"])  # never released
+    in_hand = asyncio.ensure_future(served.post(update))
+    await wait_for(lambda: bool(served.probe.entered), "the handler to start")
+    served.server.stop()
+    assert await in_hand == 503
+    await asyncio.wait_for(served.task, 30)
+
+
+async def test_a_secret_header_that_is_not_ascii_is_401(served: Served) -> None:
+    host, port = served.server.address
+    body = json.dumps(served.message()).encode()
+    reader, writer = await asyncio.open_connection(host, port)
+    writer.write(
+        f"POST {served.server.path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json"
+        f"\r\nContent-Length: {len(body)}\r\nConnection: close\r\n".encode()
+        + SECRET_HEADER.encode()
+        + b": \xff\xfe"
+        + SECRET.encode()
+        + b"\r\n\r\n"
+        + body
+    )
+    await writer.drain()
+    status_line = await reader.readline()
+    writer.close()
+    await writer.wait_closed()
+    assert status_line.split()[1] == b"401"
     assert served.probe.entered == []

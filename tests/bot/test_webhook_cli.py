@@ -14,11 +14,12 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from pydantic import BaseModel
 
 from bot.__main__ import main
 from bot.config import load_config
 from bot.registry import default_plugins, default_registry
-from bot.webhook_cli import used_update_types
+from bot.webhook_cli import EVERY_UPDATE_TYPE, used_update_types
 from tests.reliability.pg_cluster import free_port
 from tests.support.cli import bot
 from tests.support.fake_bot_api import FakeBotAPI
@@ -219,3 +220,38 @@ def test_run_webhook_without_a_secret_refuses_and_help_says_how(tmp_path: Path) 
     assert "run --webhook needs a secret token" in errors[0]
     assert "Traceback" not in refused.stderr
     assert list(tmp_path.iterdir()) == []  # refused before the ledger was opened
+
+
+class QuietSettings(BaseModel):
+    pass
+
+
+class QuietPlugin:
+    """A plugin that does not say which updates it handles."""
+
+    name = "quiet"
+    config_model = QuietSettings
+
+    async def setup(self, ctx: object) -> None:
+        return None
+
+    def commands(self) -> list[object]:
+        return []
+
+
+def test_a_plugin_that_does_not_declare_its_update_types_gets_all_of_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    registry = default_registry()
+    registry.register(QuietPlugin())  # type: ignore[arg-type]
+    config = load_config(
+        None,
+        plugin_models=registry.config_models(),
+        environ={},
+        default_plugins=["gamification", "quiet"],
+    )
+    types = used_update_types(config, registry)
+    assert types == EVERY_UPDATE_TYPE
+    assert {"message", "message_reaction", "callback_query", "chat_member"} <= set(types)
+    assert "'quiet' does not say which updates it handles" in caplog.text
