@@ -35,6 +35,7 @@ from urllib.parse import urlsplit, urlunsplit
 from benchmarks import ledger
 from benchmarks.ledger import Flight, drive, frozen_inputs
 from benchmarks.rows import AwardRows, account_of, award_rows
+from benchmarks.webhook import WebhookRun
 from plugins.gamification.domain.clock import format_utc
 from plugins.gamification.storage.options import LocationError, parse_location, redact
 from plugins.gamification.storage.postgres import schema
@@ -269,6 +270,8 @@ class PgResults:
     single: Flight | None = None
     flights: dict[int, Flight] = field(default_factory=dict)
     split: Split | None = None
+    # Webhook end to end by number of instances.
+    webhook: dict[int, WebhookRun] = field(default_factory=dict)
 
 
 async def server_version(server: str) -> str:

@@ -16,7 +16,17 @@ from functools import partial
 from pathlib import Path
 from typing import TextIO, TypeVar
 
-from benchmarks import app, check, ledger, memory, outbox, pg_table, postgres
+from benchmarks import (
+    app,
+    check,
+    ledger,
+    memory,
+    outbox,
+    pg_table,
+    postgres,
+    webhook,
+    webhook_table,
+)
 from benchmarks.baselines import raw_limit
 from benchmarks.report import machine, render
 from benchmarks.scale import FULL, QUICK, TINY, Scale
@@ -121,6 +131,7 @@ async def measure(scale: Scale, session: Session) -> Results:
     r.end_to_end = await session.attempt(
         "end-to-end dispatch", lambda p: app.end_to_end(p, scale.messages, scale.users)
     )
+    r.webhook = await session.attempt("webhook end to end, SQLite", _webhook_sqlite(scale))
     r.inbound = await session.attempt(
         "event bus in", lambda p: app.inbound(p, scale.inbound, accounts)
     )
@@ -153,7 +164,26 @@ async def measure_sqlite_beside(scale: Scale, session: Session) -> Results:
         )
         if found is not None:
             r.flights[width] = found
+    r.webhook = await session.attempt("webhook end to end, SQLite", _webhook_sqlite(scale))
     return r
+
+
+def _webhook_sqlite(scale: Scale) -> Callable[[Path], Awaitable[webhook.WebhookRun]]:
+    def run(path: Path) -> Awaitable[webhook.WebhookRun]:
+        storage = f"sqlite:///{path}"
+        return webhook.run(path.parent, storage, 1, scale.webhook)
+
+    return run
+
+
+def _webhook_postgres(
+    server: str, scale: Scale, instances: int
+) -> Callable[[Path], Awaitable[webhook.WebhookRun]]:
+    async def run(path: Path) -> webhook.WebhookRun:
+        async with postgres.scratch(server) as dsn:
+            return await webhook.run(path.parent, dsn, instances, scale.webhook)
+
+    return run
 
 
 def _on_scratch(
@@ -191,6 +221,13 @@ async def measure_postgres(scale: Scale, session: Session, server: str) -> postg
         "PostgreSQL 1,000 awards in flight over two processes",
         _on_scratch(server, lambda dsn: postgres.split(dsn, n, 1_000, accounts)),
     )
+    for instances in (1, 2):
+        run = await session.attempt(
+            f"PostgreSQL webhook end to end, {instances} instance(s)",
+            _webhook_postgres(server, scale, instances),
+        )
+        if run is not None:
+            pg.webhook[instances] = run
     return pg
 
 
@@ -229,7 +266,11 @@ async def run_bench(
     else:
         pg = await measure_postgres(scale, session, server)
         table += pg_table.rows(pg, results.single, results.flights)
+        table += webhook_table.postgres_rows(results.webhook, pg.webhook.get(1), pg.webhook.get(2))
         extra += pg_table.notes(pg, scale.accounts)
+        extra += webhook_table.notes(
+            [r for r in (results.webhook, *pg.webhook.values()) if r is not None]
+        )
     # Figures move with whatever else runs on the machine; the reader should see how busy it was.
     load = f"Load average (1 min): {load_before} at the start, {_load()} at the end."
     text = render(

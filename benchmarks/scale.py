@@ -23,6 +23,8 @@ class Scale:
     accounts: int
     messages: int
     users: int
+    # Webhook messages per run (timed), after a warm-up of half as many.
+    webhook: int
     inbound: int
     outbound: int
     integrity_tx: int
@@ -60,6 +62,7 @@ FULL = Scale(
     accounts=10_000,
     messages=20_000,
     users=1_000,
+    webhook=10_000,
     inbound=20_000,
     outbound=50_000,
     integrity_tx=FULL_INTEGRITY_TX,
@@ -78,6 +81,7 @@ QUICK = Scale(
     accounts=5_000,
     messages=3_000,
     users=500,
+    webhook=2_000,
     inbound=3_000,
     outbound=10_000,
     integrity_tx=100_000,
@@ -97,6 +101,7 @@ TINY = Scale(
     accounts=200,
     messages=200,
     users=50,
+    webhook=100,
     inbound=200,
     outbound=500,
     integrity_tx=2_000,

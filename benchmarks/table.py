@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
-from benchmarks import app
+from benchmarks import app, webhook_table
 from benchmarks.baselines import RawLimit
 from benchmarks.check import IntegrityRun
 from benchmarks.ledger import BURST, Flight
@@ -23,6 +23,7 @@ from benchmarks.report import (
     times,
 )
 from benchmarks.scale import FULL_INTEGRITY_TX, FULL_MEMORY_AWARDS, Scale
+from benchmarks.webhook import WebhookRun
 
 FAILED = "failed (see the notes)"
 WIDTHS = (10, 100, 1_000)
@@ -37,7 +38,8 @@ BUS_OUT = "event bus out: events delivered by the relay"
 INTEGRITY = "integrity check"
 MEMORY = "memory: RSS growth"
 # Every row the table always has, in order (integrity and memory labels get their counts).
-LABELS = (SINGLE_P50, SINGLE_P99, *IN_FLIGHT.values(), BURST_LABEL, END_TO_END, BUS_IN,
+LABELS = (SINGLE_P50, SINGLE_P99, *IN_FLIGHT.values(), BURST_LABEL, END_TO_END,
+          webhook_table.SQLITE, BUS_IN,
           BUS_OUT, INTEGRITY, MEMORY)  # fmt: skip
 
 
@@ -52,6 +54,7 @@ class Results:
     flights: dict[int, Flight] = field(default_factory=dict)
     bursts: list[float] | None = None
     end_to_end: app.EndToEnd | None = None
+    webhook: WebhookRun | None = None
     inbound: app.Inbound | None = None
     outbound: Outbound | None = None
     integrity: IntegrityRun | None = None
@@ -193,6 +196,7 @@ def rows(r: Results, scale: Scale) -> list[Row]:
         table.append(flight_row(label, width, r.flights.get(width), r.naive.get(width), r.raw))
     table.append(burst_row(BURST_LABEL, r.bursts))
     table.append(end_to_end_row(END_TO_END, r.end_to_end))
+    table.append(webhook_table.sqlite_row(r.webhook))
     table.append(inbound_row(BUS_IN, r.inbound))
     table.append(outbound_row(BUS_OUT, r.outbound))
     table.append(integrity_row(INTEGRITY, r.integrity, scale))

@@ -19,6 +19,7 @@ from benchmarks import pg_table
 from benchmarks.postgres import SERVER_ENV
 from benchmarks.report import percentile
 from benchmarks.table import LABELS
+from benchmarks.webhook_table import PG_LABELS as PG_WEBHOOK
 from tests.support import postgres
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -49,7 +50,7 @@ def test_the_bench_reports_every_row_and_writes_the_file(tmp_path: Path) -> None
     assert COLUMNS in written
     table = [line for line in written.splitlines() if line.startswith("| ")]
     # The PostgreSQL section is there whenever a server answers (always in CI).
-    labels = LABELS if postgres.unreachable() else (*LABELS, *pg_table.LABELS)
+    labels = LABELS if postgres.unreachable() else (*LABELS, *pg_table.LABELS, *PG_WEBHOOK)
     if postgres.unreachable():
         assert "PostgreSQL: not measured" in written
     for label in labels:
@@ -69,6 +70,12 @@ def test_the_bench_reports_every_row_and_writes_the_file(tmp_path: Path) -> None
     assert scored is not None, end_to_end
     assert scored.group(1) == scored.group(2), end_to_end
     assert "refused: none" in written
+    # So must every webhook message, however many instances answered it.
+    for line in table:
+        if line.startswith("| Webhook"):
+            scored = re.search(r"\(([\d,]+) of ([\d,]+) scored\)", line)
+            assert scored is not None, line
+            assert scored.group(1) == scored.group(2), line
     assert "FAILED" not in written
     # Every temporary ledger is removed; only the report is left.
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bench.md"]
@@ -102,8 +109,8 @@ def test_storage_measures_the_postgresql_section_with_sqlite_beside(tmp_path: Pa
     )
     assert result.returncode == 0, result.stderr
     table = [line for line in result.stdout.splitlines() if line.startswith("| ")]
-    assert len(table) == 1 + len(pg_table.LABELS)
-    for label, line in zip(pg_table.LABELS, table[1:], strict=True):
+    assert len(table) == 1 + len(pg_table.LABELS) + len(PG_WEBHOOK)
+    for label, line in zip((*pg_table.LABELS, *PG_WEBHOOK), table[1:], strict=True):
         assert line.startswith(f"| {label} |")
         assert "failed" not in line
     assert "SQLite" in table[1]
