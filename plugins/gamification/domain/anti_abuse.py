@@ -274,7 +274,8 @@ class AntiAbuseGate:
     def __len__(self) -> int:
         return len(self._tracks)
 
-    def _track(self, chat_id: int, user_id: int) -> Track:
+    def track(self, chat_id: int, user_id: int) -> Track:
+        """The person's state in memory (made when missing, the least recent dropped)."""
         key = (chat_id, user_id)
         track = self._tracks.get(key)
         if track is None:
@@ -284,6 +285,8 @@ class AntiAbuseGate:
         else:
             self._tracks.move_to_end(key)
         return track
+
+    _track = track
 
     def adopt(self, chat_id: int, user_id: int, track: Track) -> None:
         """Keep `track` as the person's state in memory (the shared backend's latest copy,
@@ -320,7 +323,7 @@ class AntiAbuseGate:
 
     def needs_daily_total(self, fact: ActivityFact, day: str) -> bool:
         """True when the caller must load today's total from the ledger before `judge`."""
-        return self.needs_total(self._track(fact.chat_id, fact.user_id), day)
+        return self.needs_total(self.track(fact.chat_id, fact.user_id), day)
 
     @staticmethod
     def needs_total(track: Track, day: str) -> bool:
@@ -337,7 +340,7 @@ class AntiAbuseGate:
     ) -> None:
         """Today's activity points so far, and the person's messages engaged lately (both
         from the ledger, so they survive restarts)."""
-        track = self._track(fact.chat_id, fact.user_id)
+        track = self.track(fact.chat_id, fact.user_id)
         self.load_total(track, day, total, engaged=engaged, responders=responders)
 
     @staticmethod
@@ -352,7 +355,7 @@ class AntiAbuseGate:
 
     def engaged(self, chat_id: int, user_id: int, day: str, responder: int) -> None:
         """One of the person's messages drew engagement from `responder`."""
-        self.engaged_on(self._track(chat_id, user_id), day, responder)
+        self.engaged_on(self.track(chat_id, user_id), day, responder)
 
     @staticmethod
     def engaged_on(track: Track, day: str, responder: int) -> None:
@@ -369,7 +372,7 @@ class AntiAbuseGate:
 
     def add_engagement_points(self, chat_id: int, user_id: int, day: str, amount: int) -> int:
         """Count an engagement bonus toward today's total; what the caps leave of it."""
-        return self.add_points_on(self._track(chat_id, user_id), day, amount)
+        return self.add_points_on(self.track(chat_id, user_id), day, amount)
 
     def add_points_on(self, track: Track, day: str, amount: int) -> int:
         if track.day != day or track.today is None:
@@ -398,7 +401,7 @@ class AntiAbuseGate:
         copy detection, scored or not, so alternating spam and padding cannot slip
         between the checks.
         """
-        track = self._track(fact.chat_id, fact.user_id)
+        track = self.track(fact.chat_id, fact.user_id)
         return self.judge_on(self, track, fact, amount, now.timestamp(), day, multipliers, cap)
 
     def judge_on(
@@ -592,7 +595,7 @@ class AntiAbuseGate:
 
     def refund(self, fact: ActivityFact, amount: int, *, keep_cooldown: bool = False) -> None:
         """Give back a reservation whose award failed, or was a redelivery already counted."""
-        self.refund_on(self._track(fact.chat_id, fact.user_id), fact, amount, keep_cooldown)
+        self.refund_on(self.track(fact.chat_id, fact.user_id), fact, amount, keep_cooldown)
 
     def refund_on(
         self, track: Track, fact: ActivityFact, amount: int, keep_cooldown: bool = False
@@ -609,7 +612,7 @@ class AntiAbuseGate:
         """The ledger refused the award of `fact` for the day's cap (another instance, or an
         engagement bonus, earned the rest of the day first): the message ends refused, as
         the gate refuses one at the cap, and the day's total becomes the ledger's `total`."""
-        track = self._track(fact.chat_id, fact.user_id)
+        track = self.track(fact.chat_id, fact.user_id)
         return self.capped_on(track, fact, amount, total, refusal)
 
     def capped_on(
