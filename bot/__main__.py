@@ -12,7 +12,7 @@ from pathlib import Path
 
 from bot.config import ConfigError, load_config
 from bot.plugins import CliCommand, PluginRegistry
-from bot.registry import check_storage_url, default_plugins, default_registry
+from bot.registry import ENV_OVERRIDES, check_storage_url, default_plugins, default_registry
 
 EXIT_USAGE = 2
 EXIT_BROKEN_PIPE = 128 + 13  # 128 + SIGPIPE, what a shell reports for `... | head`
@@ -21,7 +21,8 @@ EXIT_BROKEN_PIPE = 128 + 13  # 128 + SIGPIPE, what a shell reports for `... | he
 def build_parser(commands: Sequence[CliCommand]) -> argparse.ArgumentParser:
     config_help = (
         "TOML config file (default: ./config.toml if present, else built-in defaults;"
-        " BOT_TOKEN, BOT_API_SERVER, BOT_DATABASE and BOT_DATABASE_URL override it)"
+        " BOT_TOKEN, BOT_API_SERVER, BOT_DATABASE, BOT_DATABASE_URL and BOT_REDIS_URL"
+        " override it)"
     )
     parser = argparse.ArgumentParser(
         prog="python -m bot",
@@ -65,6 +66,7 @@ def main(argv: Sequence[str] | None = None, registry: PluginRegistry | None = No
             plugin_models=registry.config_models(),
             default_plugins=default_plugins(),
             storage_url=check_storage_url,
+            env_overrides=ENV_OVERRIDES,
         )
     except ConfigError as exc:
         print(exc, file=sys.stderr)

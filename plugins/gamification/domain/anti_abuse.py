@@ -30,7 +30,9 @@ filler code points removed, word order ignored in short texts), never the raw st
 Per-user short-term state (recent timestamps and texts) lives in a bounded LRU map: it
 never grows past `tracked_users` however many people write, and per-chat state past
 `tracked_chats`. What must survive a restart (freezes, suspicions, points earned today)
-lives in the database; the gate only caches it.
+lives in the database; the gate only caches it. The same judgement also runs on state
+loaded from elsewhere (`judge_on` with a `GateView`): the shared backend keeps it in Redis
+(services/redis_gate.py, encoded by gate_codec.py) and gives the same verdicts.
 """
 
 from __future__ import annotations
