@@ -70,7 +70,9 @@ def build_stream(seed: int = 2026, steps: int = 420, people: int = 5) -> list[St
             step = Step(moment(), message(chat, user, sentence(rng)))
         elif kind < 0.38 and said.get((chat, user)):
             again = rng.choice(said[(chat, user)])
-            step = Step(moment(), message(chat, user, again.upper() if rng.random() < 0.5 else again))
+            step = Step(
+                moment(), message(chat, user, again.upper() if rng.random() < 0.5 else again)
+            )
         elif kind < 0.44 and any(u != user for u, _ in long_texts[chat]):
             text = rng.choice([x for u, x in long_texts[chat] if u != user])
             step = Step(moment(), message(chat, user, text.lower()))

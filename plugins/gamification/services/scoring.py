@@ -10,7 +10,11 @@ from zoneinfo import ZoneInfo
 from plugins.gamification.domain.activity import ActivityFact, points_for
 from plugins.gamification.domain.anti_abuse import CONTENT_REFUSALS, Refusal
 from plugins.gamification.domain.config import GamificationConfig
-from plugins.gamification.domain.errors import DailyCapError, TransientStorageError
+from plugins.gamification.domain.errors import (
+    DailyCapError,
+    IdempotencyConflictError,
+    TransientStorageError,
+)
 from plugins.gamification.domain.keys import message_key
 from plugins.gamification.domain.models import Receipt
 from plugins.gamification.domain.multipliers import MultiplierRules
@@ -125,6 +129,13 @@ class Scoring:
             await self.gate_state.capped(fact, verdict.amount, exc.today, refusal)
             self.stats.refusals[refusal] += 1
             return refusal
+        except IdempotencyConflictError:
+            # Scored before, and judged anew after that verdict was forgotten (a restart;
+            # another instance while Redis was away) to another amount: the first stands.
+            if not verdict.redelivery:
+                await self.gate_state.refund(fact, verdict.amount, keep_cooldown=True)
+            self.stats.duplicates += 1
+            return None
         except BaseException:
             if not verdict.redelivery:
                 await self.gate_state.refund(fact, verdict.amount)
