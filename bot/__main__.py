@@ -13,6 +13,7 @@ from pathlib import Path
 from bot.config import ConfigError, load_config
 from bot.plugins import CliCommand, PluginRegistry
 from bot.registry import ENV_OVERRIDES, check_storage_url, default_plugins, default_registry
+from bot.webhook_cli import webhook_command
 
 EXIT_USAGE = 2
 EXIT_BROKEN_PIPE = 128 + 13  # 128 + SIGPIPE, what a shell reports for `... | head`
@@ -21,7 +22,8 @@ EXIT_BROKEN_PIPE = 128 + 13  # 128 + SIGPIPE, what a shell reports for `... | he
 def build_parser(commands: Sequence[CliCommand]) -> argparse.ArgumentParser:
     config_help = (
         "TOML config file (default: ./config.toml if present, else built-in defaults;"
-        " BOT_TOKEN, BOT_API_SERVER, BOT_DATABASE, BOT_DATABASE_URL and BOT_REDIS_URL"
+        " BOT_TOKEN, BOT_API_SERVER, BOT_DATABASE, BOT_DATABASE_URL, BOT_WEBHOOK_SECRET"
+        " and BOT_REDIS_URL"
         " override it)"
     )
     parser = argparse.ArgumentParser(
@@ -38,13 +40,26 @@ def build_parser(commands: Sequence[CliCommand]) -> argparse.ArgumentParser:
     run = sub.add_parser(
         "run",
         parents=[common],
-        help="run the bot with long polling until SIGINT or SIGTERM",
+        help="run the bot (long polling, or --webhook) until SIGINT or SIGTERM",
         description="Run the bot with long polling ([bot] api_server selects a local Bot API"
         " server). Each batch of updates is confirmed to the server only once handled, so"
-        " a killed bot gets its unfinished updates again. SIGINT or SIGTERM lets the batch"
-        " in hand finish, commits queued points and exits 0. The ledger is [storage] url"
-        " (sqlite:///path, the default, or postgresql://user@host/db; BOT_DATABASE_URL) or"
-        " [storage] database (a SQLite file; BOT_DATABASE).",
+        " a killed bot gets its unfinished updates again. Polling is for one instance;"
+        " several instances run with --webhook behind a load balancer. SIGINT or SIGTERM"
+        " lets the updates in hand finish, commits queued points and exits 0. The ledger is"
+        " [storage] url (sqlite:///path, the default, or postgresql://user@host/db;"
+        " BOT_DATABASE_URL) or [storage] database (a SQLite file; BOT_DATABASE).",
+        epilog="Exit codes: 0 stopped cleanly; 2 refused to start (config, token, webhook"
+        " secret, ledger, an address in use); 3 Telegram refused polling with 409 Conflict"
+        " (another process polls with this token, or a webhook is set: `python -m bot"
+        " webhook delete`).",
+    )
+    run.add_argument(
+        "--webhook",
+        action="store_true",
+        help="serve Telegram's webhook at [webhook] listen and path instead of polling,"
+        " answering each update only once handled; needs [webhook] secret_token"
+        " (BOT_WEBHOOK_SECRET). The webhook itself is set with `python -m bot webhook set`,"
+        " never by the instances",
     )
     run.set_defaults(handler=None)
     for command in commands:
@@ -58,7 +73,7 @@ def build_parser(commands: Sequence[CliCommand]) -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None, registry: PluginRegistry | None = None) -> int:
     registry = registry or default_registry()
-    parser = build_parser(registry.commands())
+    parser = build_parser([webhook_command(registry), *registry.commands()])
     args = parser.parse_args(argv)
     try:
         config = load_config(
@@ -79,7 +94,7 @@ def main(argv: Sequence[str] | None = None, registry: PluginRegistry | None = No
         if args.handler is None:
             from bot.app import run_bot
 
-            code = asyncio.run(run_bot(config, registry))
+            code = asyncio.run(run_bot(config, registry, webhook=args.webhook))
         else:
             command: CliCommand = args.handler
             code = asyncio.run(command.run(args, config))

@@ -27,10 +27,13 @@ from bot.metrics import MetricsServer, serve_metrics
 from bot.plugins import Clock, EventBus, PluginContext, PluginRegistry, StartupError
 from bot.polling import Poller
 from bot.scheduler import build_scheduler
+from bot.webhook import WebhookServer
 
 log = logging.getLogger(__name__)
 
-EXIT_OK, EXIT_USAGE = 0, 2
+# run's exit codes: stopped cleanly; refused to start (config, token, secret, ledger,
+# address in use); Telegram answered polling with 409 Conflict.
+EXIT_OK, EXIT_USAGE, EXIT_CONFLICT = 0, 2, 3
 # Never used to reach Telegram: offline runs (demo, tests) need a syntactically valid token.
 OFFLINE_TOKEN = "1000000000:offline-token-that-never-leaves-this-process"
 
@@ -142,8 +145,9 @@ def router_names(dispatcher: Dispatcher) -> list[str]:
     return names
 
 
-async def run_bot(config: AppConfig, registry: PluginRegistry) -> int:
-    """Long polling until SIGINT/SIGTERM, then drain and close everything; exit code."""
+async def run_bot(config: AppConfig, registry: PluginRegistry, *, webhook: bool = False) -> int:
+    """Long polling (or, with `webhook`, the webhook server) until SIGINT/SIGTERM, then
+    drain and close everything; the exit code."""
     token = config.bot.token.get_secret_value()
     if not token:
         log.error("No bot token: set BOT_TOKEN or [bot] token in %s.", config.source)
@@ -153,16 +157,43 @@ async def run_bot(config: AppConfig, registry: PluginRegistry) -> int:
     except TokenValidationError:
         log.error("The bot token is malformed: it must look like 123456:ABC-DEF (from BotFather).")
         return EXIT_USAGE
+    secret = config.webhook.secret_token.get_secret_value()
+    if webhook and not secret:
+        log.error(
+            "run --webhook needs a secret token, or anyone could post updates to it: set"
+            " BOT_WEBHOOK_SECRET or [webhook] secret_token in %s (the one `python -m bot"
+            " webhook set` gives Telegram).",
+            config.source,
+        )
+        return EXIT_USAGE
     try:
         app = await build_app(config, registry, token=token)
     except StartupError as exc:
         log.error("%s", exc)
         return EXIT_USAGE
+    server: WebhookServer | None = None
+    if webhook:
+        host, port = config.webhook.address()
+        server = WebhookServer(
+            app.dispatcher, app.bot, secret_token=secret, host=host, port=port,
+            path=config.webhook.path, handle_signals=True,
+        )  # fmt: skip
+        try:
+            await server.bind()
+        except OSError as exc:
+            log.error(
+                "Cannot listen for the webhook at [webhook] listen = %r: %s; choose another"
+                " address or stop what uses it.",
+                config.webhook.listen, exc.strerror or exc,
+            )  # fmt: skip
+            await app.close()
+            return EXIT_USAGE
     # Everything built so far (aiogram's and pydantic's type machinery, the plugins) lives
     # as long as the process: moving it out of the collector's generations keeps full
     # collections short while thousands of updates are in flight.
     gc.collect()
     gc.freeze()
+    code = EXIT_OK
     try:
         log.info(
             "Starting: plugins %s; routers %s; API server %s",
@@ -179,10 +210,20 @@ async def run_bot(config: AppConfig, registry: PluginRegistry) -> int:
         except (TelegramAPIError, TelegramNetworkError) as exc:
             log.warning("Could not register the command menu: %s", exc)
         app.scheduler.start()
-        await Poller(app.dispatcher, app.bot).run(handle_signals=True)
+        # Never setWebhook or deleteWebhook here: with several instances, each start would
+        # undo the others' (that is `python -m bot webhook set|delete`, the operator's).
+        if server is not None:
+            await server.run()
+        else:
+            poller = Poller(app.dispatcher, app.bot)
+            await poller.run(handle_signals=True)
+            if poller.conflict:
+                code = EXIT_CONFLICT
     finally:
+        if server is not None:
+            await server.close()
         if app.scheduler.running:
             app.scheduler.shutdown(wait=False)
         await app.close()
-        log.info("Stopped cleanly.")
-    return EXIT_OK
+        log.info("Stopped cleanly." if code == EXIT_OK else "Stopped.")
+    return code

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import string
 import tomllib
 from collections.abc import Callable, Mapping, Sequence
 from decimal import Decimal
@@ -34,6 +35,7 @@ ENV_OVERRIDES: tuple[EnvOverride, ...] = (
     ("BOT_API_SERVER", "bot", "api_server"),
     ("BOT_DATABASE", "storage", "database"),
     ("BOT_DATABASE_URL", "storage", "url"),
+    ("BOT_WEBHOOK_SECRET", "webhook", "secret_token"),
 )
 
 # The two ways to name the ledger: each replaces the other when set by the environment.
@@ -231,6 +233,22 @@ class SchedulerSettings(Section):
         return None if value is None else check_crontab(value)
 
 
+def check_listen(value: str, example: str) -> str:
+    """A `host:port` address to listen on (empty passes: the caller decides what it means)."""
+    if not value:
+        return value
+    host, sep, port = value.rpartition(":")
+    digits = sep and port.isascii() and port.isdecimal() and len(port) <= 5
+    if not host or not digits or not 0 <= int(port) <= 65535:
+        raise ValueError(f"must be host:port with a port from 0 to 65535, like {example!r}")
+    return value
+
+
+def listen_address(listen: str) -> tuple[str, int]:
+    host, _, port = listen.rpartition(":")
+    return host.strip("[]"), int(port)
+
+
 class MetricsSettings(Section):
     # "host:port" for a Prometheus endpoint, e.g. "127.0.0.1:9464"; empty: off.
     listen: str = ""
@@ -238,19 +256,74 @@ class MetricsSettings(Section):
     @field_validator("listen")
     @classmethod
     def _address(cls, value: str) -> str:
+        return check_listen(value, "127.0.0.1:9464")
+
+    def address(self) -> tuple[str, int]:
+        return listen_address(self.listen)
+
+
+# Telegram's rule for setWebhook's secret_token (sent back in X-Telegram-Bot-Api-Secret-Token).
+SECRET_CHARACTERS = frozenset(string.ascii_letters + string.digits + "_-")
+
+
+class WebhookSettings(Section):
+    """`run --webhook` and `python -m bot webhook set|delete|info`."""
+
+    # Where this instance's HTTP server listens (behind the HTTPS proxy or load balancer).
+    listen: str = "127.0.0.1:8080"
+    # The path it serves updates on; anything else is 404.
+    path: str = "/telegram/webhook"
+    # The full public HTTPS URL Telegram calls (path included); only `webhook set` needs it.
+    url: str = ""
+    # Telegram sends it with every update; requests without it are refused (BOT_WEBHOOK_SECRET).
+    secret_token: SecretStr = Field(default=SecretStr(""), repr=False)
+    # Telegram's simultaneous connections to the webhook (setWebhook); None: Telegram's 40.
+    max_connections: Annotated[int, within(1, 100)] | None = None
+
+    @field_validator("listen")
+    @classmethod
+    def _address(cls, value: str) -> str:
+        # Empty is not "off" here: `run --webhook` must listen somewhere.
+        return check_listen(value or ":", "127.0.0.1:8080")
+
+    @field_validator("path")
+    @classmethod
+    def _path(cls, value: str) -> str:
+        if not value.startswith("/") or not value.isprintable() or " " in value:
+            raise ValueError("must be a URL path starting with /, like '/telegram/webhook'")
+        return value
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
         if not value:
             return value
-        host, sep, port = value.rpartition(":")
-        digits = sep and port.isascii() and port.isdecimal() and len(port) <= 5
-        if not host or not digits or not 0 <= int(port) <= 65535:
+        wrong = (
+            "must be the public https:// URL Telegram calls, path included, like"
+            " 'https://bot.example.org/telegram/webhook'"
+        )
+        try:
+            parts = urlsplit(value)
+            parts.port  # noqa: B018 - raises ValueError for a port that is not 0-65535
+        except ValueError:
+            raise ValueError(wrong) from None
+        # http:// only reaches a local Bot API server, which allows it; Telegram says so.
+        if parts.scheme not in ("https", "http") or not parts.hostname or " " in value:
+            raise ValueError(wrong)
+        return value
+
+    @field_validator("secret_token")
+    @classmethod
+    def _secret(cls, value: SecretStr) -> SecretStr:
+        secret = value.get_secret_value()
+        if secret and (len(secret) > 256 or not set(secret) <= SECRET_CHARACTERS):
             raise ValueError(
-                "must be host:port with a port from 0 to 65535, like '127.0.0.1:9464'"
+                "must be 1 to 256 characters of A-Z, a-z, 0-9, _ and - (Telegram's rule)"
             )
         return value
 
     def address(self) -> tuple[str, int]:
-        host, _, port = self.listen.rpartition(":")
-        return host.strip("[]"), int(port)
+        return listen_address(self.listen)
 
 
 class LoggingSettings(Section):
@@ -265,6 +338,7 @@ class AppConfig(Section):
     plugins: PluginsSettings = PluginsSettings()
     scheduler: SchedulerSettings = SchedulerSettings()
     metrics: MetricsSettings = MetricsSettings()
+    webhook: WebhookSettings = WebhookSettings()
     logging: LoggingSettings = LoggingSettings()
     source: str = Field(default="defaults", exclude=True)
     plugin_sections: dict[str, BaseModel] = Field(default_factory=dict, exclude=True)
@@ -273,7 +347,9 @@ class AppConfig(Section):
         return self.plugin_sections.get(name)
 
 
-HOST_SECTIONS = frozenset({"bot", "storage", "plugins", "scheduler", "metrics", "logging"})
+HOST_SECTIONS = frozenset(
+    {"bot", "storage", "plugins", "scheduler", "metrics", "webhook", "logging"}
+)
 
 
 def read_toml(path: Path, *, required: bool) -> dict[str, Any]:

@@ -7,7 +7,7 @@ from collections.abc import Callable, Coroutine, Iterable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from aiogram import Bot, Dispatcher, Router
 from aiogram.types import BotCommand
@@ -98,6 +98,15 @@ class Plugin(Protocol):
     def commands(self) -> Iterable[CliCommand]:
         """Subcommands for `python -m bot`; may be empty."""
         ...
+
+
+@runtime_checkable
+class DeclaresUpdateTypes(Protocol):
+    """What a plugin may add to `Plugin`: the update types its handlers take, said without
+    being set up (without opening its storage), so `python -m bot webhook set` subscribes
+    to exactly those. A plugin without it gets every update type Telegram has."""
+
+    def update_types(self) -> Iterable[str]: ...
 
 
 class PluginRegistry:

@@ -22,6 +22,11 @@ handled twice and no reply is sent twice. A handler that asks for redelivery aft
 batch was confirmed (it ran past `confirm_after`) cannot be redelivered by Telegram: the
 Poller feeds that update again itself, with the same backoff, until it is handled or the
 Poller stops (then it is logged as not handled).
+
+Polling is single-instance: Telegram answers getUpdates with 409 Conflict while another
+process polls with the same token, or while a webhook is set. The Poller then says which in
+one sentence, stops without fetching or handling anything more, lets what is in hand
+finish, and leaves `conflict` set (`run` exits 3).
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ from contextlib import suppress
 from typing import Any
 
 from aiogram import Bot, Dispatcher
+from aiogram.exceptions import TelegramConflictError
 from aiogram.methods import GetUpdates
 from aiogram.types import Update
 from aiogram.utils.backoff import Backoff, BackoffConfig
@@ -88,6 +94,8 @@ class Poller:
         self.redeliveries = 0
         self._held = False
         self._holding = False
+        # Why Telegram refused to let this process poll (409 Conflict); empty: it did not.
+        self.conflict = ""
 
     def stop(self) -> None:
         self._stop.set()
@@ -123,7 +131,8 @@ class Poller:
                     " first; they are not handled (update ids %s)",
                     len(self._again), ", ".join(str(u.update_id) for u in self._again),
                 )  # fmt: skip
-            await self._confirm()
+            if not self.conflict:  # a confirmation would only meet the conflict again
+                await self._confirm()
         finally:
             if handle_signals:
                 for signum in (signal.SIGTERM, signal.SIGINT):
@@ -156,6 +165,11 @@ class Poller:
             return None
         try:
             updates = fetch.result()
+        except TelegramConflictError as exc:
+            self.conflict = conflict_sentence(exc)
+            log.error("%s", self.conflict)
+            self.stop()
+            return None
         except Exception as exc:
             delay = next(self._backoff)
             log.error(
@@ -269,3 +283,18 @@ class Poller:
     def _request_timeout(self) -> int:
         # Longer than the long poll itself, or every quiet poll would end in a timeout.
         return int(self.bot.session.timeout + self.timeout)
+
+
+def conflict_sentence(exc: TelegramConflictError) -> str:
+    """What a 409 Conflict from getUpdates means for the operator, in one sentence."""
+    if "webhook" in exc.message.lower():
+        return (
+            "Telegram refuses to let this bot poll because a webhook is set (409 Conflict):"
+            " run `python -m bot webhook delete` to poll, or run the instances with"
+            " `python -m bot run --webhook`; stopping."
+        )
+    return (
+        "Another process is polling with this bot token (409 Conflict from Telegram):"
+        " run one poller only, or use `python -m bot run --webhook` for several instances;"
+        " stopping."
+    )

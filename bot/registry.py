@@ -124,6 +124,17 @@ class GamificationPlugin:
         ctx.user_commands.extend(plugin.user_commands)
         ctx.admin_commands.extend(plugin.admin_commands)
 
+    def update_types(self) -> list[str]:
+        """The update types the plugin's router handles (for `webhook set`), from a router
+        built apart, without opening the ledger."""
+        from aiogram import Dispatcher
+
+        from plugins.gamification.telegram import build_router
+
+        dispatcher = Dispatcher()
+        dispatcher.include_router(build_router())
+        return dispatcher.resolve_used_update_types()
+
     def commands(self) -> Iterable[CliCommand]:
         from plugins.gamification.ops.cli import cli_commands
 

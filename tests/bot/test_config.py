@@ -113,6 +113,10 @@ def test_example_config_documents_every_key_and_loads() -> None:
         optional = leaf in {"admin_chat_id", "admin_log_chat_id"} or key in {
             "scheduler.integrity_cron",  # deprecated: shown commented out
             "storage.url",  # the other way to give storage.database: commented out
+            # `webhook set`'s alone; the secret better in BOT_WEBHOOK_SECRET; Telegram's default
+            "webhook.url",
+            "webhook.secret_token",
+            "webhook.max_connections",
             "gamification.integrity.timezone",  # left out: the scheduler's
         }
         assert optional or leaf in node, f"{key} is not set in config.example.toml"
@@ -366,6 +370,63 @@ def test_cli_refuses_a_bad_storage_url_without_its_password(tmp_path: Path) -> N
         "environment variable BOT_DATABASE_URL: The ledger URL 'mysql://bot@h/db' has an"
         " unknown scheme 'mysql'; use sqlite:///path or postgresql://user@host/database."
     ]
+
+
+# -- [webhook] ---------------------------------------------------------------------------
+
+
+def test_webhook_defaults_and_the_secret_from_the_environment(tmp_path: Path) -> None:
+    path = write(tmp_path, '[webhook]\nsecret_token = "from_file"\nmax_connections = 100\n')
+    config = load(path, BOT_WEBHOOK_SECRET="From-env_1")
+    assert config.webhook.secret_token.get_secret_value() == "From-env_1"
+    assert config.webhook.address() == ("127.0.0.1", 8080)
+    assert config.webhook.path == "/telegram/webhook"
+    assert config.webhook.max_connections == 100
+    assert "From-env_1" not in repr(config)
+    assert load(write(tmp_path, "")).webhook.max_connections is None
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            "[webhook]\nlisten = ''\n",
+            "webhook.listen: must be host:port with a port from 0 to 65535, like"
+            " '127.0.0.1:8080', got ''.",
+        ),
+        (
+            "[webhook]\npath = 'hook'\n",
+            "webhook.path: must be a URL path starting with /, like '/telegram/webhook',"
+            " got 'hook'.",
+        ),
+        (
+            "[webhook]\nurl = 'bot.example.org/hook'\n",
+            "webhook.url: must be the public https:// URL Telegram calls, path included, like"
+            " 'https://bot.example.org/telegram/webhook', got 'bot.example.org/hook'.",
+        ),
+        (
+            "[webhook]\nmax_connections = 0\n",
+            "webhook.max_connections: must be from 1 to 100, got 0.",
+        ),
+        (
+            "[webhook]\nsecret_token = 'not/allowed'\n",
+            "webhook.secret_token: must be 1 to 256 characters of A-Z, a-z, 0-9, _ and -"
+            " (Telegram's rule).",
+        ),
+    ],
+)
+def test_a_bad_webhook_key_is_one_sentence(tmp_path: Path, text: str, expected: str) -> None:
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as caught:
+        load(path)
+    assert str(caught.value) == f"{path}: {expected}"
+
+
+def test_a_bad_webhook_secret_in_the_environment_is_named_and_not_shown(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load(write(tmp_path, ""), BOT_WEBHOOK_SECRET="spaces are not allowed")
+    assert str(caught.value).startswith("environment variable BOT_WEBHOOK_SECRET: must be")
+    assert "spaces are not allowed" not in str(caught.value)
 
 
 # -- the anti-abuse state's Redis -------------------------------------------------------------

@@ -262,3 +262,32 @@ async def test_a_late_handler_asking_for_redelivery_is_fed_again_by_the_poller(
     assert handlers.entered.count(1) == 2
     assert api.served[1] == 1
     assert sorted(handlers.finished) == [1, 2]
+
+
+@pytest.mark.parametrize(
+    ("cause", "says"),
+    [("poller", "Another process is polling"), ("webhook", "python -m bot webhook delete")],
+)
+async def test_a_409_conflict_is_one_sentence_and_stops_polling_without_handling_more(
+    api: FakeBotAPI, bot: Bot, caplog: pytest.LogCaptureFixture, cause: str, says: str
+) -> None:
+    handlers = Handlers()
+    p = poller(bot, handlers)
+    push(api, 1, 2)
+    running = asyncio.create_task(p.run())
+    await until(lambda: api.confirmed() == 3, "the first batch confirmed")
+    if cause == "poller":
+        api.conflict = True
+    else:
+        api.webhook = {"url": "https://bot.example.org/hook", "allowed_updates": None}
+    push(api, 3)
+    calls = len(api.sent("getUpdates"))
+    with caplog.at_level(logging.ERROR, logger="bot.polling"):
+        await asyncio.wait_for(running, 10)
+    assert sorted(handlers.entered) == [1, 2]
+    assert says in p.conflict
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert errors == [p.conflict]
+    assert "409 Conflict" in p.conflict
+    # Only the refused request, no confirmation after it: nothing more asked or written.
+    assert len(api.sent("getUpdates")) <= calls + 1

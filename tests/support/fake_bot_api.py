@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 import time
 from collections import Counter
 from typing import Any
@@ -13,8 +14,23 @@ from aiohttp import web
 BOT_USER = {"id": 123456, "is_bot": True, "first_name": "Points", "username": "points_bot"}
 
 
+POLLER_CONFLICT = (
+    "Conflict: terminated by other getUpdates request; make sure that only one bot instance"
+    " is running"
+)
+WEBHOOK_CONFLICT = (
+    "Conflict: can't use getUpdates method while webhook is active; use deleteWebhook to"
+    " delete the webhook first"
+)
+
+
 class FakeBotAPI:
-    """Serves getUpdates from a queue the test fills; records and answers everything else."""
+    """Serves getUpdates from a queue the test fills; records and answers everything else.
+
+    As Telegram: while a webhook is set (setWebhook with a url), getUpdates is refused with
+    409 Conflict; `conflict = True` refuses it the same way as when another process polls.
+    `errors` makes a method fail: {"setWebhook": (400, "Bad Request: bad webhook: ...")}.
+    """
 
     def __init__(self, admins: dict[int, set[int]] | None = None) -> None:
         self.calls: list[tuple[str, dict[str, Any]]] = []
@@ -29,6 +45,13 @@ class FakeBotAPI:
         self.failures = 0
         # How many times each update id was handed out by getUpdates.
         self.served: Counter[int] = Counter()
+        # Another process polls with the same token: getUpdates gets 409 Conflict.
+        self.conflict = False
+        # The webhook as setWebhook left it (empty url: none is set).
+        self.webhook: dict[str, Any] = {"url": ""}
+        # What getWebhookInfo reports as the last failed delivery: (unix time, message).
+        self.webhook_error: tuple[int, str] | None = None
+        self.errors: dict[str, tuple[int, str]] = {}
 
     async def start(self) -> str:
         app = web.Application()
@@ -61,12 +84,22 @@ class FakeBotAPI:
         method = request.match_info["method"]
         params = dict(await request.post())
         self.calls.append((method, params))
+        if method in self.errors:
+            code, description = self.errors[method]
+            error = {"ok": False, "error_code": code, "description": description}
+            return web.json_response(error, status=code)
         if method == "getUpdates":
+            if self._conflicting():
+                return self._conflict_response()
             if self.failures > 0:
                 self.failures -= 1
                 error = {"ok": False, "error_code": 500, "description": "Internal Server Error"}
                 return web.json_response(error, status=500)
-            return web.json_response({"ok": True, "result": await self._get_updates(params)})
+            updates = await self._get_updates(params)
+            if self._conflicting():  # as Telegram, a long poll in progress is cut off too
+                return self._conflict_response()
+            self.served.update(u["update_id"] for u in updates)
+            return web.json_response({"ok": True, "result": updates})
         return web.json_response({"ok": True, "result": self._answer(method, params)})
 
     async def _get_updates(self, params: dict[str, Any]) -> list[dict[str, Any]]:
@@ -82,9 +115,15 @@ class FakeBotAPI:
                 return []
             pending = [u for u in self._updates if u["update_id"] >= offset]
         limit = int(params.get("limit", 100) or 100)
-        pending = pending[:limit]
-        self.served.update(u["update_id"] for u in pending)
-        return pending
+        return pending[:limit]
+
+    def _conflicting(self) -> bool:
+        return self.conflict or bool(self.webhook["url"])
+
+    def _conflict_response(self) -> web.Response:
+        description = WEBHOOK_CONFLICT if self.webhook["url"] else POLLER_CONFLICT
+        error = {"ok": False, "error_code": 409, "description": description}
+        return web.json_response(error, status=409)
 
     def _answer(self, method: str, params: dict[str, Any]) -> Any:
         if method == "getMe":
@@ -98,6 +137,8 @@ class FakeBotAPI:
                 "from": BOT_USER,
                 "text": params.get("text", ""),
             }
+        if method in ("setWebhook", "deleteWebhook", "getWebhookInfo"):
+            return self._webhook(method, params)
         if method == "getChatMember":
             user_id = int(params["user_id"])
             user = {"id": user_id, "is_bot": False, "first_name": "someone"}
@@ -105,3 +146,33 @@ class FakeBotAPI:
                 return {"status": "creator", "user": user, "is_anonymous": False}
             return {"status": "member", "user": user}
         return True
+
+    def _webhook(self, method: str, params: dict[str, Any]) -> Any:
+        if params.get("drop_pending_updates") in ("true", "True", "1"):
+            self._updates.clear()
+        if method == "setWebhook":
+            allowed = params.get("allowed_updates")
+            self.webhook = {
+                "url": params["url"],
+                "secret_token": params.get("secret_token"),
+                "allowed_updates": json.loads(allowed) if allowed else None,
+                "max_connections": int(params.get("max_connections") or 40),
+            }
+            return True
+        if method == "deleteWebhook":
+            self.webhook = {"url": ""}
+            return True
+        info: dict[str, Any] = {
+            "url": self.webhook["url"],
+            "has_custom_certificate": False,
+            "pending_update_count": sum(
+                1 for u in self._updates if u["update_id"] >= self.confirmed()
+            ),
+        }
+        if self.webhook["url"]:
+            info["max_connections"] = self.webhook["max_connections"]
+            if self.webhook["allowed_updates"] is not None:
+                info["allowed_updates"] = self.webhook["allowed_updates"]
+        if self.webhook_error is not None:
+            info["last_error_date"], info["last_error_message"] = self.webhook_error
+        return info

@@ -18,11 +18,13 @@ ALICE = {"id": 501, "is_bot": False, "first_name": "Alice", "username": "alice"}
 MOD = {"id": 502, "is_bot": False, "first_name": "Mod"}
 
 
-def message(message_id: int, user: dict[str, Any], text: str) -> dict[str, Any]:
+def message(
+    message_id: int, user: dict[str, Any], text: str, chat: dict[str, Any] = CHAT
+) -> dict[str, Any]:
     body: dict[str, Any] = {
         "message_id": message_id,
         "date": int(time.time()),
-        "chat": CHAT,
+        "chat": chat,
         "from": user,
         "text": text,
     }
