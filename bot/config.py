@@ -426,7 +426,8 @@ def describe_errors(
         # The bot section holds the token: none of its values is ever echoed back, so a
         # token pasted under the wrong key cannot end up in a terminal or a log.
         # A database or Redis URL may carry a password: never echoed either.
-        secret = key.split(".")[0] == "bot" or "token" in key or key.endswith("url")
+        secret = key.split(".")[0] == "bot" or "token" in key or key == "storage.url"
+        secret = secret or key.endswith(".redis_url")
         hidden = isinstance(given, dict | list) or secret or isinstance(blamed, str)
         shown = "" if hidden else f", got {given!r}"
         message = item["msg"].removeprefix("Value error, ")

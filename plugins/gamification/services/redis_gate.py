@@ -51,7 +51,14 @@ from plugins.gamification.domain.gate_codec import (
 )
 from plugins.gamification.domain.models import Multiplier
 from plugins.gamification.services.gate_state import EngagedRecently, MemoryGateState
-from plugins.gamification.services.redis_keys import LOAD, STORE, VERSION_BYTES, Keys, Lifetimes
+from plugins.gamification.services.redis_keys import (
+    BUMP,
+    LOAD,
+    STORE,
+    VERSION_BYTES,
+    Keys,
+    Lifetimes,
+)
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -177,6 +184,7 @@ class RedisGateState:
         self._client = client if client is not None else connect(s)
         self._load = self._client.register_script(LOAD)
         self._store = self._client.register_script(STORE)
+        self._count = self._client.register_script(BUMP)
         self._locks = _ChatLocks()
         self._lock_timeout = max(10.0, 20 * s.redis_timeout_seconds)
         self._up = True
@@ -330,11 +338,7 @@ class RedisGateState:
             self._epoch = str(count).encode()
 
     async def _bump(self) -> int:
-        async with self._client.pipeline(transaction=True) as pipe:
-            pipe.incr(self.keys.frozen)
-            pipe.pexpire(self.keys.frozen, self.lifetimes.record)
-            count, _ = await pipe.execute()
-        return int(count)
+        return int(await self._count(keys=[self.keys.frozen], args=[self.lifetimes.record]))
 
     async def refresh_frozen(self) -> None:
         if not self._up:

@@ -71,6 +71,14 @@ return 1
 """
 
 
+# KEYS: frozen. ARGV: its lifetime (ms). Counts a change to the frozen accounts.
+BUMP = """
+local count = redis.call('INCR', KEYS[1])
+redis.call('PEXPIRE', KEYS[1], ARGV[1])
+return count
+"""
+
+
 @dataclass(frozen=True, slots=True)
 class Lifetimes:
     """How long each key outlives its last write, in milliseconds: the longest window any
