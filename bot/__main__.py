@@ -12,7 +12,7 @@ from pathlib import Path
 
 from bot.config import ConfigError, load_config
 from bot.plugins import CliCommand, PluginRegistry
-from bot.registry import check_storage_url, default_plugins, default_registry
+from bot.registry import ENV_OVERRIDES, check_storage_url, default_plugins, default_registry
 from bot.webhook_cli import webhook_command
 
 EXIT_USAGE = 2
@@ -22,7 +22,8 @@ EXIT_BROKEN_PIPE = 128 + 13  # 128 + SIGPIPE, what a shell reports for `... | he
 def build_parser(commands: Sequence[CliCommand]) -> argparse.ArgumentParser:
     config_help = (
         "TOML config file (default: ./config.toml if present, else built-in defaults;"
-        " BOT_TOKEN, BOT_API_SERVER, BOT_DATABASE, BOT_DATABASE_URL and BOT_WEBHOOK_SECRET"
+        " BOT_TOKEN, BOT_API_SERVER, BOT_DATABASE, BOT_DATABASE_URL, BOT_WEBHOOK_SECRET"
+        " and BOT_REDIS_URL"
         " override it)"
     )
     parser = argparse.ArgumentParser(
@@ -80,6 +81,7 @@ def main(argv: Sequence[str] | None = None, registry: PluginRegistry | None = No
             plugin_models=registry.config_models(),
             default_plugins=default_plugins(),
             storage_url=check_storage_url,
+            env_overrides=ENV_OVERRIDES,
         )
     except ConfigError as exc:
         print(exc, file=sys.stderr)

@@ -27,8 +27,10 @@ from pydantic import (
 
 DEFAULT_CONFIG = Path("config.toml")
 
-# Environment variables that override keys of the file: (variable, section, key).
-ENV_OVERRIDES: tuple[tuple[str, str, str], ...] = (
+# Environment variables that override keys of the file: (variable, section, key); a key
+# may be dotted (a plugin's nested key: the composition root passes those to load_config).
+EnvOverride = tuple[str, str, str]
+ENV_OVERRIDES: tuple[EnvOverride, ...] = (
     ("BOT_TOKEN", "bot", "token"),
     ("BOT_API_SERVER", "bot", "api_server"),
     ("BOT_DATABASE", "storage", "database"),
@@ -370,15 +372,22 @@ def read_toml(path: Path, *, required: bool) -> dict[str, Any]:
 
 
 def apply_env(
-    data: dict[str, Any], environ: Mapping[str, str]
+    data: dict[str, Any], environ: Mapping[str, str], extra: Sequence[EnvOverride] = ()
 ) -> tuple[dict[str, Any], dict[str, str]]:
     """The file's data with the environment's overrides, and which key came from which
-    variable (`{"bot.api_server": "BOT_API_SERVER"}`), so an error can name the variable."""
+    variable (`{"bot.api_server": "BOT_API_SERVER"}`), so an error can name the variable.
+    `extra`: the plugins' own overrides (dotted keys inside their sections)."""
     merged = {k: dict(v) if isinstance(v, dict) else v for k, v in data.items()}
     origins: dict[str, str] = {}
-    for variable, section, key in ENV_OVERRIDES:
+    for variable, section, dotted in (*ENV_OVERRIDES, *extra):
         if environ.get(variable):
             table = merged.setdefault(section, {})
+            *parents, key = dotted.split(".")
+            for part in parents:  # copied on the way down: the file's data stays as read
+                if not isinstance(table, dict):
+                    break
+                child = table.get(part, {})
+                table[part] = table = dict(child) if isinstance(child, dict) else child
             if isinstance(table, dict):
                 # The ledger's location from the environment replaces the file's, whichever
                 # of the two keys the file used (both variables at once are still refused).
@@ -386,7 +395,7 @@ def apply_env(
                 if other is not None and f"{section}.{other}" not in origins:
                     table.pop(other, None)
                 table[key] = environ[variable]
-                origins[f"{section}.{key}"] = variable
+                origins[f"{section}.{dotted}"] = variable
     return merged, origins
 
 
@@ -416,8 +425,9 @@ def describe_errors(
         given = item.get("input")
         # The bot section holds the token: none of its values is ever echoed back, so a
         # token pasted under the wrong key cannot end up in a terminal or a log.
-        # A database URL may carry a password: never echoed either.
+        # A database or Redis URL may carry a password: never echoed either.
         secret = key.split(".")[0] == "bot" or "token" in key or key == "storage.url"
+        secret = secret or key.endswith(".redis_url")
         hidden = isinstance(given, dict | list) or secret or isinstance(blamed, str)
         shown = "" if hidden else f", got {given!r}"
         message = item["msg"].removeprefix("Value error, ")
@@ -432,11 +442,13 @@ def load_config(
     environ: Mapping[str, str] | None = None,
     default_plugins: Sequence[str] | None = None,
     storage_url: UrlCheck | None = None,
+    env_overrides: Sequence[EnvOverride] = (),
 ) -> AppConfig:
     """Read `path` (default config.toml, optional), apply the environment, validate it all.
 
     Without `[plugins] enabled` in the file, `default_plugins` run (None: every plugin of
     `plugin_models`). `storage_url` checks `[storage] url` (without it: only that it is a URL).
+    `env_overrides`: environment variables for plugins' keys, as (variable, section, dotted key).
 
     Raises ConfigError naming the file, the key and what was expected. A table that is
     neither a host section nor a known plugin's is an error, so a typo never goes unnoticed.
@@ -445,7 +457,7 @@ def load_config(
     path = path or DEFAULT_CONFIG
     source = str(path) if path.exists() else "environment/defaults"
     environ = os.environ if environ is None else environ
-    data, origins = apply_env(read_toml(path, required=required), environ)
+    data, origins = apply_env(read_toml(path, required=required), environ, env_overrides)
     models = dict(plugin_models or {})
     host = {key: value for key, value in data.items() if key in HOST_SECTIONS}
     problems: list[str] = []
@@ -468,7 +480,7 @@ def load_config(
         try:
             sections[key] = model.model_validate(value)
         except ValidationError as exc:
-            problems.append(describe_errors(source, key, exc))
+            problems.append(describe_errors(source, key, exc, origins))
     for name in config.plugins.enabled:
         if name not in models:
             problems.append(f"{source}: plugins.enabled: there is no plugin named {name!r}.")

@@ -36,6 +36,10 @@ log = logging.getLogger(__name__)
 ENTRY_POINT_GROUP = "aiogram_bot.plugins"
 
 
+# Environment variables for keys of the shipped plugins' sections (see load_config).
+ENV_OVERRIDES = (("BOT_REDIS_URL", "gamification", "anti_abuse.redis_url"),)
+
+
 def check_storage_url(value: str) -> str:
     """`[storage] url` as the ledger reads it; a LocationError's sentence becomes the config
     error (it never shows a password)."""

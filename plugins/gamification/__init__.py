@@ -18,6 +18,7 @@ GamificationError whose message is one sentence fit to show a person.
 
 from plugins.gamification.domain.clock import Clock, FakeClock, SystemClock
 from plugins.gamification.domain.errors import (
+    DailyCapError,
     DatabaseCorruptError,
     DatabaseLockedError,
     EngineClosedError,
@@ -52,6 +53,7 @@ __all__ = [
     "AccountBalance",
     "Breakdown",
     "Clock",
+    "DailyCapError",
     "DatabaseCorruptError",
     "DatabaseLockedError",
     "EngineClosedError",

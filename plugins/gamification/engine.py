@@ -191,10 +191,14 @@ class PointsEngine:
         actor_id: int | None = None,
         multipliers: Iterable[Multiplier] = (),
         tag: str = "",
+        day_limit: int | None = None,
     ) -> Receipt:
         """Credit `base` times `multipliers` (rounded once) to the account.
 
         `tag` says what earned it (a message kind, an event type) for progress counters.
+        `day_limit` (activity points): refuse with DailyCapError when the account's activity
+        points of the day would pass it; the ledger decides, inside its transaction, so
+        processes sharing the ledger never both pass a cap.
         """
         self._check_amount(base, "base amount")
         arguments.text("A tag", tag, most=100)
@@ -206,7 +210,11 @@ class PointsEngine:
             raise InvalidAmountError(
                 f"The multiplied amount must be at most {self.policy.max_amount:,}."
             )
-        return await self._post(chat_id, user_id, breakdown, kind, key, actor_id, reason, False)
+        if day_limit is not None:
+            self._check_limit(day_limit)
+        return await self._post(
+            chat_id, user_id, breakdown, kind, key, actor_id, reason, False, day_limit=day_limit
+        )
 
     async def deduct(
         self,
@@ -284,6 +292,8 @@ class PointsEngine:
         reason: str,
         force: bool,
         audit: AuditNote | None = None,
+        *,
+        day_limit: int | None = None,
     ) -> Awaitable[Receipt]:
         """Check and queue a posting; await the result for its receipt once committed."""
         self._check_text(key, reason)
@@ -306,6 +316,7 @@ class PointsEngine:
                 chat_id, user_id, breakdown.result, kind, actor_id, reason, text
             ),
             audit=audit,
+            day_limit=day_limit,
         )
         return self.store.submit(posting)
 
@@ -316,6 +327,11 @@ class PointsEngine:
             raise InvalidAmountError(f"The {what} must be above zero.")
         if amount > self.policy.max_amount:
             raise InvalidAmountError(f"The {what} must be at most {self.policy.max_amount:,}.")
+
+    @staticmethod
+    def _check_limit(limit: int) -> None:
+        if isinstance(limit, bool) or not isinstance(limit, int) or not 0 <= limit <= MAX_BALANCE:
+            raise InvalidAmountError("The day limit must be a whole number of points, at least 0.")
 
     @staticmethod
     def _check_ids(chat_id: int, user_id: int, actor_id: int | None = None) -> None:

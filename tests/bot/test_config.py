@@ -427,3 +427,102 @@ def test_a_bad_webhook_secret_in_the_environment_is_named_and_not_shown(tmp_path
         load(write(tmp_path, ""), BOT_WEBHOOK_SECRET="spaces are not allowed")
     assert str(caught.value).startswith("environment variable BOT_WEBHOOK_SECRET: must be")
     assert "spaces are not allowed" not in str(caught.value)
+
+
+# -- the anti-abuse state's Redis -------------------------------------------------------------
+
+
+def load_with_plugin_env(path: Path | None, **environ: str) -> AppConfig:
+    """As `python -m bot` loads it: with the plugins' own environment variables."""
+    return load_config(
+        path, plugin_models=MODELS, environ=environ, env_overrides=registry_env_overrides()
+    )
+
+
+def registry_env_overrides() -> tuple[tuple[str, str, str], ...]:
+    from bot.registry import ENV_OVERRIDES
+
+    return ENV_OVERRIDES
+
+
+def test_the_redis_url_comes_from_the_file_or_bot_redis_url(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        '[gamification.anti_abuse]\nbackend = "redis"\nredis_url = "redis://file:6379/1"\n'
+        "cooldown_seconds = 30\n",
+    )
+    section = load_with_plugin_env(path).section("gamification")
+    assert isinstance(section, GamificationConfig)
+    assert section.anti_abuse.redis_url == "redis://file:6379/1"
+    section = load_with_plugin_env(path, BOT_REDIS_URL="redis://env:6380/2").section(
+        "gamification"
+    )
+    assert isinstance(section, GamificationConfig)
+    assert section.anti_abuse.redis_url == "redis://env:6380/2"
+    # The rest of the file's table stays as written.
+    assert (section.anti_abuse.backend, section.anti_abuse.cooldown_seconds) == ("redis", 30)
+    unset = load_with_plugin_env(None, BOT_REDIS_URL="redis://env/0").section("gamification")
+    assert isinstance(unset, GamificationConfig)
+    assert unset.anti_abuse.redis_url == "redis://env/0"
+    assert unset.anti_abuse.backend == "memory"
+
+
+@pytest.mark.parametrize(
+    ("text", "environ", "expected"),
+    [
+        (
+            '[gamification.anti_abuse]\nbackend = "valkey"\n',
+            {},
+            "config.toml: gamification.anti_abuse.backend: Input should be 'memory' or 'redis',"
+            " got 'valkey'.",
+        ),
+        (
+            '[gamification.anti_abuse]\nredis_url = "http://u:hunter2@h:6379"\n',
+            {},
+            "config.toml: gamification.anti_abuse.redis_url: must be a Redis URL like"
+            " 'redis://127.0.0.1:6379/0' (rediss:// for TLS, unix:///path/to/redis.sock"
+            " for a socket).",
+        ),
+        (
+            "",
+            {"BOT_REDIS_URL": "redis://u:hunter2@h:99999/0"},
+            "environment variable BOT_REDIS_URL: must be a Redis URL like"
+            " 'redis://127.0.0.1:6379/0' (rediss:// for TLS, unix:///path/to/redis.sock"
+            " for a socket).",
+        ),
+        (
+            '[gamification.anti_abuse]\nkey_prefix = ""\n',
+            {},
+            "config.toml: gamification.anti_abuse.key_prefix: must be 1 to 100 printable"
+            " characters without spaces, like 'gamification:' (each bot sharing a Redis server"
+            " needs its own), got ''.",
+        ),
+        (
+            "[gamification.anti_abuse]\nredis_timeout_seconds = 0\n",
+            {},
+            "config.toml: gamification.anti_abuse.redis_timeout_seconds: must be above 0 and at"
+            " most 60 seconds, got 0.",
+        ),
+    ],
+)
+def test_a_bad_redis_setting_is_one_sentence_without_the_password(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, text: str, environ: dict[str, str],
+    expected: str,
+) -> None:  # fmt: skip
+    monkeypatch.chdir(tmp_path)
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as caught:
+        load_with_plugin_env(Path("config.toml"), **environ)
+    assert str(caught.value) == expected
+    assert "hunter2" not in str(caught.value)
+    assert path.exists()
+
+
+def test_cli_names_a_wrong_bot_redis_url(tmp_path: Path) -> None:
+    result = bot("check", cwd=tmp_path, env={"BOT_REDIS_URL": "localhost:6379"})
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        "environment variable BOT_REDIS_URL: must be a Redis URL like"
+        " 'redis://127.0.0.1:6379/0' (rediss:// for TLS, unix:///path/to/redis.sock for a"
+        " socket)."
+    ]

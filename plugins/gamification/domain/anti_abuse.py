@@ -30,7 +30,9 @@ filler code points removed, word order ignored in short texts), never the raw st
 Per-user short-term state (recent timestamps and texts) lives in a bounded LRU map: it
 never grows past `tracked_users` however many people write, and per-chat state past
 `tracked_chats`. What must survive a restart (freezes, suspicions, points earned today)
-lives in the database; the gate only caches it.
+lives in the database; the gate only caches it. The same judgement also runs on state
+loaded from elsewhere (`judge_on` with a `GateView`): the shared backend keeps it in Redis
+(services/redis_gate.py, encoded by gate_codec.py) and gives the same verdicts.
 """
 
 from __future__ import annotations
@@ -43,7 +45,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, Protocol
 
 from plugins.gamification.domain.activity import ActivityFact
 from plugins.gamification.domain.config import AntiAbuseSection
@@ -113,7 +115,7 @@ class Verdict:
 
 
 @dataclass(slots=True)
-class _Track:
+class Track:
     """What the gate remembers about one (chat, user)."""
 
     seen: deque[float] = field(default_factory=deque)
@@ -174,14 +176,18 @@ class _Track:
     def _forgot(self, count: int) -> None:
         self.stale += count
         if self.stale >= max(len(self.texts), 8):
-            self.bits = bytearray(FILTER_BITS // 8)
-            for _, packed, _ in self.texts:
-                self._mark(unpack(packed))
-            self.stale = 0
+            self.rebuild_filter()
+
+    def rebuild_filter(self) -> None:
+        """The filter's bits from the remembered texts alone."""
+        self.bits = bytearray(FILTER_BITS // 8)
+        for _, packed, _ in self.texts:
+            self._mark(unpack(packed))
+        self.stale = 0
 
 
 def unpack(packed: bytes) -> frozenset[int]:
-    """A sketch as remembered (see _Track.texts), back as a frozenset."""
+    """A sketch as remembered (see Track.texts), back as a frozenset."""
     return frozenset(memoryview(packed).cast("q"))
 
 
@@ -243,12 +249,25 @@ def meaningful_length(text: str) -> int:
     return content_length(text)
 
 
+class GateView(Protocol):
+    """Where a judgement finds the chat's conversation and other people's standing: the
+    gate's own memory, or state loaded for this one judgement (the shared backend)."""
+
+    def chat(self, chat_id: int) -> ChatTrack: ...
+
+    def in_good_standing(self, chat_id: int, user_id: int) -> bool: ...
+
+
 class AntiAbuseGate:
-    """Decides whether an activity message scores; all time comes in through `now`."""
+    """Decides whether an activity message scores; all time comes in through `now`.
+
+    The methods taking a `Track` judge and change that state wherever it lives; the others
+    work on the gate's own memory (the "memory" backend), a bounded LRU of tracks.
+    """
 
     def __init__(self, settings: AntiAbuseSection) -> None:
         self.settings = settings
-        self._tracks: OrderedDict[tuple[int, int], _Track] = OrderedDict()
+        self._tracks: OrderedDict[tuple[int, int], Track] = OrderedDict()
         self.chats = Chats(settings.tracked_chats, settings.copy_memory)
         self.frozen: set[tuple[int, int]] = set()
         self._short = Multiplier("short answer", Decimal(str(settings.short_answer_factor)))
@@ -257,20 +276,59 @@ class AntiAbuseGate:
     def __len__(self) -> int:
         return len(self._tracks)
 
-    def _track(self, chat_id: int, user_id: int) -> _Track:
+    def track(self, chat_id: int, user_id: int) -> Track:
+        """The person's state in memory (made when missing, the least recent dropped)."""
         key = (chat_id, user_id)
         track = self._tracks.get(key)
         if track is None:
-            track = self._tracks[key] = _Track()
+            track = self._tracks[key] = Track()
             if len(self._tracks) > self.settings.tracked_users:
                 self._tracks.popitem(last=False)
         else:
             self._tracks.move_to_end(key)
         return track
 
+    _track = track
+
+    def adopt(self, chat_id: int, user_id: int, track: Track) -> None:
+        """Keep `track` as the person's state in memory (the shared backend's latest copy,
+        so that memory takes over warm when the shared store goes away)."""
+        key = (chat_id, user_id)
+        self._tracks[key] = track
+        self._tracks.move_to_end(key)
+        if len(self._tracks) > self.settings.tracked_users:
+            self._tracks.popitem(last=False)
+
+    # -- the GateView of the gate's own memory --------------------------------------------
+
+    def chat(self, chat_id: int) -> ChatTrack:
+        return self.chats.get(chat_id)
+
+    def in_good_standing(self, chat_id: int, user_id: int) -> bool:
+        """Whether the person's record is at the engaged share (a newcomer's prior is):
+        only such people make a room "lively" (a dozen scripts posting at 4 a.m. that
+        nobody answers are still an empty room)."""
+        if self.settings.engaged_share <= 0:
+            return True
+        track = self._tracks.get((chat_id, user_id))
+        return track is not None and self.standing(track)
+
+    def standing(self, track: Track) -> bool:
+        """in_good_standing of the person whose state `track` is."""
+        if self.settings.engaged_share <= 0:
+            return True
+        sent = sum(int(count) for _, count in track.sent)
+        prior = self.settings.engagement_prior
+        return (self._engaged(track) + prior / 2) / (sent + prior) >= self.settings.engaged_share
+
+    # -- the day's totals and the engagement record ---------------------------------------
+
     def needs_daily_total(self, fact: ActivityFact, day: str) -> bool:
         """True when the caller must load today's total from the ledger before `judge`."""
-        track = self._track(fact.chat_id, fact.user_id)
+        return self.needs_total(self.track(fact.chat_id, fact.user_id), day)
+
+    @staticmethod
+    def needs_total(track: Track, day: str) -> bool:
         return track.day != day or track.today is None
 
     def set_daily_total(
@@ -284,7 +342,13 @@ class AntiAbuseGate:
     ) -> None:
         """Today's activity points so far, and the person's messages engaged lately (both
         from the ledger, so they survive restarts)."""
-        track = self._track(fact.chat_id, fact.user_id)
+        track = self.track(fact.chat_id, fact.user_id)
+        self.load_total(track, day, total, engaged=engaged, responders=responders)
+
+    @staticmethod
+    def load_total(
+        track: Track, day: str, total: int, *, engaged: int = 0, responders: Iterable[int] = ()
+    ) -> None:
         # Another message of the same user may have loaded and reserved meanwhile.
         if track.day != day or track.today is None:
             track.day, track.today = day, total
@@ -293,13 +357,16 @@ class AntiAbuseGate:
 
     def engaged(self, chat_id: int, user_id: int, day: str, responder: int) -> None:
         """One of the person's messages drew engagement from `responder`."""
-        track = self._track(chat_id, user_id)
+        self.engaged_on(self.track(chat_id, user_id), day, responder)
+
+    @staticmethod
+    def engaged_on(track: Track, day: str, responder: int) -> None:
         if track.day == day:
             track.engaged += 1
             if len(track.responders) < RESPONDERS:
                 track.responders.add(responder)
 
-    def _engaged(self, track: _Track) -> int:
+    def _engaged(self, track: Track) -> int:
         """Engaged messages as the record counts them: at most `engaged_per_responder` per
         distinct member who engaged them, so a closed group of accounts answering each
         other cannot carry a stream of messages (people in a chat are answered by many)."""
@@ -307,12 +374,16 @@ class AntiAbuseGate:
 
     def add_engagement_points(self, chat_id: int, user_id: int, day: str, amount: int) -> int:
         """Count an engagement bonus toward today's total; what the caps leave of it."""
-        track = self._track(chat_id, user_id)
+        return self.add_points_on(self.track(chat_id, user_id), day, amount)
+
+    def add_points_on(self, track: Track, day: str, amount: int) -> int:
         if track.day != day or track.today is None:
             return amount  # not loaded today: the next message loads the ledger's total
         granted = max(0, min(amount, self.settings.daily_cap - track.today))
         track.today += granted
         return granted
+
+    # -- judging ---------------------------------------------------------------------------
 
     def judge(
         self,
@@ -332,12 +403,27 @@ class AntiAbuseGate:
         copy detection, scored or not, so alternating spam and padding cannot slip
         between the checks.
         """
-        track = self._track(fact.chat_id, fact.user_id)
+        track = self.track(fact.chat_id, fact.user_id)
+        return self.judge_on(self, track, fact, amount, now.timestamp(), day, multipliers, cap)
+
+    def judge_on(
+        self,
+        view: GateView,
+        track: Track,
+        fact: ActivityFact,
+        amount: int,
+        t: float,
+        day: str,
+        multipliers: Sequence[Multiplier] = (),
+        cap: int | None = None,
+    ) -> Verdict:
+        """`judge` on the person's `track` and the chat and standings `view` gives, at `t`
+        (seconds since the epoch)."""
         verdicts = track.verdicts
         earlier = verdicts.get(fact.message_id)
         if earlier is not None:
             return replace(earlier, redelivery=True, suspicious=False)
-        verdict = self._judge(track, fact, amount, now.timestamp(), day, multipliers, cap)
+        verdict = self._judge(view, track, fact, amount, t, day, multipliers, cap)
         verdicts[fact.message_id] = verdict
         if len(verdicts) > VERDICTS:
             del verdicts[next(iter(verdicts))]
@@ -345,7 +431,8 @@ class AntiAbuseGate:
 
     def _judge(
         self,
-        track: _Track,
+        view: GateView,
+        track: Track,
         fact: ActivityFact,
         amount: int,
         t: float,
@@ -355,7 +442,7 @@ class AntiAbuseGate:
     ) -> Verdict:
         s = self.settings
         key = (fact.chat_id, fact.user_id)
-        chat = self.chats.get(fact.chat_id)
+        chat = view.chat(fact.chat_id)
         while track.seen and track.seen[0] <= t - s.burst_seconds:
             track.seen.popleft()
         track.seen.append(t)
@@ -364,7 +451,7 @@ class AntiAbuseGate:
         others = sum(
             1
             for user in chat.people_within(fact.user_id, t, s.presence_seconds)
-            if self._in_good_standing(fact.chat_id, user)
+            if view.in_good_standing(fact.chat_id, user)
         )
         answer = (
             fact.reply_to_user is not None and fact.reply_to_user != fact.user_id
@@ -421,7 +508,7 @@ class AntiAbuseGate:
         return Verdict(amount=granted, multipliers=factors if granted == worth else ())
 
     def _remember(
-        self, track: _Track, chat: ChatTrack, fact: ActivityFact, t: float, answer: bool
+        self, track: Track, chat: ChatTrack, fact: ActivityFact, t: float, answer: bool
     ) -> tuple[bool, bool]:
         """(repeats the person, copies someone else), remembering the message."""
         s = self.settings
@@ -433,6 +520,7 @@ class AntiAbuseGate:
             shapes.append((fingerprint(fact.text), length >= s.copy_min_length))
         if fact.media_id:
             shapes.append((media_shape(fact.media_id), fact.kind not in SHARED_MEDIA))
+        # (Keep in step with `copies_needed`, which says beforehand whether this runs.)
         repeated = copied = False
         for shape, copyable in shapes:
             repeated = repeated or (not exempt and self._repeats(track, shape, t))
@@ -450,7 +538,7 @@ class AntiAbuseGate:
                 chat.remember(t, fact.user_id, shape)
         return repeated, copied
 
-    def _record(self, track: _Track, day: str) -> Multiplier | None:
+    def _record(self, track: Track, day: str) -> Multiplier | None:
         """Count this message as sent; the engagement factor of the person's record."""
         s = self.settings
         if s.engaged_share <= 0:
@@ -471,20 +559,7 @@ class AntiAbuseGate:
         factor = Decimal((share / s.engaged_share) ** 2).quantize(Decimal("0.01"))
         return Multiplier("engagement", max(factor, Decimal("0.01")))
 
-    def _in_good_standing(self, chat_id: int, user_id: int) -> bool:
-        """Whether the person's record is at the engaged share (a newcomer's prior is):
-        only such people make a room "lively" (a dozen scripts posting at 4 a.m. that
-        nobody answers are still an empty room)."""
-        if self.settings.engaged_share <= 0:
-            return True
-        track = self._tracks.get((chat_id, user_id))
-        if track is None:
-            return False
-        sent = sum(int(count) for _, count in track.sent)
-        prior = self.settings.engagement_prior
-        return (self._engaged(track) + prior / 2) / (sent + prior) >= self.settings.engaged_share
-
-    def _take_token(self, track: _Track, t: float) -> bool:
+    def _take_token(self, track: Track, t: float) -> bool:
         s = self.settings
         if s.cooldown_seconds <= 0:
             return True
@@ -499,10 +574,10 @@ class AntiAbuseGate:
         track.tokens -= 1
         return True
 
-    def _give_token(self, track: _Track) -> None:
+    def _give_token(self, track: Track) -> None:
         track.tokens = min(float(self.settings.cooldown_burst), track.tokens + 1)
 
-    def _repeats(self, track: _Track, shape: frozenset[int], t: float) -> bool:
+    def _repeats(self, track: Track, shape: frozenset[int], t: float) -> bool:
         window, threshold = self.settings.repeat_window_seconds, self.settings.repeat_similarity
         # Shared with any one text <= bits set for the shape, and the estimate against any
         # one is at most shared / min(SKETCH, len(shape)): most messages stop here.
@@ -513,9 +588,20 @@ class AntiAbuseGate:
             for when, earlier, _ in track.texts
         )
 
+    def copies_needed(self, fact: ActivityFact) -> bool:
+        """Whether judging `fact` reads or adds to the chat's copy memory (as `_remember`
+        decides), so that a shared backend loads that memory only when it is used."""
+        if fact.media_id and fact.kind not in SHARED_MEDIA:
+            return True
+        return bool(fact.text) and content_length(fact.text) >= self.settings.copy_min_length
+
     def refund(self, fact: ActivityFact, amount: int, *, keep_cooldown: bool = False) -> None:
         """Give back a reservation whose award failed, or was a redelivery already counted."""
-        track = self._track(fact.chat_id, fact.user_id)
+        self.refund_on(self.track(fact.chat_id, fact.user_id), fact, amount, keep_cooldown)
+
+    def refund_on(
+        self, track: Track, fact: ActivityFact, amount: int, keep_cooldown: bool = False
+    ) -> None:
         if not keep_cooldown:
             self._give_token(track)
             # A failed award may be retried by a redelivery: judge it afresh then.
@@ -523,3 +609,21 @@ class AntiAbuseGate:
             # Nor may its own text count as an earlier message it repeats.
             track.forget(fact.message_id)
         track.today = max((track.today or 0) - amount, 0)
+
+    def capped(self, fact: ActivityFact, amount: int, total: int, refusal: Refusal) -> Verdict:
+        """The ledger refused the award of `fact` for the day's cap (another instance, or an
+        engagement bonus, earned the rest of the day first): the message ends refused, as
+        the gate refuses one at the cap, and the day's total becomes the ledger's `total`."""
+        track = self.track(fact.chat_id, fact.user_id)
+        return self.capped_on(track, fact, amount, total, refusal)
+
+    def capped_on(
+        self, track: Track, fact: ActivityFact, amount: int, total: int, refusal: Refusal
+    ) -> Verdict:
+        self._give_token(track)
+        # Other messages of the person may be reserved and not committed yet: they stay.
+        track.today = max((track.today or 0) - amount, total)
+        verdict = Verdict(refusal=refusal)
+        if fact.message_id in track.verdicts:
+            track.verdicts[fact.message_id] = verdict
+        return verdict

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from decimal import Decimal
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator, model_validator
 
@@ -134,6 +135,45 @@ class AntiAbuseSection(Section):
     auto_freeze: bool = False
     tracked_users: Annotated[int, within(100, 10_000_000)] = 20_000
     tracked_chats: Annotated[int, within(10, 1_000_000)] = 1_000
+    # Where the state above lives: this process's memory, or a Redis server that several
+    # bot instances share (the same verdicts as one instance; memory while it is away).
+    backend: Literal["memory", "redis"] = "memory"
+    redis_url: str = Field(default="redis://127.0.0.1:6379/0", repr=False)
+    key_prefix: str = "gamification:"
+    redis_timeout_seconds: Annotated[float, within(0, 60, above=True, unit="seconds")] = 0.5
+    redis_retry_seconds: Annotated[float, within(0, 3600, above=True, unit="seconds")] = 5.0
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url(cls, value: str) -> str:
+        wrong = (
+            "must be a Redis URL like 'redis://127.0.0.1:6379/0' (rediss:// for TLS,"
+            " unix:///path/to/redis.sock for a socket)"
+        )
+        try:
+            parts = urlsplit(value)
+            parts.port  # noqa: B018 - raises ValueError for a port that is not 0-65535
+        except ValueError:
+            raise ValueError(wrong) from None
+        if "\x00" in value or any(c.isspace() for c in value):
+            raise ValueError(wrong)
+        if parts.scheme in ("redis", "rediss"):
+            database = parts.path.strip("/")
+            if not parts.hostname or not (database == "" or database.isdecimal()):
+                raise ValueError(wrong)
+        elif parts.scheme != "unix" or not parts.path:
+            raise ValueError(wrong)
+        return value
+
+    @field_validator("key_prefix")
+    @classmethod
+    def _prefix(cls, value: str) -> str:
+        if not value or len(value) > 100 or not value.isprintable() or " " in value:
+            raise ValueError(
+                "must be 1 to 100 printable characters without spaces, like 'gamification:'"
+                " (each bot sharing a Redis server needs its own)"
+            )
+        return value
 
 
 class EngagementSection(Section):

@@ -88,6 +88,17 @@ class Chats:
     def __len__(self) -> int:
         return len(self._chats)
 
+    def adopt(self, chat_id: int, chat: ChatTrack, *, copies: bool) -> None:
+        """Keep `chat` as the chat's state in memory (all of it, or with `copies` False only
+        its presence): the shared backend's latest copy, for memory to take over from."""
+        if copies:
+            self._chats[chat_id] = chat
+            self._chats.move_to_end(chat_id)
+            if len(self._chats) > self.tracked:
+                self._chats.popitem(last=False)
+        else:
+            self.get(chat_id).seen = chat.seen
+
     def get(self, chat_id: int) -> ChatTrack:
         track = self._chats.get(chat_id)
         if track is None:

@@ -26,6 +26,18 @@ class InsufficientBalanceError(RequestError):
     """A deduction would take the balance below zero and was not forced."""
 
 
+class DailyCapError(RequestError):
+    """Activity points past the day's cap the award was given (decided in the ledger's
+    transaction, under the account's lock, so two processes never both pass it)."""
+
+    def __init__(self, limit: int, today: int) -> None:
+        super().__init__(
+            f"The day's cap of {limit:,} activity points is reached ({today:,} earned today)."
+        )
+        self.limit = limit
+        self.today = today
+
+
 class TransactionNotFoundError(RequestError):
     """The referenced transaction does not exist (in this chat)."""
 

@@ -64,6 +64,7 @@ class PointsCollector(Collector):
             value=f.queue_depth,
         )  # fmt: skip
         yield from self._storage(f)
+        yield from self._anti_abuse(f)
         yield from self._bus(f)
         yield from self._integrity(f)
 
@@ -86,6 +87,27 @@ class PointsCollector(Collector):
             "gamification_storage_handed_back",
             "Updates left unconfirmed and events parked after the retries ran out.",
             value=f.storage_handed_back,
+        )
+
+    @staticmethod
+    def _anti_abuse(f: Figures) -> Iterator[Metric]:
+        backend = GaugeMetricFamily(
+            "gamification_anti_abuse_backend",
+            "1 for where the anti-abuse state lives now (memory while Redis is away).",
+            labels=["backend"],
+        )
+        for name in ("memory", "redis"):
+            backend.add_metric([name], 1 if f.anti_abuse_active == name else 0)
+        yield backend
+        yield CounterMetricFamily(
+            "gamification_anti_abuse_fallback",
+            "Times Redis went away and this instance's memory took over the anti-abuse state.",
+            value=f.anti_abuse_fallbacks,
+        )
+        yield CounterMetricFamily(
+            "gamification_anti_abuse_conflicts",
+            "Judgements done again because another instance changed the same state first.",
+            value=f.anti_abuse_conflicts,
         )
 
     @staticmethod

@@ -17,19 +17,21 @@ from __future__ import annotations
 import logging
 import statistics
 from collections import OrderedDict
+from contextlib import suppress
 from datetime import datetime, timedelta
 from decimal import Decimal
 
 from plugins.gamification.domain.activity import ActivityFact, ReactionFact
-from plugins.gamification.domain.anti_abuse import AntiAbuseGate, Refusal
+from plugins.gamification.domain.anti_abuse import Refusal
 from plugins.gamification.domain.clock import format_utc
 from plugins.gamification.domain.config import GamificationConfig
 from plugins.gamification.domain.engagement import EngagementBook, Outcome
-from plugins.gamification.domain.errors import GamificationError
+from plugins.gamification.domain.errors import DailyCapError, GamificationError
 from plugins.gamification.domain.keys import engagement_key, reaction_key
 from plugins.gamification.domain.models import Multiplier, TxKind
 from plugins.gamification.domain.rules import apply_multipliers
 from plugins.gamification.engine import PointsEngine
+from plugins.gamification.services.gate_state import GateState
 from plugins.gamification.services.stats import Stats
 from plugins.gamification.services.today import Today
 
@@ -49,14 +51,15 @@ class EngagementService:
         self,
         engine: PointsEngine,
         config: GamificationConfig,
-        gate: AntiAbuseGate,
+        gate: GateState,
         stats: Stats,
         today: Today,
     ) -> None:
         self.engine = engine
         self.config = config
         self.clock = engine.clock
-        self.gate = gate
+        self.gate_state = gate
+        self.gate = gate.gate
         self.stats = stats
         self.today = today
         self.book = EngagementBook(config.engagement, config.reactions)
@@ -163,7 +166,9 @@ class EngagementService:
         chat_id = outcome.chat_id
         try:
             if outcome.bonus:
-                self.gate.engaged(chat_id, outcome.author, self.today(), outcome.responder)
+                await self.gate_state.engaged(
+                    chat_id, outcome.author, self.today(), outcome.responder
+                )
                 await self._bonus_award(outcome)
             if outcome.reaction:
                 await self.engine.award(
@@ -195,19 +200,21 @@ class EngagementService:
         worth = apply_multipliers(outcome.base, factors).result
         if worth <= 0:
             return
-        granted = self.gate.add_engagement_points(
+        granted = await self.gate_state.add_engagement_points(
             outcome.chat_id, outcome.author, self.today(), worth
         )
         if granted <= 0:
             return
         base, multipliers = (outcome.base, factors) if granted == worth else (granted, [])
-        await self.engine.award(
-            outcome.chat_id,
-            outcome.author,
-            base,
-            key=engagement_key(outcome.chat_id, outcome.message_id),
-            reason="engagement",
-            actor_id=outcome.responder,
-            multipliers=multipliers,
-            tag="engagement",
-        )
+        with suppress(DailyCapError):  # the ledger knew of more points today than the gate
+            await self.engine.award(
+                outcome.chat_id,
+                outcome.author,
+                base,
+                key=engagement_key(outcome.chat_id, outcome.message_id),
+                reason="engagement",
+                actor_id=outcome.responder,
+                multipliers=multipliers,
+                tag="engagement",
+                day_limit=self.config.anti_abuse.daily_cap,
+            )

@@ -48,6 +48,12 @@ class Figures:
     storage_handed_back: int
     relay: RelayFigures | None
     last_report: IntegrityReport | None
+    # The anti-abuse state: the configured backend, where it lives now (memory while Redis
+    # is away), times Redis went away, judgements repeated after another instance's write.
+    anti_abuse_backend: str = "memory"
+    anti_abuse_active: str = "memory"
+    anti_abuse_fallbacks: int = 0
+    anti_abuse_conflicts: int = 0
 
 
 def read_figures(services: Services, relay: RelayFigures | None = None) -> Figures:
@@ -55,7 +61,7 @@ def read_figures(services: Services, relay: RelayFigures | None = None) -> Figur
 
     `relay` is the bus side's figures (Runtime.figures reads them): the services know no bus.
     """
-    stats, store = services.stats, services.engine.store
+    stats, store, gate = services.stats, services.engine.store, services.gate_state
     writer, health = store.stats, store.health
     return Figures(
         awards=stats.awards,
@@ -74,4 +80,8 @@ def read_figures(services: Services, relay: RelayFigures | None = None) -> Figur
         storage_handed_back=health.handed_back,
         relay=relay,
         last_report=services.reports.latest,
+        anti_abuse_backend=gate.backend,
+        anti_abuse_active=gate.active,
+        anti_abuse_fallbacks=gate.fallbacks,
+        anti_abuse_conflicts=gate.conflicts,
     )

@@ -6,9 +6,9 @@ import json
 import logging
 import uuid
 
-from plugins.gamification.domain.anti_abuse import AntiAbuseGate
 from plugins.gamification.domain.clock import Clock, format_utc
 from plugins.gamification.domain.config import AntiAbuseSection
+from plugins.gamification.services.gate_state import GateState
 from plugins.gamification.services.retry import StorageRetry
 from plugins.gamification.storage.protocol import LedgerStorage
 from plugins.gamification.storage.records import AdminAction, OutboxEvent
@@ -17,26 +17,33 @@ log = logging.getLogger(__name__)
 
 
 class Moderation:
-    """Frozen accounts (kept in the gate, which refuses them), suspicions and audit rows;
-    an admin's change and its audit row always commit in one transaction."""
+    """Frozen accounts (kept in the ledger and cached in the gate, which refuses them),
+    suspicions and audit rows; an admin's change and its audit row always commit in one
+    transaction. With shared anti-abuse state, a freeze on one instance makes the others
+    read the frozen accounts again (see GateState.frozen_changed)."""
 
     def __init__(
         self,
         store: LedgerStorage,
         clock: Clock,
-        gate: AntiAbuseGate,
+        gate: GateState,
         retry: StorageRetry,
         settings: AntiAbuseSection,
     ) -> None:
         self._store = store
         self._clock = clock
-        self._gate = gate
+        self._state = gate
+        self._gate = gate.gate
         self._retry = retry
         self._settings = settings
 
     async def load(self) -> None:
         """Read the state that outlives a restart: frozen accounts."""
         self._gate.frozen = await self._store.frozen_accounts()
+
+    async def refresh(self) -> None:
+        """Read the frozen accounts again if another instance changed them."""
+        await self._state.refresh_frozen()
 
     def is_frozen(self, chat_id: int, user_id: int) -> bool:
         return (chat_id, user_id) in self._gate.frozen
@@ -63,17 +70,20 @@ class Moderation:
     ) -> bool:
         """Freeze the account; False if it already was. With `audit`, the admin's audit row
         commits in the same transaction as the freeze."""
+        await self.refresh()
         if self.is_frozen(chat_id, user_id):
             return False
         now = format_utc(self._clock.now())
         action = AdminAction(chat_id, actor_id, "freeze", user_id, reason) if audit else None
         await self._retry(self._store.freeze, chat_id, user_id, now, actor_id, reason, action)
         self._gate.frozen.add((chat_id, user_id))
+        await self._state.frozen_changed()
         return True
 
     async def unfreeze(self, chat_id: int, user_id: int, actor_id: int | None = None) -> bool:
         """Lift a freeze; False if there was none. With `actor_id`, that admin's audit row
         commits in the same transaction."""
+        await self.refresh()
         if not self.is_frozen(chat_id, user_id):
             return False
         now = format_utc(self._clock.now())
@@ -82,6 +92,7 @@ class Moderation:
             action = AdminAction(chat_id, actor_id, "unfreeze", user_id, "")
         await self._retry(self._store.unfreeze, chat_id, user_id, now, action)
         self._gate.frozen.discard((chat_id, user_id))
+        await self._state.frozen_changed()
         return True
 
     def outbox_event(

@@ -15,6 +15,7 @@ from plugins.gamification.domain.multipliers import MultiplierRules
 from plugins.gamification.domain.progression import ProgressRules
 from plugins.gamification.engine import LedgerPolicy, PointsEngine
 from plugins.gamification.services.engagement import EngagementService
+from plugins.gamification.services.gate_state import GateState, MemoryGateState
 from plugins.gamification.services.moderation import Moderation
 from plugins.gamification.services.people import People
 from plugins.gamification.services.reports import IntegrityReports
@@ -35,7 +36,9 @@ class Services:
     config: GamificationConfig
     # Every write the handlers and bus events make goes through it (see retry.py).
     retry: StorageRetry
+    # The anti-abuse rules (with backend "memory", also their state), and the backend.
     gate: AntiAbuseGate
+    gate_state: GateState
     multipliers: MultiplierRules
     stats: Stats
     today: Today
@@ -57,7 +60,10 @@ class Services:
         return self.engine.clock
 
     async def close(self) -> None:
-        await self.engine.close()
+        try:
+            await self.gate_state.close()
+        finally:
+            await self.engine.close()
 
 
 def build_services(
@@ -67,20 +73,23 @@ def build_services(
     admin_ids: frozenset[int] = frozenset(),
     admin_log_chat_id: int | None = None,
     retry_seconds: float = 30.0,
+    gate_state: GateState | None = None,
 ) -> Services:
     """Wire the services around an open engine (frozen accounts are read by `open_services`,
-    or by `moderation.load()`)."""
+    or by `moderation.load()`). `gate_state`: the anti-abuse backend the config names,
+    made here when not given."""
     retry = StorageRetry(engine.store.health, bound=retry_seconds)
-    gate = AntiAbuseGate(config.anti_abuse)
+    state = gate_state or gate_backend(config, engine.clock)
+    gate = state.gate
     multipliers = MultiplierRules(config.multipliers, config.ledger.timezone)
     stats = Stats()
     today = Today(engine)
-    moderation = Moderation(engine.store, engine.clock, gate, retry, config.anti_abuse)
-    engagement = EngagementService(engine, config, gate, stats, today)
+    moderation = Moderation(engine.store, engine.clock, state, retry, config.anti_abuse)
+    engagement = EngagementService(engine, config, state, stats, today)
     scoring = Scoring(
         engine,
         config,
-        gate=gate,
+        gate=state,
         multipliers=multipliers,
         stats=stats,
         retry=retry,
@@ -102,6 +111,7 @@ def build_services(
         config=config,
         retry=retry,
         gate=gate,
+        gate_state=state,
         multipliers=multipliers,
         stats=stats,
         today=today,
@@ -114,6 +124,16 @@ def build_services(
         admin_ids=admin_ids,
         admin_log_chat_id=admin_log_chat_id,
     )
+
+
+def gate_backend(config: GamificationConfig, clock: Clock) -> GateState:
+    """The anti-abuse gate on the configured backend (Redis: not connected yet; `start`)."""
+    gate = AntiAbuseGate(config.anti_abuse)
+    if config.anti_abuse.backend == "redis":
+        from plugins.gamification.services.redis_gate import RedisGateState
+
+        return RedisGateState(gate, clock)
+    return MemoryGateState(gate)
 
 
 async def open_services(
@@ -159,9 +179,12 @@ async def open_services(
         admin_log_chat_id=admin_log_chat_id,
         retry_seconds=database.retry_seconds,
     )
+    state = services.gate_state
     try:
+        # The shared store first: a freeze made meanwhile then shows as a change to read.
+        await state.start(services.moderation.load)
         await services.moderation.load()
     except BaseException:
-        await engine.close()
+        await services.close()
         raise
     return services

@@ -8,15 +8,20 @@ from datetime import date
 from zoneinfo import ZoneInfo
 
 from plugins.gamification.domain.activity import ActivityFact, points_for
-from plugins.gamification.domain.anti_abuse import CONTENT_REFUSALS, AntiAbuseGate, Refusal
+from plugins.gamification.domain.anti_abuse import CONTENT_REFUSALS, Refusal
 from plugins.gamification.domain.config import GamificationConfig
-from plugins.gamification.domain.errors import TransientStorageError
+from plugins.gamification.domain.errors import (
+    DailyCapError,
+    IdempotencyConflictError,
+    TransientStorageError,
+)
 from plugins.gamification.domain.keys import message_key
 from plugins.gamification.domain.models import Receipt
 from plugins.gamification.domain.multipliers import MultiplierRules
 from plugins.gamification.domain.progression import streak_if_active
 from plugins.gamification.engine import PointsEngine
 from plugins.gamification.services.engagement import EngagementService
+from plugins.gamification.services.gate_state import GateState
 from plugins.gamification.services.moderation import Moderation
 from plugins.gamification.services.retry import StorageRetry
 from plugins.gamification.services.stats import Stats
@@ -33,7 +38,7 @@ class Scoring:
         engine: PointsEngine,
         config: GamificationConfig,
         *,
-        gate: AntiAbuseGate,
+        gate: GateState,
         multipliers: MultiplierRules,
         stats: Stats,
         retry: StorageRetry,
@@ -43,7 +48,10 @@ class Scoring:
     ) -> None:
         self.engine = engine
         self.config = config
-        self.gate = gate
+        # The state backend judges; `gate` is its rules (and, with memory, its state).
+        self.gate_state = gate
+        self.gate = gate.gate
+        self.daily_cap = config.anti_abuse.daily_cap
         self.multipliers = multipliers
         self.stats = stats
         self.retry = retry
@@ -70,17 +78,17 @@ class Scoring:
         await self.engagement.settle()
         day = self.today()
         streak, earned_today = await self._today(fact.chat_id, fact.user_id)
-        if self.gate.needs_daily_total(fact, day):
-            engaged, responders = await self.engagement.engaged_recently(
-                fact.chat_id, fact.user_id
-            )
-            self.gate.set_daily_total(
-                fact, day, earned_today, engaged=engaged, responders=responders
-            )
         multipliers = self.multipliers.for_activity(fact.chat_id, fact.sent_at, streak)
         cap = await self.engagement.chat_cap(fact.chat_id)
-        verdict = self.gate.judge(
-            fact, amount, self.clock.now(), day, multipliers=multipliers, cap=cap
+        verdict = await self.gate_state.judge(
+            fact,
+            amount,
+            self.clock.now(),
+            day,
+            multipliers=multipliers,
+            cap=cap,
+            earned_today=earned_today,
+            engaged_recently=self.engagement.engaged_recently,
         )
         if verdict.suspicious:
             detail = f"message {fact.message_id}"
@@ -96,6 +104,9 @@ class Scoring:
         # leave, the rest of the day's worth unmultiplied.
         multipliers = list(verdict.multipliers)
         amount = amount if multipliers else verdict.amount
+        # The ledger checks the day's cap again under the account's lock: another instance
+        # sharing the ledger (without shared anti-abuse state) may have earned the rest.
+        limit = self.daily_cap if cap is None else min(self.daily_cap, cap)
         started = time.perf_counter()
         try:
             receipt = await self.retry(
@@ -107,18 +118,31 @@ class Scoring:
                 reason=f"{fact.kind} message",
                 multipliers=multipliers,
                 tag=fact.kind,
+                day_limit=limit,
             )
         except TransientStorageError:
             # Retried to the bound and handed back: the update comes again and meets its
             # verdict and reservation as they are, so it is neither judged nor counted twice.
             raise
+        except DailyCapError as exc:
+            refusal = Refusal.DAILY_CAP if limit == self.daily_cap else Refusal.CHAT_CAP
+            await self.gate_state.capped(fact, verdict.amount, exc.today, refusal)
+            self.stats.refusals[refusal] += 1
+            return refusal
+        except IdempotencyConflictError:
+            # Scored before, and judged anew after that verdict was forgotten (a restart;
+            # another instance while Redis was away) to another amount: the first stands.
+            if not verdict.redelivery:
+                await self.gate_state.refund(fact, verdict.amount, keep_cooldown=True)
+            self.stats.duplicates += 1
+            return None
         except BaseException:
             if not verdict.redelivery:
-                self.gate.refund(fact, verdict.amount)
+                await self.gate_state.refund(fact, verdict.amount)
             raise
         if receipt.duplicate and not verdict.redelivery:
             # Redelivered after a restart: the gate counted it anew, the ledger did not.
-            self.gate.refund(fact, verdict.amount, keep_cooldown=True)
+            await self.gate_state.refund(fact, verdict.amount, keep_cooldown=True)
         self.stats.record_award(
             receipt.transaction.amount,
             (time.perf_counter() - started) * 1000,

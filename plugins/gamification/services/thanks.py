@@ -90,6 +90,7 @@ class Thanks:
             return Refusal.SELF_THANKS
         if fact.receiver_is_bot:
             return Refusal.BOT_THANKS
+        await self.moderation.refresh()
         if self.moderation.is_frozen(fact.chat_id, fact.giver_id) or self.moderation.is_frozen(
             fact.chat_id, fact.receiver_id
         ):

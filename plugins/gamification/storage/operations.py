@@ -43,6 +43,10 @@ class Posting(NamedTuple):
     request: str = ""
     # The admin's audit row, written with the transaction (never for a repeat of the key).
     audit: AuditNote | None = None
+    # For activity points: the most the account may hold of them for the day (the ledger
+    # timezone's) with this posting; past it, DailyCapError. Not part of the request: a
+    # retry with another limit is still the same request.
+    day_limit: int | None = None
 
     def fingerprint(self, breakdown: str) -> str:
         """What makes a repeat of this key the same request; `breakdown` is its JSON."""

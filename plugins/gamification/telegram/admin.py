@@ -302,7 +302,20 @@ async def _gstats(message: Message, tokens: list[str], runtime: Runtime) -> str:
         f"Refused: {refusals}\n"
         f"Award latency: p50 {p50:.2f} ms, p95 {p95:.2f} ms, p99 {p99:.2f} ms\n"
         f"Writer: queue {f.queue_depth}, {f.writer_batches} batches,"
-        f" largest {f.writer_largest_batch}" + _bus_line(f) + _integrity_line(f)
+        f" largest {f.writer_largest_batch}"
+        + _anti_abuse_line(f)
+        + _bus_line(f)
+        + _integrity_line(f)
+    )
+
+
+def _anti_abuse_line(f: Figures) -> str:
+    if f.anti_abuse_backend == "memory":
+        return ""
+    where = "shared in Redis" if f.anti_abuse_active == "redis" else "in memory (Redis away)"
+    return (
+        f"\nAnti-abuse state: {where}, {f.anti_abuse_fallbacks} fallbacks,"
+        f" {f.anti_abuse_conflicts} conflicts"
     )
 
 

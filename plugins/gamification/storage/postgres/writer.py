@@ -378,6 +378,9 @@ class PgBatchWriter:
             )
         if abs(new_balance) > MAX_BALANCE:
             raise InvalidAmountError("The balance would leave the supported range.")
+        if p.day_limit is not None and self._effects is not None:
+            # Under the account's row lock: no other process's batch can pass it meanwhile.
+            self._effects.check_day_limit(p, before, state.moment)
         if p.key in state.keys:
             # A reward's or compensation's own key met again: never two rows for one key.
             raise IdempotencyConflictError(f"The key {p.key!r} was already used.")

@@ -15,6 +15,7 @@ from zoneinfo import ZoneInfo
 
 from plugins.gamification.domain.clock import format_utc
 from plugins.gamification.domain.config import Achievement
+from plugins.gamification.domain.errors import DailyCapError
 from plugins.gamification.domain.models import Transaction, TxKind
 from plugins.gamification.domain.progression import (
     Levels,
@@ -24,6 +25,7 @@ from plugins.gamification.domain.progression import (
     streak_if_active,
 )
 from plugins.gamification.storage.hashing import compact_json
+from plugins.gamification.storage.operations import Posting
 from plugins.gamification.storage.sqlite.rows import AccountRow
 
 __all__ = [
@@ -102,6 +104,15 @@ class Effects:
             day = moment.astimezone(self._zone).date()
             self._moment, self._facts = moment, (day, day.isoformat(), format_utc(moment))
         return self._facts
+
+    def check_day_limit(self, p: Posting, account: AccountRow, moment: datetime) -> None:
+        """Refuse activity points past the posting's day limit (DailyCapError), counting
+        what the account earned on `moment`'s local day, as `streak` counts it."""
+        if p.day_limit is None or p.kind is not TxKind.ACTIVITY or p.amount <= 0:
+            return
+        today = account.activity_today if account.activity_day == self._at(moment)[1] else 0
+        if today + p.amount > p.day_limit:
+            raise DailyCapError(p.day_limit, today)
 
     def streak(self, tx: Transaction, account: AccountRow) -> AccountRow:
         """The account after `tx`: its streak and today's activity points.

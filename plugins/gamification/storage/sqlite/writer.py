@@ -256,6 +256,8 @@ class BatchWriter:
             )
         if abs(new_balance) > MAX_BALANCE:
             raise InvalidAmountError("The balance would leave the supported range.")
+        if p.day_limit is not None and self._effects is not None:
+            self._effects.check_day_limit(p, before, state.moment)
         earned = before.earned
         if p.kind is TxKind.REVERT:
             earned -= max(-p.amount, 0)
