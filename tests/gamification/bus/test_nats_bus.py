@@ -123,7 +123,7 @@ async def test_publish_fails_at_once_while_nats_is_unreachable(
         with pytest.raises(BusUnavailableError, match="not reachable"):
             await bus.publish(event())
         await eventually(lambda: bool(caplog.records))
-        await asyncio.sleep(1.5)  # more attempts to connect: still the one warning
+        await asyncio.sleep(1.2)  # more attempts to connect: still the one warning
         await bus.close()
     (warning,) = caplog.records
     assert "not reachable" in warning.getMessage()
@@ -317,7 +317,7 @@ async def test_a_failure_on_one_instance_is_handled_by_another(options: NatsOpti
 async def test_an_instance_dying_mid_handler_lets_another_take_the_event(
     options: NatsOptions,
 ) -> None:
-    options = NatsOptions(**{**_fields(options), "ack_wait": 1.0})
+    options = NatsOptions(**{**_fields(options), "ack_wait": 1.0, "close_timeout": 0.2})
     entered = asyncio.Event()
     handled: list[str] = []
 
