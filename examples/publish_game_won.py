@@ -4,7 +4,9 @@ A game server (or any Python service) runs this when someone wins; the bot, conf
 with `[events] bus = "nats"`, turns the event into points. The event id is the service's
 own stable id for what happened (here: the match), so publishing the same win again, by a
 retry or a second run, never gives points twice: JetStream drops the copy within its
-duplicate window (the reply says `duplicate`), and past it the bot's ledger does.
+duplicate window (the reply says `duplicate`), and past it the bot's ledger does. (A
+service that retries later should send the same body: the same id with other content is
+refused by the bot as a conflict, in one log line, and never counted twice either.)
 
     pip install nats-py
     python examples/publish_game_won.py --chat -1001234567890 --user 42 --match m-2026-11-25-7

@@ -363,3 +363,40 @@ async def test_publishing_with_a_message_id_header_is_what_dedupes(options: Nats
     assert (first.duplicate, again.duplicate, unmarked.duplicate) == (None, True, None)
     assert again.seq == first.seq
     assert (await stream_state(options))[1] == ["e5", "e5"]
+
+
+# -- the stream -----------------------------------------------------------------------------
+
+
+async def test_instances_starting_together_all_find_the_stream_ready(
+    options: NatsOptions,
+) -> None:
+    buses = [NatsBus(options) for _ in range(4)]
+    for each in buses:
+        each.start()
+    try:
+        async with asyncio.timeout(10):
+            await asyncio.gather(*(each.wait_ready() for each in buses))
+        for n, each in enumerate(buses):
+            await each.publish(event(n=n))
+    finally:
+        await asyncio.gather(*(each.close() for each in buses))
+    assert (await stream_state(options))[0] == 4
+
+
+async def test_an_existing_stream_is_brought_up_to_date_keeping_its_other_subjects(
+    options: NatsOptions,
+) -> None:
+    client = await nats.connect(options.url)
+    try:
+        js = client.jetstream()
+        await js.add_stream(
+            name=options.stream, subjects=["elsewhere.>"], duplicate_window=10, max_age=3600
+        )
+        async with started(options) as bus:
+            await bus.publish(event())
+        config = (await js.stream_info(options.stream)).config
+    finally:
+        await client.close()
+    assert sorted(config.subjects or []) == sorted(["elsewhere.>", f"{options.subject_prefix}.>"])
+    assert (config.duplicate_window, config.max_age) == (options.duplicate_window, options.max_age)
