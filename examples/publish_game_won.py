@@ -44,10 +44,25 @@ def event(args: argparse.Namespace) -> dict[str, object]:
 
 async def publish(args: argparse.Namespace) -> int:
     body = event(args)
+    failures: list[Exception] = []
+
+    async def remember(exc: Exception) -> None:
+        # nats-py would log each failed attempt with a traceback; it is said once below.
+        failures.append(exc)
+
     try:
-        client = await nats.connect(args.url, connect_timeout=3, max_reconnect_attempts=0)
+        client = await nats.connect(
+            args.url,
+            connect_timeout=3,
+            allow_reconnect=False,
+            # nats-py never gives up with 0 attempts; 1 means two quick ones.
+            max_reconnect_attempts=1,
+            reconnect_time_wait=0,
+            error_cb=remember,
+        )
     except Exception as exc:
-        print(f"NATS at {args.url} is not reachable: {exc or type(exc).__name__}.")
+        cause = failures[-1] if failures else exc
+        print(f"NATS at {args.url} is not reachable: {cause or type(cause).__name__}.")
         return 1
     try:
         ack = await client.jetstream().publish(

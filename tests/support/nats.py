@@ -39,14 +39,31 @@ def server_url() -> str:
     return os.environ.get(SERVER_ENV, DEFAULT_SERVER)
 
 
+async def _quiet(exc: Exception) -> None:
+    """nats-py logs each failed attempt with a traceback; the caller reports the failure."""
+
+
+async def connect(url: str | list[str]) -> Any:
+    """A plain client that fails after two quick attempts instead of retrying for minutes
+    (nats-py never gives up with max_reconnect_attempts=0)."""
+    import nats
+
+    return await nats.connect(
+        url,
+        connect_timeout=2,
+        allow_reconnect=False,
+        max_reconnect_attempts=1,
+        reconnect_time_wait=0,
+        error_cb=_quiet,
+    )
+
+
 @functools.cache
 def unreachable() -> str:
     """Empty when the server answers with JetStream on; otherwise the one-line reason."""
 
     async def probe() -> None:
-        import nats
-
-        client = await nats.connect(server_url(), connect_timeout=2, max_reconnect_attempts=0)
+        client = await connect(server_url())
         try:
             await client.jetstream().account_info()
         finally:
@@ -107,10 +124,9 @@ def with_nats(config: AppConfig, options: NatsOptions) -> AppConfig:
 
 
 async def delete_stream(options: NatsOptions) -> None:
-    import nats
     import nats.js.errors
 
-    client = await nats.connect(options.servers, connect_timeout=2, max_reconnect_attempts=0)
+    client = await connect(options.servers)
     try:
         with contextlib.suppress(nats.js.errors.NotFoundError):
             await client.jetstream().delete_stream(options.stream)
@@ -144,9 +160,7 @@ async def started(options: NatsOptions) -> AsyncIterator[NatsBus]:
 
 async def stream_state(options: NatsOptions) -> tuple[int, list[str]]:
     """(messages in the stream, the event id of each, in stream order), read directly."""
-    import nats
-
-    client = await nats.connect(options.servers, connect_timeout=2, max_reconnect_attempts=0)
+    client = await connect(options.servers)
     try:
         js = client.jetstream()
         info = await js.stream_info(options.stream)

@@ -180,6 +180,11 @@ class DurableConsumer:
                     free if busy else 1, timeout=BUSY_POLL if busy else settings.poll
                 )
             except TimeoutError:  # nats' own TimeoutError derives from it
+                if not busy:
+                    # A pull from a consumer that is gone (deleted, or a server that lost
+                    # its store) is never answered: ask after it while idle, so that a
+                    # missing one raises NotFoundError and is made again.
+                    await pull.consumer_info()
                 continue
             for message in messages:
                 task = asyncio.create_task(self._deliver(message), name=f"nats {self.durable}")

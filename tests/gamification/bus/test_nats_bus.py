@@ -30,7 +30,7 @@ from plugins.gamification.bus.nats import (
     filter_subject,
     redact,
 )
-from tests.support.nats import eventually, fresh_options, started, stream_state
+from tests.support.nats import eventually, fresh_options, started, stream_state, until
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 
@@ -400,3 +400,31 @@ async def test_an_existing_stream_is_brought_up_to_date_keeping_its_other_subjec
         await client.close()
     assert sorted(config.subjects or []) == sorted(["elsewhere.>", f"{options.subject_prefix}.>"])
     assert (config.duplicate_window, config.max_age) == (options.duplicate_window, options.max_age)
+
+
+async def test_a_stream_and_consumer_deleted_under_the_bus_are_made_again(
+    options: NatsOptions,
+) -> None:
+    """As after a server that lost its store: the bus notices, sets both up again, and
+    events flow (an idle consumer asks after itself every `poll` seconds)."""
+    recorder = Recorder()
+    async with started(options) as bus:
+        bus.subscribe("game.*", recorder, name="inbound")
+        await bus.publish(event(n=1))
+        await eventually(lambda: recorder.ids == ["e1"])
+        client = await nats.connect(options.url)
+        try:
+            await client.jetstream().delete_stream(options.stream)
+        finally:
+            await client.close()
+
+        async def republished() -> bool:
+            try:
+                await bus.publish(event(n=2))
+            except BusUnavailableError:
+                await asyncio.sleep(0.1)
+                return False
+            return True
+
+        await until(republished)
+        await eventually(lambda: recorder.ids == ["e1", "e2"])

@@ -134,6 +134,14 @@ async def test_the_example_says_in_one_line_when_there_is_no_stream(
     assert "Traceback" not in output
 
 
+async def test_the_example_says_in_one_line_when_nats_is_unreachable() -> None:
+    away = NatsOptions(url="nats://127.0.0.1:1")
+    code, output = await run_example(away, "--chat", "1", "--user", "2", "--match", "x")
+    assert code == 1
+    (line,) = output.strip().splitlines()
+    assert line.startswith("NATS at nats://127.0.0.1:1 is not reachable: ")
+
+
 async def test_two_bot_instances_share_inbound_events_and_announcements(
     make_bot: MakeBot, options: NatsOptions
 ) -> None:
