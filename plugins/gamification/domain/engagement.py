@@ -21,6 +21,8 @@ never from the author, at most `reactions.pair_daily_limit` per pair and
 `reactions.daily_limit` per reacting member a day, and nothing for a reaction removed
 before it settles. Pending reactions live in memory only (a restart forgets at most
 `settle_seconds` of them); what was awarded is in the ledger under idempotency keys.
+With shared anti-abuse state, the same records live in Redis (services/redis_engagement.py)
+and `respond_on` decides there exactly as here.
 """
 
 from __future__ import annotations
@@ -44,7 +46,7 @@ class Posted:
 
 
 @dataclass(slots=True)
-class _Giver:
+class Giver:
     """What one member gave today in one chat."""
 
     day: str = ""
@@ -53,7 +55,7 @@ class _Giver:
     reactions: int = 0
     reaction_pairs: dict[int, int] = field(default_factory=dict)
 
-    def on(self, day: str) -> _Giver:
+    def on(self, day: str) -> Giver:
         if self.day != day:
             self.day, self.engaged, self.reactions = day, 0, 0
             self.pairs, self.reaction_pairs = {}, {}
@@ -80,7 +82,7 @@ class EngagementBook:
         self.engagement = engagement
         self.reactions = reactions
         self._messages: OrderedDict[tuple[int, int], Posted] = OrderedDict()
-        self._givers: OrderedDict[tuple[int, int], _Giver] = OrderedDict()
+        self._givers: OrderedDict[tuple[int, int], Giver] = OrderedDict()
         # (due time, chat, message, reactor), in the order they arrived.
         self._pending: deque[tuple[float, int, int, int]] = deque()
 
@@ -102,11 +104,15 @@ class EngagementBook:
             return None
         return posted
 
-    def _giver(self, chat_id: int, user_id: int, day: str) -> _Giver:
+    def remembered(self, chat_id: int, message_id: int) -> Posted | None:
+        """The message, if it is remembered, however old."""
+        return self._messages.get((chat_id, message_id))
+
+    def _giver(self, chat_id: int, user_id: int, day: str) -> Giver:
         key = (chat_id, user_id)
         giver = self._givers.get(key)
         if giver is None:
-            giver = self._givers[key] = _Giver()
+            giver = self._givers[key] = Giver()
             if len(self._givers) > self.engagement.tracked_messages:
                 self._givers.popitem(last=False)
         else:
@@ -121,31 +127,10 @@ class EngagementBook:
         if posted is None or posted.author == responder:
             return None
         giver = self._giver(chat_id, responder, day)
-        bonus = False
-        e = self.engagement
-        if (
-            e.enabled
-            and not posted.engaged
-            and giver.engaged < e.daily_limit
-            and giver.pairs.get(posted.author, 0) < e.pair_daily_limit
-        ):
-            posted.engaged = bonus = True
-            giver.engaged += 1
-            giver.pairs[posted.author] = giver.pairs.get(posted.author, 0) + 1
-        points = False
-        r = self.reactions
-        if (
-            reaction
-            and r.enabled
-            and giver.reactions < r.daily_limit
-            and giver.reaction_pairs.get(posted.author, 0) < r.pair_daily_limit
-        ):
-            points = True
-            giver.reactions += 1
-            giver.reaction_pairs[posted.author] = giver.reaction_pairs.get(posted.author, 0) + 1
-        if not (bonus or points):
-            return None
-        return Outcome(chat_id, message_id, posted.author, responder, posted.base, bonus, points)
+        return respond_on(
+            posted, giver, self.engagement, self.reactions, chat_id, message_id, responder,
+            reaction=reaction,
+        )  # fmt: skip
 
     def react(self, chat_id: int, message_id: int, reactor: int, at: float, added: bool) -> None:
         """A member's reaction appeared (pending until it settles) or went away."""
@@ -173,3 +158,43 @@ class EngagementBook:
             _, chat_id, message_id, reactor = self._pending.popleft()
             settled.append((chat_id, message_id, reactor))
         return settled
+
+
+def respond_on(
+    posted: Posted,
+    giver: Giver,
+    engagement: EngagementSection,
+    reactions: ReactionsSection,
+    chat_id: int,
+    message_id: int,
+    responder: int,
+    *,
+    reaction: bool,
+) -> Outcome | None:
+    """Count a settled response of `responder` (whose `giver` is on today) to `posted`,
+    changing both; None when it earns nothing."""
+    bonus = False
+    e = engagement
+    if (
+        e.enabled
+        and not posted.engaged
+        and giver.engaged < e.daily_limit
+        and giver.pairs.get(posted.author, 0) < e.pair_daily_limit
+    ):
+        posted.engaged = bonus = True
+        giver.engaged += 1
+        giver.pairs[posted.author] = giver.pairs.get(posted.author, 0) + 1
+    points = False
+    r = reactions
+    if (
+        reaction
+        and r.enabled
+        and giver.reactions < r.daily_limit
+        and giver.reaction_pairs.get(posted.author, 0) < r.pair_daily_limit
+    ):
+        points = True
+        giver.reactions += 1
+        giver.reaction_pairs[posted.author] = giver.reaction_pairs.get(posted.author, 0) + 1
+    if not (bonus or points):
+        return None
+    return Outcome(chat_id, message_id, posted.author, responder, posted.base, bonus, points)

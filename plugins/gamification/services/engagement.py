@@ -63,6 +63,9 @@ class EngagementService:
         self.stats = stats
         self.today = today
         self.book = EngagementBook(config.engagement, config.reactions)
+        # The book several instances share, when the gate's state is shared (else None:
+        # `book` alone, with no await added to a message).
+        self.shared = gate.share(self.book)
         self._bonus = Multiplier("engaged", config.engagement.bonus)
         self._caps: dict[int, tuple[float, int | None]] = {}
         self._history: OrderedDict[tuple[int, int, int], tuple[float, int]] = OrderedDict()
@@ -133,34 +136,57 @@ class EngagementService:
                 fact.chat_id, fact.message_id, fact.user_id, fact.sent_at.timestamp(), base
             )
 
+    async def posted_shared(self, fact: ActivityFact, base: int) -> None:
+        """`posted`, into the shared book (only when there is one)."""
+        assert self.shared is not None
+        if self.config.engagement.enabled or self.config.reactions.enabled:
+            await self.shared.posted(
+                fact.chat_id, fact.message_id, fact.user_id, fact.sent_at.timestamp(), base
+            )
+
     async def replied(self, chat_id: int, responder: int, message_id: int, at: datetime) -> None:
         """Another member replied to a remembered message."""
-        posted = self.book.lookup(chat_id, message_id, at.timestamp())
+        shared = self.shared
+        if shared is None:
+            posted = self.book.lookup(chat_id, message_id, at.timestamp())
+        else:
+            posted = await shared.lookup(chat_id, message_id, at.timestamp())
         if posted is None or posted.engaged or posted.author == responder:
             return
         if not await self.has_history(chat_id, responder):
             self.stats.refusals[Refusal.RESPONDER_INACTIVE] += 1
             return
-        outcome = self.book.respond(chat_id, message_id, responder, self.today(), reaction=False)
+        outcome = await self._respond(chat_id, message_id, responder, reaction=False)
         if outcome is not None:
             await self._award(outcome)
 
     async def reacted(self, fact: ReactionFact) -> None:
         """A reaction appeared or went away; settles whatever is due."""
-        self.book.react(
-            fact.chat_id, fact.message_id, fact.user_id, fact.at.timestamp(), fact.added
-        )
+        at = fact.at.timestamp()
+        if self.shared is None:
+            self.book.react(fact.chat_id, fact.message_id, fact.user_id, at, fact.added)
+        else:
+            await self.shared.react(fact.chat_id, fact.message_id, fact.user_id, at, fact.added)
         await self.settle()
 
     async def settle(self) -> None:
         """Award the reactions that stayed in place for `reactions.settle_seconds`."""
-        due = self.book.due(self.clock.now().timestamp())
+        now = self.clock.now().timestamp()
+        due = self.book.due(now) if self.shared is None else await self.shared.due(now)
         for chat_id, message_id, reactor in due:
             if not await self.has_history(chat_id, reactor):
                 continue
-            outcome = self.book.respond(chat_id, message_id, reactor, self.today(), reaction=True)
+            outcome = await self._respond(chat_id, message_id, reactor, reaction=True)
             if outcome is not None:
                 await self._award(outcome)
+
+    async def _respond(
+        self, chat_id: int, message_id: int, responder: int, *, reaction: bool
+    ) -> Outcome | None:
+        day = self.today()
+        if self.shared is None:
+            return self.book.respond(chat_id, message_id, responder, day, reaction=reaction)
+        return await self.shared.respond(chat_id, message_id, responder, day, reaction=reaction)
 
     async def _award(self, outcome: Outcome) -> None:
         chat_id = outcome.chat_id

@@ -15,11 +15,33 @@ from typing import Protocol
 
 from plugins.gamification.domain.activity import ActivityFact
 from plugins.gamification.domain.anti_abuse import AntiAbuseGate, Refusal, Verdict
+from plugins.gamification.domain.engagement import EngagementBook, Outcome, Posted
 from plugins.gamification.domain.models import Multiplier
 
 # (chat, user) -> (messages of the person others engaged lately, their distinct responders),
 # from the ledger: asked once per person per day, when the gate starts the person's day.
 EngagedRecently = Callable[[int, int], Awaitable[tuple[int, list[int]]]]
+
+
+class SharedBook(Protocol):
+    """The engagement book in a store several instances share: `EngagementBook`'s
+    operations, awaited (services/redis_engagement.py)."""
+
+    async def posted(
+        self, chat_id: int, message_id: int, author: int, at: float, base: int
+    ) -> None: ...
+
+    async def lookup(self, chat_id: int, message_id: int, at: float) -> Posted | None: ...
+
+    async def respond(
+        self, chat_id: int, message_id: int, responder: int, day: str, *, reaction: bool
+    ) -> Outcome | None: ...
+
+    async def react(
+        self, chat_id: int, message_id: int, reactor: int, at: float, added: bool
+    ) -> None: ...
+
+    async def due(self, now: float) -> list[tuple[int, int, int]]: ...
 
 
 class GateState(Protocol):
@@ -45,6 +67,11 @@ class GateState(Protocol):
     @property
     def conflicts(self) -> int:
         """Judgements done again because another instance changed the same state first."""
+        ...
+
+    def share(self, book: EngagementBook) -> SharedBook | None:
+        """The engagement book in the same shared store (`book` standing in while it is
+        away), or None: this process's `book` alone."""
         ...
 
     async def start(self, reload_frozen: Callable[[], Awaitable[None]]) -> None:
@@ -108,6 +135,9 @@ class MemoryGateState:
 
     def __init__(self, gate: AntiAbuseGate) -> None:
         self.gate = gate
+
+    def share(self, book: EngagementBook) -> SharedBook | None:
+        return None
 
     async def start(self, reload_frozen: Callable[[], Awaitable[None]]) -> None:
         return None

@@ -37,6 +37,7 @@ from plugins.gamification.domain.anti_abuse import AntiAbuseGate, Refusal, Track
 from plugins.gamification.domain.clock import Clock
 from plugins.gamification.domain.config import AntiAbuseSection
 from plugins.gamification.domain.conversation import ChatTrack
+from plugins.gamification.domain.engagement import EngagementBook
 from plugins.gamification.domain.errors import GamificationError
 from plugins.gamification.domain.gate_codec import (
     CodecError,
@@ -51,6 +52,7 @@ from plugins.gamification.domain.gate_codec import (
 )
 from plugins.gamification.domain.models import Multiplier
 from plugins.gamification.services.gate_state import EngagedRecently, MemoryGateState
+from plugins.gamification.services.redis_engagement import RedisEngagementBook
 from plugins.gamification.services.redis_keys import (
     BUMP,
     LOAD,
@@ -58,6 +60,7 @@ from plugins.gamification.services.redis_keys import (
     VERSION_BYTES,
     Keys,
     Lifetimes,
+    StoreUnavailable,
 )
 
 if TYPE_CHECKING:
@@ -97,10 +100,6 @@ def connect(settings: AntiAbuseSection) -> Redis:
 
 def _as_bytes(value: bytes | str | None) -> bytes:
     return value.encode() if isinstance(value, str) else value or b""
-
-
-class _Unavailable(Exception):
-    """Redis did not answer in time or answered with an error (already logged)."""
 
 
 @dataclass(slots=True)
@@ -201,13 +200,32 @@ class RedisGateState:
     def active(self) -> str:
         return "redis" if self._up else "memory"
 
+    @property
+    def up(self) -> bool:
+        """Redis answered last time: the state is shared."""
+        return self._up
+
+    def share(self, book: EngagementBook) -> RedisEngagementBook:
+        """The engagement book in the same Redis, with `book` standing in while it is away."""
+        return RedisEngagementBook(self, book)
+
+    def register(self, source: str) -> Any:
+        """A Lua script on this connection."""
+        return self._client.register_script(source)
+
+    async def run(self, script: Any, keys: list[str], args: list[Any]) -> Any:
+        """The script's answer; StoreUnavailable (memory takes over) when Redis is away."""
+        if not self._up:
+            raise StoreUnavailable
+        return await self._call(script(keys=keys, args=args))
+
     async def start(self, reload_frozen: Callable[[], Awaitable[None]]) -> None:
         """Check that Redis answers (else start in memory, with the warning) and note the
         frozen accounts' change count, before they are read from the ledger."""
         self.on_frozen_changed = reload_frozen
         try:
             epoch = await self._call(self._client.get(self.keys.frozen))
-        except _Unavailable:
+        except StoreUnavailable:
             return
         self._epoch = _as_bytes(epoch)
         log.info(
@@ -262,7 +280,7 @@ class RedisGateState:
                         if await self._write(chat_id, user_id, loaded, t):
                             return verdict
                         self.conflicts += 1
-            except (_Unavailable, TimeoutError):
+            except (StoreUnavailable, TimeoutError):
                 pass
         self._in_memory += 1
         return await self.memory.judge(
@@ -318,7 +336,7 @@ class RedisGateState:
                         if await self._write(chat_id, user_id, loaded, t):
                             return result
                         self.conflicts += 1
-            except (_Unavailable, TimeoutError):
+            except (StoreUnavailable, TimeoutError):
                 pass
         return change(self.gate.track(chat_id, user_id))
 
@@ -330,7 +348,7 @@ class RedisGateState:
             return
         try:
             count = await self._call(self._bump())
-        except _Unavailable:
+        except StoreUnavailable:
             self._epoch_owed = True
             return
         # Unless another instance changed them too meanwhile, this one knows the change.
@@ -345,7 +363,7 @@ class RedisGateState:
             return
         try:
             epoch = await self._call(self._client.get(self.keys.frozen))
-        except _Unavailable:
+        except StoreUnavailable:
             return
         await self._frozen_since(_as_bytes(epoch))
 
@@ -364,7 +382,7 @@ class RedisGateState:
 
     async def _read(self, chat_id: int, user_id: int, *, chat: bool, copies: bool) -> _Loaded:
         if not self._up:  # gone while this judgement waited for the chat's lock
-            raise _Unavailable
+            raise StoreUnavailable
         keys = self.keys
         reply: list[bytes] = await self._call(
             self._load(
@@ -388,7 +406,7 @@ class RedisGateState:
                 if copied:
                     decode_copies(copied, room)
             except CodecError as exc:
-                self._unreadable(exc)
+                self.unreadable(exc)
                 room = ChatTrack(self.settings.copy_memory)
         pairs = reply[8:]
         standings = {int(pairs[i]): pairs[i + 1] == b"1" for i in range(0, len(pairs) - 1, 2)}
@@ -410,19 +428,20 @@ class RedisGateState:
             if recent:
                 decode_recent(recent[VERSION_BYTES:], track)
         except CodecError as exc:
-            self._unreadable(exc)
+            self.unreadable(exc)
             track = Track()
         if record:
             try:
                 decode_record(record[VERSION_BYTES + 1 :], track)
             except CodecError as exc:
-                self._unreadable(exc)
+                self.unreadable(exc)
                 fresh = Track()
                 track.day, track.today, track.engaged = fresh.day, fresh.today, fresh.engaged
                 track.responders, track.sent = fresh.responders, fresh.sent
         return track
 
-    def _unreadable(self, exc: CodecError) -> None:
+    def unreadable(self, exc: CodecError) -> None:
+        """Say once that state under the prefix cannot be read (it is started afresh)."""
         if not self._warned_codec:
             self._warned_codec = True
             log.warning(
@@ -472,7 +491,7 @@ class RedisGateState:
     # -- when Redis goes away and comes back ----------------------------------------------
 
     async def _call(self, awaitable: Awaitable[T]) -> T:
-        """`awaitable`'s answer, or _Unavailable (and memory takes over) within the timeout."""
+        """`awaitable`'s answer, or StoreUnavailable (and memory takes over) within the timeout."""
         from redis.exceptions import RedisError
 
         try:
@@ -480,7 +499,7 @@ class RedisGateState:
                 return await awaitable
         except (RedisError, OSError, TimeoutError) as exc:
             await self._went_away(exc)
-            raise _Unavailable from exc
+            raise StoreUnavailable from exc
 
     async def _went_away(self, exc: BaseException) -> None:
         if not self._up:

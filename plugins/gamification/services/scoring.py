@@ -95,7 +95,10 @@ class Scoring:
             await self.moderation.flag(fact.chat_id, fact.user_id, "burst", detail)
         if verdict.refusal not in CONTENT_REFUSALS:
             # Worth engaging with, even when it earned nothing at once.
-            self.engagement.posted(fact, amount)
+            if self.engagement.shared is None:
+                self.engagement.posted(fact, amount)
+            else:
+                await self.engagement.posted_shared(fact, amount)
         if verdict.refusal is not None:
             if not verdict.redelivery:
                 self.stats.refusals[verdict.refusal] += 1
