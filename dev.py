@@ -26,7 +26,7 @@ TASKS: dict[str, list[list[str]]] = {
     "test": [
         ["-m", "ruff", "check", "."],
         ["-m", "ruff", "format", "--check", "."],
-        ["-m", "mypy", "bot", "plugins", "benchmarks"],
+        ["-m", "mypy", "bot", "plugins", "benchmarks", "examples"],
         # Spread over every core (pytest-xdist); each test has its own files and databases.
         ["-m", "pytest", "-n", "auto"],
     ],

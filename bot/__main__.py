@@ -22,9 +22,8 @@ EXIT_BROKEN_PIPE = 128 + 13  # 128 + SIGPIPE, what a shell reports for `... | he
 def build_parser(commands: Sequence[CliCommand]) -> argparse.ArgumentParser:
     config_help = (
         "TOML config file (default: ./config.toml if present, else built-in defaults;"
-        " BOT_TOKEN, BOT_API_SERVER, BOT_DATABASE, BOT_DATABASE_URL, BOT_WEBHOOK_SECRET"
-        " and BOT_REDIS_URL"
-        " override it)"
+        " BOT_TOKEN, BOT_API_SERVER, BOT_DATABASE, BOT_DATABASE_URL, BOT_WEBHOOK_SECRET,"
+        " BOT_REDIS_URL and BOT_NATS_URL override it)"
     )
     parser = argparse.ArgumentParser(
         prog="python -m bot",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import string
 import tomllib
 from collections.abc import Callable, Mapping, Sequence
@@ -36,6 +37,7 @@ ENV_OVERRIDES: tuple[EnvOverride, ...] = (
     ("BOT_DATABASE", "storage", "database"),
     ("BOT_DATABASE_URL", "storage", "url"),
     ("BOT_WEBHOOK_SECRET", "webhook", "secret_token"),
+    ("BOT_NATS_URL", "events", "url"),
 )
 
 # The two ways to name the ledger: each replaces the other when set by the environment.
@@ -330,6 +332,77 @@ class LoggingSettings(Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
 
+# NATS names: a stream or consumer name is one token; a subject prefix is tokens with dots.
+_NATS_TOKEN = r"[A-Za-z0-9_-]+"
+_NATS_NAME = re.compile(rf"^{_NATS_TOKEN}$")
+_NATS_PREFIX = re.compile(rf"^{_NATS_TOKEN}(\.{_NATS_TOKEN})*$")
+NATS_SCHEMES = ("nats", "tls", "ws", "wss")
+
+
+def check_nats_url(value: str) -> str:
+    """One server URL or several, comma-separated; never echoes a password back."""
+    wrong = "must be a NATS server URL like 'nats://127.0.0.1:4222' (several: comma-separated)"
+    for part in value.split(","):
+        try:
+            parts = urlsplit(part.strip())
+            parts.port  # noqa: B018 - raises ValueError for a port that is not 0-65535
+        except ValueError:
+            raise ValueError(wrong) from None
+        if parts.scheme not in NATS_SCHEMES or not parts.hostname:
+            raise ValueError(wrong)
+    return value
+
+
+class EventsSettings(Section):
+    """The event bus between plugins and other services: in-process, or NATS JetStream."""
+
+    # "memory": in this process only; "nats": NATS JetStream, shared by every instance.
+    bus: Literal["memory", "nats"] = "memory"
+    url: str = Field(default="nats://127.0.0.1:4222", repr=False)
+    stream: str = "GAMIFICATION"
+    # Events travel on "<subject_prefix>.<event type>", e.g. bot.events.game.won.
+    subject_prefix: str = "bot.events"
+    # Durable consumers are named "<durable_prefix>_<subscription>"; instances with the same
+    # prefix share them (each event is handled by one of them).
+    durable_prefix: str = "bot"
+    # JetStream drops a second publish of the same event id within this window.
+    duplicate_window_seconds: Annotated[
+        float, within(0, 86_400, above=True, unit="seconds (1 day)")
+    ] = 120.0
+    # How long the stream keeps events (a consumer that was away catches up within it).
+    max_age_days: Annotated[float, within(0, 3650, above=True, unit="days")] = 7.0
+    # A delivered event not acknowledged within this is delivered again (a handler still
+    # working says so every third of it, so only a dead instance's events come back).
+    ack_wait_seconds: Annotated[float, within(1, 3600, unit="seconds")] = 30.0
+    # Deliveries of one event before JetStream gives up on it; left out: never gives up.
+    max_deliver: Annotated[int, within(1, 1_000_000)] | None = None
+
+    _url = field_validator("url")(check_nats_url)
+
+    @field_validator("stream", "durable_prefix")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not _NATS_NAME.match(value):
+            raise ValueError("must be letters, digits, '_' or '-' only, like 'GAMIFICATION'")
+        return value
+
+    @field_validator("subject_prefix")
+    @classmethod
+    def _prefix(cls, value: str) -> str:
+        if not _NATS_PREFIX.match(value):
+            raise ValueError(
+                "must be dot-separated words of letters, digits, '_' or '-', like 'bot.events'"
+                " (no wildcards)"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _window(self) -> EventsSettings:
+        if self.duplicate_window_seconds > self.max_age_days * 86_400:
+            raise KeyedError("duplicate_window_seconds", "must not be longer than max_age_days")
+        return self
+
+
 class AppConfig(Section):
     """The host's sections; each plugin's section, validated by its model, in `plugin_sections`."""
 
@@ -340,6 +413,7 @@ class AppConfig(Section):
     metrics: MetricsSettings = MetricsSettings()
     webhook: WebhookSettings = WebhookSettings()
     logging: LoggingSettings = LoggingSettings()
+    events: EventsSettings = EventsSettings()
     source: str = Field(default="defaults", exclude=True)
     plugin_sections: dict[str, BaseModel] = Field(default_factory=dict, exclude=True)
 
@@ -348,7 +422,7 @@ class AppConfig(Section):
 
 
 HOST_SECTIONS = frozenset(
-    {"bot", "storage", "plugins", "scheduler", "metrics", "webhook", "logging"}
+    {"bot", "storage", "plugins", "scheduler", "metrics", "webhook", "logging", "events"}
 )
 
 
@@ -425,9 +499,9 @@ def describe_errors(
         given = item.get("input")
         # The bot section holds the token: none of its values is ever echoed back, so a
         # token pasted under the wrong key cannot end up in a terminal or a log.
-        # A database or Redis URL may carry a password: never echoed either.
-        secret = key.split(".")[0] == "bot" or "token" in key or key == "storage.url"
-        secret = secret or key.endswith(".redis_url")
+        # A database, Redis or NATS URL may carry a password: never echoed either.
+        secret = key.split(".")[0] == "bot" or "token" in key
+        secret = secret or key in ("storage.url", "events.url") or key.endswith(".redis_url")
         hidden = isinstance(given, dict | list) or secret or isinstance(blamed, str)
         shown = "" if hidden else f", got {given!r}"
         message = item["msg"].removeprefix("Value error, ")

@@ -20,6 +20,7 @@ from pydantic import BaseModel
 from bot.config import AppConfig
 from bot.plugins import CliCommand, Plugin, PluginContext, PluginRegistry, StartupError
 from bot.testing import RecordingSession, UpdateFactory
+from plugins.gamification.bus.nats import NatsOptions
 from plugins.gamification.domain.config import GamificationConfig
 from plugins.gamification.domain.errors import GamificationError
 from plugins.gamification.ops.commands import Command, CommandContext, OfflineTelegram
@@ -65,6 +66,23 @@ def _database(config: AppConfig) -> DatabaseOptions:
         busy_timeout_seconds=storage.busy_timeout_seconds,
         write_timeout_seconds=storage.write_timeout_seconds,
         retry_seconds=storage.retry_seconds,
+    )
+
+
+def nats_options(config: AppConfig) -> NatsOptions | None:
+    """The `[events]` section as the plugin's NATS bus options; None for the in-process bus."""
+    events = config.events
+    if events.bus != "nats":
+        return None
+    return NatsOptions(
+        url=events.url,
+        stream=events.stream,
+        subject_prefix=events.subject_prefix,
+        durable_prefix=events.durable_prefix,
+        duplicate_window=events.duplicate_window_seconds,
+        max_age=events.max_age_days * 86_400,
+        ack_wait=events.ack_wait_seconds,
+        max_deliver=events.max_deliver,
     )
 
 
@@ -115,6 +133,7 @@ class GamificationPlugin:
                 scheduler=ctx.scheduler,
                 timezone=config.scheduler.timezone,
                 event_bus=ctx.event_bus,
+                nats=nats_options(config),
                 clock=ctx.clock,
                 metrics=ctx.metrics,
             )

@@ -28,8 +28,9 @@ from apscheduler.triggers.cron import CronTrigger
 from prometheus_client import CollectorRegistry
 from pydantic import ValidationError
 
-from plugins.gamification.bus.events import EventBus, InProcessBus
+from plugins.gamification.bus.events import EventBus, InProcessBus, redelivers
 from plugins.gamification.bus.inbound import InboundEvents
+from plugins.gamification.bus.nats import NatsBus, NatsOptions
 from plugins.gamification.bus.relay import OutboxRelay
 from plugins.gamification.domain.clock import Clock
 from plugins.gamification.domain.config import GamificationConfig
@@ -119,6 +120,7 @@ async def setup_gamification(
     scheduler: AsyncIOScheduler | None = None,
     timezone: str | None = None,
     event_bus: EventBus | None = None,
+    nats: NatsOptions | None = None,
     clock: Clock | None = None,
     metrics: CollectorRegistry | None = None,
 ) -> Gamification:
@@ -131,8 +133,10 @@ async def setup_gamification(
     `admin_ids` may use every admin command in every chat; `admin_chat_id` receives the daily
     integrity report, `admin_log_chat_id` every admin action. `scheduler`: the program's own
     APScheduler (which it starts); without one the plugin starts its own at the dispatcher's
-    startup. `event_bus`: a bus shared with other features; without one the plugin opens an
-    in-process bus. Both are put in the dispatcher's data, as "gamification" and "event_bus".
+    startup. `event_bus`: a bus shared with other features; without one the plugin opens its
+    own: on NATS JetStream with `nats` (connected in the background: an unreachable server
+    never stops the bot), else in-process. Both are put in the dispatcher's data, as
+    "gamification" and "event_bus".
     Raises GamificationError (one sentence) when the ledger or the settings cannot be used.
     """
     settings = load_settings(config)
@@ -156,7 +160,7 @@ async def setup_gamification(
     stack = AsyncExitStack()
     stack.push_async_callback(services.close)
     try:
-        runtime = await _wire_events(stack, bot, services, event_bus)
+        runtime = await _wire_events(stack, bot, services, event_bus, nats)
         bus = runtime.bus
         assert bus is not None
         own = scheduler is None
@@ -186,7 +190,11 @@ async def setup_gamification(
 
 
 async def _wire_events(
-    stack: AsyncExitStack, bot: Bot, services: Services, bus: EventBus | None
+    stack: AsyncExitStack,
+    bot: Bot,
+    services: Services,
+    bus: EventBus | None,
+    nats: NatsOptions | None,
 ) -> Runtime:
     """The bus, the outbox relay, inbound rules, announcements.
 
@@ -196,18 +204,24 @@ async def _wire_events(
     inbound = InboundEvents(services)
     # Runs after the bus is closed (no more events come in) and before the engine closes.
     stack.push_async_callback(inbound.drain)
+    own: NatsBus | None = None
     if bus is None:
-        own = InProcessBus()
-        stack.push_async_callback(own.close)
-        bus = own
+        if nats is None:
+            bus = InProcessBus()
+        else:
+            bus = own = NatsBus(nats)
+        stack.push_async_callback(bus.close)
     relay = OutboxRelay(services.engine.store, bus, clock=services.clock)
     services.engine.store.on_commit = relay.notify
     relay.start()
     stack.push_async_callback(relay.stop)
     config = services.config
+    # A bus that redelivers acknowledges an event when its handler returns: that handler
+    # must return only once the award is committed (and raise to get it again later).
+    handle = inbound.process if redelivers(bus) else inbound.handle
     if config.events.enabled:
         for pattern in config.events.subscribe:
-            bus.subscribe(pattern, inbound.handle, name=f"gamification.inbound {pattern}")
+            bus.subscribe(pattern, handle, name=f"gamification.inbound {pattern}")
 
     async def send(chat_id: int, text: str) -> object:
         return await bot.send_message(chat_id, text)
@@ -216,6 +230,9 @@ async def _wire_events(
     for pattern in announcer.patterns():
         bus.subscribe(pattern, announcer.on_event, name=f"gamification.announcer {pattern}")
     stack.push_async_callback(announcer.close)
+    if own is not None:
+        # Connects in the background: awarding never waits for NATS.
+        own.start()
     return Runtime(services, bus, relay, inbound, announcer)
 
 

@@ -9,7 +9,7 @@ import pytest
 from pydantic import BaseModel
 
 from bot.config import AppConfig, ConfigError, load_config
-from bot.registry import check_storage_url, default_registry
+from bot.registry import check_storage_url, default_registry, nats_options
 from plugins.gamification.domain.config import GamificationConfig
 from tests.support.cli import bot
 
@@ -118,6 +118,7 @@ def test_example_config_documents_every_key_and_loads() -> None:
             "webhook.secret_token",
             "webhook.max_connections",
             "gamification.integrity.timezone",  # left out: the scheduler's
+            "events.max_deliver",  # left out: never give up
         }
         assert optional or leaf in node, f"{key} is not set in config.example.toml"
     config = load(example)
@@ -526,3 +527,71 @@ def test_cli_names_a_wrong_bot_redis_url(tmp_path: Path) -> None:
         " 'redis://127.0.0.1:6379/0' (rediss:// for TLS, unix:///path/to/redis.sock for a"
         " socket)."
     ]
+
+
+# -- [events]: the event bus ---------------------------------------------------------------
+
+
+def test_events_default_to_the_in_process_bus(tmp_path: Path) -> None:
+    config = load(write(tmp_path, ""))
+    assert config.events.bus == "memory"
+    assert config.events.url == "nats://127.0.0.1:4222"
+    assert (config.events.stream, config.events.subject_prefix) == ("GAMIFICATION", "bot.events")
+    assert config.events.duplicate_window_seconds == 120
+    assert nats_options(config) is None
+
+
+def test_events_on_nats_become_the_plugins_bus_options(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        '[events]\nbus = "nats"\nurl = "nats://a:4222, tls://b:4222"\nstream = "POINTS"\n'
+        'subject_prefix = "acme.bot"\ndurable_prefix = "points-bot"\nmax_age_days = 1\n'
+        "duplicate_window_seconds = 300\nack_wait_seconds = 10\nmax_deliver = 50\n",
+    )
+    options = nats_options(load(path, BOT_NATS_URL="nats://bot:secret@c:4222"))
+    assert options is not None
+    assert options.servers == ["nats://bot:secret@c:4222"]
+    assert options.where == "nats://bot:***@c:4222"
+    assert (options.stream, options.subject_prefix, options.durable_prefix) == (
+        "POINTS",
+        "acme.bot",
+        "points-bot",
+    )
+    assert (options.duplicate_window, options.max_age, options.ack_wait) == (300, 86_400, 10)
+    assert options.max_deliver == 50
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ('bus = "kafka"', "events.bus: Input should be 'memory' or 'nats'"),
+        ('url = "http://x:4222"', "events.url: must be a NATS server URL"),
+        ('stream = "bot.events"', "events.stream: must be letters, digits"),
+        ('subject_prefix = "bot.*"', "events.subject_prefix: must be dot-separated words"),
+        ('durable_prefix = "a b"', "events.durable_prefix: must be letters"),
+        ("duplicate_window_seconds = 0", "events.duplicate_window_seconds: must be above 0"),
+        ("max_deliver = 0", "events.max_deliver: must be from 1 to 1,000,000"),
+        (
+            "max_age_days = 0.001\nduplicate_window_seconds = 600",
+            "events.duplicate_window_seconds: must not be longer than max_age_days",
+        ),
+    ],
+)
+def test_bad_events_keys_are_one_sentence_naming_the_key(
+    tmp_path: Path, text: str, expected: str
+) -> None:
+    with pytest.raises(ConfigError) as raised:
+        load(write(tmp_path, f"[events]\n{text}\n"))
+    message = str(raised.value)
+    assert expected in message
+    assert len(message.splitlines()) == 1
+
+
+def test_a_nats_url_with_a_password_is_never_echoed(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as raised:
+        load(write(tmp_path, '[events]\nurl = "http://bot:hunter2@x:4222"\n'))
+    assert "hunter2" not in str(raised.value)
+    with pytest.raises(ConfigError) as raised:
+        load(write(tmp_path, ""), BOT_NATS_URL="nats://bot:hunter2@x:port")
+    assert "environment variable BOT_NATS_URL" in str(raised.value)
+    assert "hunter2" not in str(raised.value)

@@ -28,6 +28,13 @@ class BusClosedError(GamificationError):
     """The event bus was closed; it accepts no more events or subscriptions."""
 
 
+class BusUnavailableError(GamificationError):
+    """The event bus cannot take the event now (its broker is unreachable); publish it later.
+
+    The outbox relay keeps the event's row pending and tries again, so nothing is lost.
+    """
+
+
 class Event(BaseModel):
     """Something that happened, addressed by type; `id` is unique and is the idempotency key.
 
@@ -65,6 +72,18 @@ class Event(BaseModel):
 
 
 EventHandler = Callable[[Event], Awaitable[None]]
+
+
+def redelivers(bus: object) -> bool:
+    """Whether `bus` delivers an event again when its handler raises (a durable bus, such as
+    NatsBus, sets `redelivers = True`).
+
+    Such a bus acknowledges an event only once its handler returned, so a handler that
+    changes anything must return only after the change is committed, and raise to have the
+    event delivered again later. The in-process bus never redelivers.
+    """
+    return getattr(bus, "redelivers", False) is True
+
 
 # Distinct event types whose matching subscriptions the in-process bus remembers.
 MATCH_CACHE = 1024
@@ -138,6 +157,9 @@ class InProcessBus:
     event (counted in its `dropped`), and a handler that raises is counted in `failed`;
     neither affects the publisher or any other subscription.
     """
+
+    # A handler that raised has lost that event: nothing delivers it again.
+    redelivers = False
 
     def __init__(self, *, queue_size: int = 1000, timeout: float = 5.0) -> None:
         if queue_size < 1:

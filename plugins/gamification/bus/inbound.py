@@ -6,6 +6,11 @@ again, with growing pauses, until it commits. Its id is the idempotency key, so 
 often it is tried it ends in the ledger exactly once. The in-process bus's `publish()`
 returns as soon as the event is queued (it never waits for subscribers), so its publisher
 has nothing to do: holding the event until it commits is this subscriber's job.
+
+A bus that redelivers (NatsBus: a durable consumer acknowledges an event only when its
+handler returned) is given `process` instead of `handle`: it returns once the event's
+outcome is committed and raises when it could not be, so the broker, not this process,
+holds the event until it commits, and another instance may take it meanwhile.
 """
 
 from __future__ import annotations
@@ -16,7 +21,11 @@ from collections import Counter
 from typing import Any
 
 from plugins.gamification.bus.events import Event
-from plugins.gamification.domain.errors import GamificationError, TransientStorageError
+from plugins.gamification.domain.errors import (
+    GamificationError,
+    RequestError,
+    TransientStorageError,
+)
 from plugins.gamification.domain.keys import event_key
 from plugins.gamification.domain.models import Multiplier, TxKind
 from plugins.gamification.services.runtime import Services
@@ -136,6 +145,26 @@ class InboundEvents:
             while self._tasks:
                 await asyncio.gather(*list(self._tasks), return_exceptions=True)
 
+    async def process(self, event: Event) -> None:
+        """Process `event` now and return once its outcome is committed (for a bus that
+        acknowledges an event when its handler returned, and redelivers it otherwise).
+
+        A malformed or refused event returns after one log line: delivering it again would
+        change nothing. Anything else raises, the ledger staying unavailable past the retry
+        bound (TransientStorageError) or the engine closing at shutdown among them: the
+        event is not parked here, the bus delivers it again later (maybe to another
+        instance), and its id keeps a second delivery from counting twice.
+        """
+        try:
+            outcome = await self._handle(event)
+        except (MalformedEventError, RequestError) as exc:
+            self._refused(event, exc)
+            return
+        except GamificationError:
+            self.counts["deferred"] += 1
+            raise
+        self.counts[outcome] += 1
+
     async def _process(self, event: Event) -> None:
         try:
             outcome = await self._handle(event)
@@ -143,12 +172,15 @@ class InboundEvents:
             # Retried to the bound already; the outage is logged once by the store.
             self._park(event)
             return
-        except (MalformedEventError, GamificationError) as exc:
-            kind = "malformed" if isinstance(exc, MalformedEventError) else "refused"
-            self.counts[kind] += 1
-            log.warning("event %s (%s) %s: %s", event.id, event.type, kind, exc)
+        except GamificationError as exc:
+            self._refused(event, exc)
             return
         self.counts[outcome] += 1
+
+    def _refused(self, event: Event, exc: GamificationError) -> None:
+        kind = "malformed" if isinstance(exc, MalformedEventError) else "refused"
+        self.counts[kind] += 1
+        log.warning("event %s (%s) %s: %s", event.id, event.type, kind, exc)
 
     async def _handle(self, event: Event) -> str:
         if event.type.startswith("admin."):

@@ -11,7 +11,12 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
-from plugins.gamification.bus.events import EVENT_TYPE_PATTERN, Event, EventBus
+from plugins.gamification.bus.events import (
+    EVENT_TYPE_PATTERN,
+    BusUnavailableError,
+    Event,
+    EventBus,
+)
 from plugins.gamification.domain.clock import Clock, format_utc
 from plugins.gamification.domain.errors import GamificationError, TransientStorageError
 from plugins.gamification.storage.protocol import LedgerStorage
@@ -159,6 +164,10 @@ class OutboxRelay:
                     self.lag = 0
                     break
                 published, error = await self._publish(rows)
+                # The invariant the at-least-once promise rests on: a row is marked only
+                # after bus.publish returned for it (for NATS: JetStream acknowledged it).
+                # A publish that raised, or a process killed before this line, leaves the
+                # row pending; it is published again, and consumers dedupe by event id.
                 if published:
                     await self._store.outbox_delivered(
                         rows[published - 1][0], format_utc(self._clock.now())
@@ -206,17 +215,23 @@ class OutboxRelay:
         self._streak += 1
         detail = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
         self.last_error = f"outbox row {row[0]} (event {row[1]}, {row[2]}): {detail}"
+        # A bus that says it is unreachable has logged the outage itself, once; and a
+        # breaker re-opened by a failed probe is the same outage: neither is a new warning.
+        unavailable = isinstance(exc, BusUnavailableError)
         # The streak only resets on a success, so a failed half-open probe re-opens too.
         if self._streak >= self._threshold:
             self._open_until = self._clock.now() + self._cooldown
-            log.warning(
+            first = self._streak == self._threshold
+            log.log(
+                logging.WARNING if first and not unavailable else logging.DEBUG,
                 "outbox relay: breaker open for %.1fs after %d failures in a row; %s",
                 self._cooldown.total_seconds(),
                 self._streak,
                 self.last_error,
             )
         else:
-            log.warning(
+            log.log(
+                logging.DEBUG if unavailable else logging.WARNING,
                 "outbox relay: publish failed, retrying in %.2fs; %s",
                 self.retry_delay,
                 self.last_error,
