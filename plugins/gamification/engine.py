@@ -45,6 +45,9 @@ from plugins.gamification.storage.sqlite.effects import Effects
 from plugins.gamification.storage.sqlite.store import Synchronous
 
 MAX_KEY_LENGTH = 200
+# How long a claim of a scheduled run is kept: far longer than any schedule's period, so a
+# slot is never claimed twice, and the table stays a few hundred rows.
+JOB_RUN_MEMORY = timedelta(days=60)
 SYNCHRONOUS_MODES: tuple[Synchronous, ...] = ("OFF", "NORMAL", "FULL", "EXTRA")
 # Beyond these, a timeout or batch is a mistake, not a setting (the config allows less).
 MAX_TIMEOUT = 86_400.0
@@ -344,6 +347,22 @@ class PointsEngine:
     def _check_text(key: str, reason: str) -> None:
         arguments.text("An idempotency key", key, least=1, most=MAX_KEY_LENGTH)
         arguments.text("A reason", reason, most=MAX_REASON_LENGTH)
+
+    async def claim_job_run(self, job: str, slot: str, claimant: str) -> bool:
+        """Claim the run of `job` scheduled for `slot`; True for its first claimant only.
+
+        Every process sharing the ledger claims before a scheduled run, and only the one
+        that gets True runs it. `claimant` names one attempt (a claim retried after a
+        failure with the same claimant gets True again if the first try committed); a
+        claim kept beside the ledger, never part of its chain, forgotten after 60 days.
+        """
+        arguments.text("A job name", job, least=1, most=MAX_KEY_LENGTH)
+        arguments.text("A job slot", slot, least=1, most=MAX_KEY_LENGTH)
+        arguments.text("A claimant", claimant, least=1, most=MAX_KEY_LENGTH)
+        now = self.clock.now()
+        return await self.store.claim_job_run(
+            job, slot, claimant, format_utc(now), format_utc(now - JOB_RUN_MEMORY)
+        )
 
     # -- reads --------------------------------------------------------------------------
 

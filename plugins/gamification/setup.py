@@ -263,12 +263,15 @@ def _schedule(
     async def notify(chat_id: int, text: str) -> object:
         return await bot.send_message(chat_id, text)
 
+    # Each job gets its own trigger too: with it, it claims its slot in the ledger, so of
+    # several instances sharing the ledger one runs each scheduled slot (telegram/jobs.py).
+    daily = CronTrigger.from_crontab(
+        settings.integrity.cron, timezone=settings.integrity.timezone or zone
+    )
     scheduler.add_job(
         integrity_job,
-        CronTrigger.from_crontab(
-            settings.integrity.cron, timezone=settings.integrity.timezone or zone
-        ),
-        args=(services, notify, admin_chat_id),
+        daily,
+        args=(services, notify, admin_chat_id, daily),
         id=INTEGRITY_JOB,
         name="ledger integrity check",
         replace_existing=True,
@@ -276,10 +279,11 @@ def _schedule(
     jobs = [INTEGRITY_JOB]
     weekly = settings.weekly
     if weekly.enabled and weekly.chats:
+        every_week = CronTrigger.from_crontab(weekly.cron, timezone=zone)
         scheduler.add_job(
             weekly_job,
-            CronTrigger.from_crontab(weekly.cron, timezone=zone),
-            args=(services, notify, weekly.chats),
+            every_week,
+            args=(services, notify, weekly.chats, every_week),
             id=WEEKLY_JOB,
             name="weekly leaderboard post",
             replace_existing=True,

@@ -137,6 +137,14 @@ class LedgerStorage(Protocol):
 
     async def thanks_given(self, chat_id: int, giver: int, since: str) -> int: ...
 
+    async def claim_job_run(
+        self, job: str, slot: str, claimant: str, at: str, forget_before: str
+    ) -> bool:
+        """Claim one scheduled run of `job` (its `slot`) for `claimant`; True only for the
+        first claimant of that slot across every process sharing the ledger (again True for
+        that claimant's retry). Claims made before `forget_before` are dropped with it."""
+        ...
+
     # -- the engagement rules' reads of the ledger --------------------------------------
 
     async def member_days(self, chat_id: int, since: str, until: str) -> list[int]:

@@ -1,6 +1,6 @@
 """Every table of a ledger, as both backends hold it: what `migrate` and a backup copy.
 
-The schemas (sqlite/schema.py version 6, postgres/schema.py version 1) have the same tables
+The schemas (sqlite/schema.py version 7, postgres/schema.py version 2) have the same tables
 and columns. The tables are listed parents first (transactions before the unlocks naming
 them, checkpoints before their heads); each is read in a fixed order, so two ledgers can be
 compared row for row. `booleans` are the columns SQLite keeps as 0/1 and PostgreSQL as
@@ -196,5 +196,14 @@ TABLES: tuple[Table, ...] = (
         "SELECT COUNT(*) FROM unlocks",
         "INSERT INTO unlocks (chat_id, user_id, achievement, unlocked_at, cause_tx_id,"
         " reward_tx_id, revoked_tx_id) VALUES (?, ?, ?, ?, ?, ?, ?)",
+    ),
+    # Claims of scheduled runs: copied, so a ledger moved mid-day does not run today's
+    # check or this week's posts again on its new backend.
+    Table(
+        "job_runs",
+        ("job", "slot", "claimed_at", "claimed_by"),
+        "SELECT job, slot, claimed_at, claimed_by FROM job_runs ORDER BY job, slot",
+        "SELECT COUNT(*) FROM job_runs",
+        "INSERT INTO job_runs (job, slot, claimed_at, claimed_by) VALUES (?, ?, ?, ?)",
     ),
 )

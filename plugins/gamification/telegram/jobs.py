@@ -1,9 +1,21 @@
-"""Scheduled jobs: plain async functions, runnable and testable without the scheduler."""
+"""Scheduled jobs: plain async functions, runnable and testable without the scheduler.
+
+Run by the scheduler, a job gets its trigger (`schedule`) and claims its slot in the ledger
+first (see slots.py): of several instances sharing a ledger, only the first claimant runs
+it, the others log one line and do nothing. The weekly post claims each chat's post on its
+own, so an instance that dies half-way leaves only the chats it claimed unposted this
+week, never the others. A claim that cannot be made is the job's failure: one error line
+(and, for the check, the admins told), never a run that might be another instance's too.
+Called without `schedule` (an operator's run on demand, a test), a job claims nothing.
+"""
 
 from __future__ import annotations
 
 import html
 import logging
+import os
+import socket
+import uuid
 from collections.abc import Awaitable, Callable, Sequence
 
 from plugins.gamification.domain.errors import GamificationError
@@ -11,10 +23,35 @@ from plugins.gamification.domain.models import Period
 from plugins.gamification.services.runtime import Services
 from plugins.gamification.storage.integrity import IntegrityReport
 from plugins.gamification.telegram.phrasing import cut, standing_line
+from plugins.gamification.telegram.slots import Trigger, slot_of
 
 log = logging.getLogger(__name__)
 
 Notify = Callable[[int, str], Awaitable[object]]
+
+# The names runs are claimed under in the ledger (the weekly post's with the chat id).
+INTEGRITY_RUN = "integrity"
+WEEKLY_RUN = "weekly"
+
+
+def claimant() -> str:
+    """Names one claim attempt: the host and process (for an operator reading the claims),
+    and a random part, so two claims are never taken for one."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
+
+
+async def claimed(services: Services, job: str, schedule: Trigger | None) -> str | None:
+    """The slot this run claimed (empty: unscheduled, nothing to claim), or None when another
+    instance claimed it first. Raises GamificationError when the claim cannot be made."""
+    if schedule is None:
+        return ""
+    slot = slot_of(schedule, services.clock.now())
+    # A transient fault is retried like any write; the same claimant, so a retry of a claim
+    # that did commit still wins.
+    if await services.retry(services.engine.claim_job_run, job, slot, claimant()):
+        return slot
+    log.info("scheduled run %r already run by another instance for slot %s", job, slot)
+    return None
 
 
 def report_message(report: IntegrityReport) -> str:
@@ -25,10 +62,18 @@ def report_message(report: IntegrityReport) -> str:
 
 
 async def integrity_job(
-    services: Services, notify: Notify, admin_chat_id: int | None
+    services: Services,
+    notify: Notify,
+    admin_chat_id: int | None,
+    schedule: Trigger | None = None,
 ) -> IntegrityReport | None:
-    """Check the whole ledger, store the result as the next checkpoint, tell the admins."""
+    """Check the whole ledger, store the result as the next checkpoint, tell the admins.
+
+    With `schedule`, only the instance that claims the slot runs it (None for the others).
+    """
     try:
+        if await claimed(services, INTEGRITY_RUN, schedule) is None:
+            return None
         report = await services.engine.check(record=True)
     except GamificationError as exc:
         log.error("the integrity check could not run: %s", exc)
@@ -62,14 +107,26 @@ async def integrity_job(
     return report
 
 
-async def weekly_job(services: Services, notify: Notify, chats: Sequence[int]) -> int:
+async def weekly_job(
+    services: Services,
+    notify: Notify,
+    chats: Sequence[int],
+    schedule: Trigger | None = None,
+) -> int:
     """Post this week's top 10 to each chat; returns how many posts went out.
 
     The board is computed from the ledger for the current week, so nothing is reset and a
-    missed post can be made up at any time.
+    missed post can be made up at any time. With `schedule`, each chat's post is claimed
+    first: of several instances, one posts to each chat.
     """
     posted = 0
     for chat_id in chats:
+        try:
+            if await claimed(services, f"{WEEKLY_RUN} {chat_id}", schedule) is None:
+                continue
+        except GamificationError as exc:
+            log.error("the weekly leaderboard for chat %s could not be posted: %s", chat_id, exc)
+            continue
         board = await services.engine.leaderboard(chat_id, Period.WEEK, 10)
         if not board.lines:
             continue

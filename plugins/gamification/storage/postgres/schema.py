@@ -1,9 +1,9 @@
 """The PostgreSQL ledger's schema and its versioned migrations.
 
-The tables, columns and their meaning are SQLite's (storage/sqlite/schema.py, version 6):
+The tables, columns and their meaning are SQLite's (storage/sqlite/schema.py, version 7):
 times are stored as the same UTC text and every hashed field has the same form, so a
 transaction hashes identically on either backend and `migrate` copies rows unchanged.
-Version 1 here is the whole of SQLite's version 6.
+Version 1 here is the whole of SQLite's version 6; version 2 is SQLite's 7.
 
 The version lives in `ledger_schema`; migrations run under the ledger's advisory lock, so
 two processes starting at once cannot both apply the same one.
@@ -173,6 +173,17 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (chat_id, user_id, achievement)
     );
     CREATE INDEX unlocks_cause ON unlocks (cause_tx_id);
+    """,
+    # 2: SQLite's version 7: claims of scheduled runs, one row per job and slot.
+    """
+    CREATE TABLE job_runs (
+        job         TEXT    NOT NULL,
+        slot        TEXT    NOT NULL,
+        claimed_at  TEXT    NOT NULL,
+        claimed_by  TEXT    NOT NULL,
+        PRIMARY KEY (job, slot)
+    );
+    CREATE INDEX job_runs_claimed_at ON job_runs (claimed_at);
     """,
 )
 

@@ -78,6 +78,12 @@ INSERT_FREEZE = (
     " VALUES ($1, $2, $3, $4, $5) ON CONFLICT (chat_id, user_id) DO NOTHING"
 )
 DELETE_FREEZE = "DELETE FROM freezes WHERE chat_id = $1 AND user_id = $2"
+CLAIM_JOB_RUN = (
+    "INSERT INTO job_runs (job, slot, claimed_at, claimed_by) VALUES ($1, $2, $3, $4)"
+    " ON CONFLICT (job, slot) DO NOTHING"
+)
+SELECT_JOB_RUN = "SELECT claimed_by FROM job_runs WHERE job = $1 AND slot = $2"
+FORGET_JOB_RUNS = "DELETE FROM job_runs WHERE claimed_at < $1"
 INSERT_SUSPICION = (
     "INSERT INTO suspicions (chat_id, user_id, reason, detail, created_at)"
     " VALUES ($1, $2, $3, $4, $5)"

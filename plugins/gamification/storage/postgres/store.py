@@ -210,6 +210,17 @@ class PostgresStore(PgReads, QueuedWrites):
             (s.INSERT_OUTBOX, outbox_params(event)),
         )
 
+    async def claim_job_run(
+        self, job: str, slot: str, claimant: str, at: str, forget_before: str
+    ) -> bool:
+        # Through the writer like every write; the row read back after COMMIT names the
+        # winner (the first INSERT of the slot; a later one did nothing).
+        await self.execute_all(
+            (s.FORGET_JOB_RUNS, (forget_before,)), (s.CLAIM_JOB_RUN, (job, slot, at, claimant))
+        )
+        rows = await self._fetch(s.SELECT_JOB_RUN, job, slot)
+        return bool(rows) and rows[0][0] == claimant
+
     def remember_person_later(
         self, person: KnownPerson, at: str, on_failure: Callable[[], None] | None = None
     ) -> None:

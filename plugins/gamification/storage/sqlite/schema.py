@@ -193,6 +193,18 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE accounts ADD COLUMN activity_day TEXT;
     ALTER TABLE accounts ADD COLUMN activity_today INTEGER NOT NULL DEFAULT 0;
     """,
+    # 7: claims of scheduled runs (the daily check, the weekly posts), so that several
+    # processes sharing the ledger run each scheduled slot once. Not part of the chain.
+    """
+    CREATE TABLE job_runs (
+        job         TEXT    NOT NULL,
+        slot        TEXT    NOT NULL,
+        claimed_at  TEXT    NOT NULL,
+        claimed_by  TEXT    NOT NULL,
+        PRIMARY KEY (job, slot)
+    ) WITHOUT ROWID;
+    CREATE INDEX job_runs_claimed_at ON job_runs (claimed_at);
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -59,3 +59,10 @@ SELECT_TODAY = (
     "SELECT streak_day, streak_length, activity_day, activity_today FROM accounts"
     " WHERE chat_id = ? AND user_id = ?"
 )
+# Claims of scheduled runs: the first claimer's row stays; a later claim changes nothing.
+CLAIM_JOB_RUN = (
+    "INSERT INTO job_runs (job, slot, claimed_at, claimed_by) VALUES (?, ?, ?, ?)"
+    " ON CONFLICT (job, slot) DO NOTHING"
+)
+SELECT_JOB_RUN = "SELECT claimed_by FROM job_runs WHERE job = ? AND slot = ?"
+FORGET_JOB_RUNS = "DELETE FROM job_runs WHERE claimed_at < ?"

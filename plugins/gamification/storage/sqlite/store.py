@@ -350,6 +350,18 @@ class LedgerStore(QueuedWrites):
         rows = await self.fetchall(sidetables.COUNT_THANKS_GIVEN, (chat_id, giver, since))
         return int(rows[0][0]) if rows else 0
 
+    async def claim_job_run(
+        self, job: str, slot: str, claimant: str, at: str, forget_before: str
+    ) -> bool:
+        # Through the writer like every write; the row read back after COMMIT names the
+        # winner (the first INSERT of the slot; a later one did nothing).
+        await self.execute_all(
+            (sidetables.FORGET_JOB_RUNS, (forget_before,)),
+            (sidetables.CLAIM_JOB_RUN, (job, slot, at, claimant)),
+        )
+        rows = await self.fetchall(sidetables.SELECT_JOB_RUN, (job, slot))
+        return bool(rows) and rows[0][0] == claimant
+
     async def member_days(self, chat_id: int, since: str, until: str) -> list[int]:
         rows = await self.fetchall(sidetables.MEMBER_DAYS, (chat_id, since, until))
         return [int(row[0]) for row in rows]

@@ -3,7 +3,8 @@ ledger between them, proven by digest.
 
 One SQLite ledger with real content (awards, a revert that revokes achievements, audits, a
 recorded checkpoint, then more awards; freezes, suspicions, known people, a delivered outbox
-event) is migrated to a fresh PostgreSQL database; the tasks then run on both and are compared.
+event, a claimed scheduled run) is migrated to a fresh PostgreSQL database; the tasks then run
+on both and are compared.
 """
 
 from __future__ import annotations
@@ -90,6 +91,10 @@ def build_sqlite_ledger(path: Path) -> None:
         [(1, "ann", "Ann", 0), (2, None, "Bob ✓", 0), (7, "helper_bot", "Helper", 1)],
     )
     conn.execute("UPDATE outbox SET delivered_at = '2026-03-02T00:00:00Z' WHERE id = 1")
+    conn.execute(
+        "INSERT INTO job_runs VALUES ('integrity', '2026-03-02T02:00:00.000000Z',"
+        " '2026-03-02T02:00:00.100000Z', 'host:1:abc')"
+    )
     conn.close()
     assert run_check(path, record=True, clock=CLOCK).ok
     conn = sqlite3.connect(path, isolation_level=None)
