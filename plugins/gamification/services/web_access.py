@@ -36,7 +36,8 @@ class WebOptions:
 
     `public_url`: the pages' public base URL (https, no trailing slash needed); the Mini App's
     URL to give @BotFather is `<public_url>/app`. `app_short_name`: the Mini App made with
-    /newapp (its link is t.me/<bot>/<name>); empty: the bot's main Mini App (t.me/<bot>).
+    /newapp (its link is t.me/<bot>/<name>); empty: groups' buttons lead through the private
+    chat with the bot, whose `web_app` button opens the pages.
     `init_data_max_age`: seconds a Mini App's signed launch data stays valid.
     `member_cache_seconds`: how long a getChatMember answer is trusted.
     """
@@ -57,10 +58,20 @@ class WebOptions:
     def board_url(self, chat_id: int) -> str:
         return f"{self.base}/c/{chat_id}"
 
-    def mini_app_link(self, bot_username: str, chat_id: int) -> str:
-        """The t.me link that opens the Mini App on this chat's pages (in any chat)."""
-        app = f"/{quote(self.app_short_name)}" if self.app_short_name else ""
-        return f"https://t.me/{quote(bot_username)}{app}?startapp={chat_token(chat_id)}"
+    def web_app_url(self, chat_id: int) -> str:
+        """The Mini App's URL for a `web_app` button (private chats only) on this chat."""
+        return f"{self.app_url}?chat={chat_token(chat_id)}"
+
+    def group_link(self, bot_username: str, chat_id: int) -> str:
+        """The t.me link a group's button opens: the named Mini App on this chat's pages;
+        without a name, the private chat with the bot, whose /start answers with a
+        `web_app` button (which needs nothing set up with @BotFather)."""
+        bot = quote(bot_username)
+        if self.app_short_name:
+            return (
+                f"https://t.me/{bot}/{quote(self.app_short_name)}?startapp={chat_token(chat_id)}"
+            )
+        return f"https://t.me/{bot}?start={chat_token(chat_id)}"
 
 
 class WebAccess:

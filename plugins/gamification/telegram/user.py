@@ -12,7 +12,7 @@ from plugins.gamification.telegram.facts import GROUP_TYPES
 from plugins.gamification.telegram.filters import InPrivate
 from plugins.gamification.telegram.runtime import Runtime
 from plugins.gamification.telegram.texts import cut, esc, history_text, leaderboard_text
-from plugins.gamification.telegram.web import web_markup
+from plugins.gamification.telegram.web import start_markup, web_markup
 
 USER_COMMANDS = (
     BotCommand(command="points", description="your points, rank and lifetime total here"),
@@ -48,7 +48,13 @@ PRIVACY_HINT = (
 )
 
 
-async def start_command(message: Message) -> None:
+async def start_command(
+    message: Message, command: CommandObject, gamification_runtime: Runtime
+) -> None:
+    markup = start_markup(command.args, gamification_runtime)
+    if markup is not None:  # from a group's button: that chat's pages, as a Mini App
+        await message.answer("Tap the button to open the chat's leaderboard.", reply_markup=markup)
+        return
     await message.answer(
         "Hi! I keep score of activity in groups. Add me to a group (with privacy mode off)"
         " and members earn points for taking part.\n\n" + HELP

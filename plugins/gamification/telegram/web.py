@@ -1,17 +1,17 @@
 """The chat pages from the chat: the button under /top and /points, and /web public on|off.
 
 Telegram allows an inline `web_app` button only in a private chat with the bot; in a group
-the button is a plain URL: to the public page when the chat's pages are public, else to
-the bot's Mini App link (t.me/<bot>[/<app>]?startapp=<chat>), which opens the pages inside
-Telegram with the signed launch data that names the member.
+the button is a plain URL: to the public page when the chat's pages are public; else to the
+Mini App made with @BotFather (t.me/<bot>/<app>?startapp=<chat>), which opens the pages
+inside Telegram with signed launch data naming the member; else to the private chat with
+the bot (t.me/<bot>?start=<chat>), where /start answers with a `web_app` button.
 """
 
 from __future__ import annotations
 
-from aiogram.enums import ChatType
 from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup, Message, WebAppInfo
 
-from plugins.gamification.services.web_access import WebAccess, chat_token
+from plugins.gamification.services.web_access import WebAccess, parse_chat_token
 from plugins.gamification.telegram.facts import GROUP_TYPES
 from plugins.gamification.telegram.runtime import Runtime
 from plugins.gamification.telegram.texts import esc
@@ -27,21 +27,30 @@ async def web_markup(message: Message, runtime: Runtime) -> InlineKeyboardMarkup
     if options is None or bot is None:
         return None
     chat = message.chat
-    if chat.type == ChatType.PRIVATE:
-        button = InlineKeyboardButton(
-            text=BUTTON, web_app=WebAppInfo(url=f"{options.app_url}?chat={chat_token(chat.id)}")
-        )
-    elif chat.type in GROUP_TYPES:
+    if chat.type in GROUP_TYPES:
         if await WebAccess(runtime.services.engine).is_public(chat.id):
             url = options.board_url(chat.id)
         else:
             me = await bot.me()
             if not me.username:
                 return None
-            url = options.mini_app_link(me.username, chat.id)
+            url = options.group_link(me.username, chat.id)
         button = InlineKeyboardButton(text=BUTTON, url=url)
     else:
         return None
+    return InlineKeyboardMarkup(inline_keyboard=[[button]])
+
+
+def start_markup(payload: str | None, runtime: Runtime) -> InlineKeyboardMarkup | None:
+    """For /start <chat> in private (from a group's button): the `web_app` button that
+    opens that chat's pages; None when the payload names no chat or no pages are served."""
+    options = runtime.web
+    chat_id = parse_chat_token(payload or "")
+    if options is None or chat_id is None:
+        return None
+    button = InlineKeyboardButton(
+        text=BUTTON, web_app=WebAppInfo(url=options.web_app_url(chat_id))
+    )
     return InlineKeyboardMarkup(inline_keyboard=[[button]])
 
 
