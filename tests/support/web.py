@@ -9,6 +9,7 @@ had, those tests skip with one line saying why, and fail instead where
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import hashlib
 import hmac
@@ -112,47 +113,52 @@ def require_chromium() -> str:
     return path
 
 
-def run_chromium(url: str, *args: str) -> str:
-    """Headless Chromium on `url` with `args`; its stdout (the DOM, for --dump-dom)."""
+async def run_chromium(url: str, *args: str) -> str:
+    """Headless Chromium on `url` with `args`; its stdout (the DOM, for --dump-dom).
+
+    Run without blocking: the pages' server answers it from this very event loop.
+    """
     browser = require_chromium()
     with tempfile.TemporaryDirectory(prefix="chromium-profile-") as profile:
-        result = subprocess.run(
-            [
-                browser,
-                "--headless",
-                "--no-sandbox",  # root in a container has no user namespaces for it
-                "--disable-gpu",
-                "--disable-dev-shm-usage",
-                "--no-first-run",
-                "--hide-scrollbars",
-                f"--user-data-dir={profile}",
-                # Pages may only reach the test server: anything else would be a bug.
-                "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
-                "--virtual-time-budget=5000",
-                *args,
-                url,
-            ],
-            capture_output=True,
-            text=True,
-            timeout=BROWSER_TIMEOUT,
-            check=False,
+        process = await asyncio.create_subprocess_exec(
+            browser,
+            "--headless",
+            "--no-sandbox",  # root in a container has no user namespaces for it
+            "--disable-gpu",
+            "--disable-dev-shm-usage",
+            "--no-first-run",
+            "--hide-scrollbars",
+            f"--user-data-dir={profile}",
+            # Pages may only reach the test server: anything else would be a bug.
+            "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
+            "--virtual-time-budget=5000",
+            *args,
+            url,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
         )
-    assert result.returncode == 0, f"chromium failed: {result.stderr[-2000:]}"
-    return result.stdout
+        try:
+            out, err = await asyncio.wait_for(process.communicate(), BROWSER_TIMEOUT)
+        except TimeoutError:
+            process.kill()
+            await process.wait()
+            raise AssertionError(f"chromium did not finish within {BROWSER_TIMEOUT} s") from None
+    assert process.returncode == 0, f"chromium failed: {err.decode(errors='replace')[-2000:]}"
+    return out.decode()
 
 
-def dump_dom(url: str) -> str:
+async def dump_dom(url: str) -> str:
     """The page's DOM after its scripts ran (and any navigation they made)."""
-    return run_chromium(url, "--dump-dom")
+    return await run_chromium(url, "--dump-dom")
 
 
-def screenshot(
+async def screenshot(
     url: str, path: Path, *, width: int = 420, height: int = 900, dark: bool = False
 ) -> Path:
     """A PNG of the page at `path` (a phone-sized window by default)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     extra = ["--force-dark-mode", "--blink-settings=preferredColorScheme=0"] if dark else []
-    run_chromium(url, f"--screenshot={path}", f"--window-size={width},{height}", *extra)
-    assert path.exists(), f"no screenshot at {path}"
-    assert path.stat().st_size > 0, f"an empty screenshot at {path}"
+    await run_chromium(url, f"--screenshot={path}", f"--window-size={width},{height}", *extra)
+    size = await asyncio.to_thread(lambda: path.stat().st_size if path.exists() else -1)
+    assert size > 0, f"no screenshot at {path}" if size < 0 else f"an empty screenshot at {path}"
     return path

@@ -6,8 +6,8 @@ from collections.abc import Sequence
 from datetime import date
 from html import escape
 
-WIDTH, HEIGHT = 640, 220
-LEFT, RIGHT, TOP, BOTTOM = 48, 12, 12, 28
+WIDTH, HEIGHT = 400, 180
+LEFT, RIGHT, TOP, BOTTOM = 40, 8, 10, 24
 
 
 def _num(value: float) -> str:
@@ -16,19 +16,23 @@ def _num(value: float) -> str:
     return "0" if text == "-0" else text
 
 
+def _step(span: int) -> int:
+    """The smallest of 1, 2, 5, 10, 20, 50, ... that cuts `span` into at most 4 steps."""
+    scale = 1
+    while True:
+        for factor in (1, 2, 5):
+            step = factor * scale
+            if -(-span // step) <= 4:
+                return step
+        scale *= 10
+
+
 def _ticks(low: int, high: int) -> list[int]:
-    """Up to five round values from low to high, 0 included when it is in range."""
-    span = high - low
-    step = 1
-    for candidate in (1, 2, 5):
-        scale = 1
-        while candidate * scale * 4 < span:
-            scale *= 10
-        step = candidate * scale
-        if span / step <= 4:
-            break
-    first = -(-low // step) * step
-    return list(range(first, high + 1, step)) or [low]
+    """Round values from at or below `low` to at or above `high`, 0 among them."""
+    step = _step(high - low)
+    first = (low // step) * step
+    last = -(-high // step) * step
+    return list(range(first, last + 1, step))
 
 
 def points_chart(
@@ -51,7 +55,7 @@ def points_chart(
     if low == high:  # nothing but zeros: a scale of 0..1 keeps the axis readable
         high = low + 1
     ticks = _ticks(low, high)
-    low, high = min(low, ticks[0]), max(high, ticks[-1])
+    low, high = ticks[0], ticks[-1]
 
     def y(value: float) -> float:
         return TOP + plot_h * (high - value) / (high - low)
@@ -102,7 +106,7 @@ def points_chart(
             elif anchor == "end":
                 x = width - RIGHT
             parts.append(
-                f'<text x="{_num(x)}" y="{height - 8}" text-anchor="{anchor}">'
+                f'<text x="{_num(x)}" y="{height - 6}" text-anchor="{anchor}">'
                 f"{series[i][0].isoformat()}</text>"
             )
         parts.append("</g>")

@@ -48,7 +48,7 @@ dl{display:grid;grid-template-columns:max-content 1fr;gap:.35rem 1rem;margin:0}
 dt{color:var(--hint)}dd{margin:0}
 progress{width:100%;max-width:16rem;accent-color:var(--accent)}
 ul.achievements{padding-left:1.2rem}
-.hint{color:var(--hint)}
+.hint{color:var(--hint)}.when{white-space:nowrap}
 figure{margin:0}figcaption{color:var(--hint);font-size:.9rem}
 .chart text{fill:var(--hint);font-size:11px}
 .chart .grid{stroke:var(--card)}.chart .zero{stroke:var(--hint)}
@@ -169,7 +169,7 @@ def profile_page(lang: str, profile: Profile, *, prefix: str, auth: str | None) 
         items = "".join(
             f"<li><strong>{escape(a.title)}</strong>"
             + (f": {escape(a.description)}" if a.description else "")
-            + f' <span class="hint">{escape(a.at[:10])}</span></li>'
+            + f' <span class="hint when">{escape(a.at[:10])}</span></li>'
             for a in profile.achievements
         )
         achievements = f'<ul class="achievements">{items}</ul>'
