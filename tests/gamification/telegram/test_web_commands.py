@@ -131,3 +131,12 @@ async def test_a_redelivered_web_command_changes_nothing_more(h: TelegramHarness
     await h.feed(update)
     assert h.rows("SELECT COUNT(*) FROM admin_actions") == [(1,)]
     assert h.rows("SELECT public FROM web_access") == [(1,)]
+
+
+async def test_a_scored_message_does_nothing_more_with_pages_on(h: TelegramHarness) -> None:
+    h.session.clear()
+    h.clock.advance(61)
+    await h.say(CHAT, ALICE, SENTENCES[3])
+    assert await h.balance(CHAT_ID, 1) == 10
+    # No getMe, no getChatMember, no reply: the pages cost an ordinary message nothing.
+    assert h.session.calls == []
