@@ -144,4 +144,5 @@ async def test_forged_expired_and_outsiders_are_refused_in_the_browser(
             dom = await dump_dom(f"{base}/app#tgWebAppData={quote(auth)}")
             assert f"<h1>{heading}</h1>" in dom, what
             assert "<table>" not in dom, what
-        await screenshot(f"{base}/c/{CHAT_ID}?auth={quote(good)}&x=1", ARTIFACTS / "check.png")
+        forged = quote(cases["forged"][0])
+        await screenshot(f"{base}/app#tgWebAppData={forged}", ARTIFACTS / "refused.png", height=400)
