@@ -145,4 +145,6 @@ async def test_forged_expired_and_outsiders_are_refused_in_the_browser(
             assert f"<h1>{heading}</h1>" in dom, what
             assert "<table>" not in dom, what
         forged = quote(cases["forged"][0])
-        await screenshot(f"{base}/app#tgWebAppData={forged}", ARTIFACTS / "refused.png", height=400)
+        await screenshot(
+            f"{base}/app#tgWebAppData={forged}", ARTIFACTS / "refused.png", height=400
+        )

@@ -17,7 +17,9 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from aiogram import Bot
+from aiogram.utils.web_app import parse_webapp_init_data
 from aiohttp import web
+from pydantic import ValidationError
 
 from plugins.gamification.domain.errors import GamificationError
 from plugins.gamification.domain.models import Period
@@ -77,6 +79,19 @@ def _whole(value: str) -> int:
     return number
 
 
+def _language_hint(request: web.Request) -> str:
+    """The language of a refusal page: the one the launch data names, signed or not (it
+    only picks the words of the refusal)."""
+    auth = request.query.get("auth")
+    if not auth:
+        return DEFAULT_LANGUAGE
+    try:
+        user = parse_webapp_init_data(auth).user
+    except (ValueError, ValidationError, TypeError):
+        return DEFAULT_LANGUAGE
+    return language_of(user.language_code if user else None)
+
+
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -105,7 +120,7 @@ class ChatPages:
             try:
                 response = await handler(request)
             except PageError as exc:
-                language = language_of(request.query.get("lang")) if request.query else "en"
+                language = _language_hint(request)
                 response = self._html(
                     pages.error_page(language, exc.status, admin_only=exc.admin_only),
                     status=exc.status,

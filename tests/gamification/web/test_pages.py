@@ -12,6 +12,7 @@ import aiohttp
 import pytest
 
 from plugins.gamification.domain.models import Period
+from plugins.gamification.web.texts import TEXTS
 from tests.gamification.conftest import MakeHarness
 from tests.support.chat import ALICE, BOB, CAROL, CHAT, CHAT_ID, FIXED, MOD, OTHER_ID, SENTENCES
 from tests.support.telegram_harness import TelegramHarness
@@ -39,9 +40,11 @@ async def h(make_harness: MakeHarness) -> TelegramHarness:
     return harness
 
 
-def auth_for(h: TelegramHarness, user: dict[str, Any], *, age: float = 0, **kw: Any) -> str:
+def auth_for(
+    h: TelegramHarness, user: dict[str, Any], *, age: float = 0, language: str = "en", **kw: Any
+) -> str:
     when = int(h.clock.now().timestamp() - age)
-    person = {k: user[k] for k in ("id", "first_name")} | {"language_code": "en"}
+    person = {k: user[k] for k in ("id", "first_name")} | {"language_code": language}
     return sign_init_data(TOKEN, person, when, **kw)
 
 
@@ -187,3 +190,33 @@ async def test_a_page_reads_the_ledger_again_only_when_it_changed(h: TelegramHar
     assert (2, "Bob", 20) in first
     assert (1, "Alice", 30) in second
     assert (1, "Bob", 30) in second
+
+
+@pytest.mark.parametrize(
+    ("language", "heading", "refusal"),
+    [
+        ("ru", "Таблица лидеров", "Нет доступа"),
+        ("es-MX", "Clasificación", "No es para ti"),
+        ("de", "Leaderboard", "Not for you"),
+    ],
+)
+async def test_pages_speak_the_members_telegram_language(
+    h: TelegramHarness, language: str, heading: str, refusal: str
+) -> None:
+    async with serving(h) as base:
+        member = quote(auth_for(h, BOB, language=language))
+        _, page, _ = await get(f"{base}/c/{CHAT_ID}?auth={member}")
+        outsider = quote(auth_for(h, OUTSIDER, language=language))
+        status, refused, _ = await get(f"{base}/c/{CHAT_ID}?auth={outsider}")
+    assert f"<h1>{heading}</h1>" in page
+    assert f'lang="{language.split("-")[0] if language != "de" else "en"}"' in page
+    assert status == 403
+    assert f"<h1>{refusal}</h1>" in refused
+
+
+def test_every_language_has_every_page_string() -> None:
+    for language, table in TEXTS.items():
+        assert set(table) == set(TEXTS["en"]), language
+        for key, template in table.items():
+            placeholders = set(re.findall(r"{(\w+)}", template))
+            assert placeholders == set(re.findall(r"{(\w+)}", TEXTS["en"][key])), (language, key)
