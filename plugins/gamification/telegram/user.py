@@ -37,6 +37,7 @@ ADMIN_HELP = (
     "\n\n<b>Admins</b>\n"
     "/award, /deduct &lt;target&gt; &lt;amount&gt; [reason]; /revert &lt;tx&gt; [reason];"
     " /freeze, /unfreeze, /audit &lt;target&gt;.\n"
+    "/deduct refuses to go below zero unless you add --force.\n"
     "A target is a reply to the person's message, an @username or a numeric id.\n"
     "The bot's own admins also have /integrity and /gstats, which cover every chat.\n"
     "Reactions count as engagement only when I am an admin of the chat (Telegram sends"
