@@ -163,9 +163,11 @@ class ChatPages:
             if not await self._data.chat_known(chat_id):
                 raise PageError(404)
             membership = await self._members.of(chat_id, user_id)
-            if not membership.member:
-                raise PageError(403)
-            return Viewer(user_id, membership.admin, language, auth)
+            if membership.member:
+                return Viewer(user_id, membership.admin, language, auth)
+            if await self._access.is_public(chat_id):  # anyone may look, signed in or not
+                return Viewer(None, False, language, None)
+            raise PageError(403)
         if not await self._data.chat_known(chat_id):
             raise PageError(404)
         if not await self._access.is_public(chat_id):

@@ -155,6 +155,10 @@ async def test_public_pages_need_no_sign_in_once_admins_say_so(h: TelegramHarnes
         assert "auth=" not in page
         assert "/admin" not in page
         assert (await get(f"{base}/c/{CHAT_ID}/admin"))[0] == 403
+        # Someone from outside the chat who opens it from Telegram sees the public page.
+        status, page, _ = await get(f"{base}/c/{CHAT_ID}?auth={quote(auth_for(h, OUTSIDER))}")
+        assert status == 200
+        assert "auth=" not in page
         await h.say(CHAT, MOD, "/web public off")
         assert (await get(f"{base}/c/{CHAT_ID}"))[0] == 401
 
