@@ -35,6 +35,7 @@ from plugins.gamification.telegram.parsing import (
 )
 from plugins.gamification.telegram.runtime import Runtime
 from plugins.gamification.telegram.texts import cut, esc, history_text, signed
+from plugins.gamification.telegram.web import web_action
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +48,7 @@ ADMIN_COMMANDS = (
     BotCommand(command="audit", description="last 20 changes of <target> with actors"),
     BotCommand(command="integrity", description="check the ledger now"),
     BotCommand(command="gstats", description="points service statistics"),
+    BotCommand(command="web", description="chat pages: /web public on|off"),
 )
 # Commands that report on every chat the bot serves, not on the chat they are used in:
 # only the bot's own admins ([bot] admin_ids) may run them, in any chat or in private.
@@ -382,6 +384,7 @@ def admin_router() -> Router:
         "audit": _on_services(_audit),
         "integrity": _on_services(_integrity),
         "gstats": _gstats,
+        "web": web_action,
     }
     for name, action in actions.items():
         router.message.register(admin_command(name, action), Command(name))
