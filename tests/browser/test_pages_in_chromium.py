@@ -144,6 +144,9 @@ async def test_forged_expired_and_outsiders_are_refused_in_the_browser(
             dom = await dump_dom(f"{base}/app#tgWebAppData={quote(auth)}")
             assert f"<h1>{heading}</h1>" in dom, what
             assert "<table>" not in dom, what
+        # Opened outside Telegram (no launch data in the fragment): the entry says so.
+        dom = await dump_dom(f"{base}/app")
+        assert "Open this page from the bot's button in a Telegram chat." in dom
         forged = quote(cases["forged"][0])
         await screenshot(
             f"{base}/app#tgWebAppData={forged}", ARTIFACTS / "refused.png", height=400

@@ -78,6 +78,11 @@ async def test_a_member_sees_the_same_ranking_as_top(h: TelegramHarness) -> None
                 for line, name in zip(board.lines, names, strict=True)
             ]
             assert 'aria-current="page"' in page
+            # The first thing the keyboard reaches is the skip link to the content.
+            first_link = re.search(r"<a [^>]*>", page)
+            assert first_link is not None
+            assert first_link.group(0) == '<a class="skip" href="#content">'
+            assert '<main id="content">' in page
     assert [line.points for line in board.lines] == [30, 20, 10, 10]
 
 
