@@ -43,6 +43,7 @@ from plugins.gamification.services.web_access import WebOptions
 from plugins.gamification.storage.options import DatabaseOptions, Location, LocationError
 from plugins.gamification.telegram import build_router, menu
 from plugins.gamification.telegram.announcer import Announcer
+from plugins.gamification.telegram.cards import RankCards
 from plugins.gamification.telegram.jobs import integrity_job, weekly_job
 from plugins.gamification.telegram.runtime import Runtime
 from plugins.gamification.web.server import ChatPages
@@ -176,7 +177,12 @@ async def setup_gamification(
     stack = AsyncExitStack()
     stack.push_async_callback(services.close)
     try:
-        runtime = replace(await _wire_events(stack, bot, services, event_bus, nats), web=web)
+        cards = RankCards(settings.cards) if settings.cards.enabled else None
+        if cards is not None:
+            stack.callback(cards.close)
+        runtime = replace(
+            await _wire_events(stack, bot, services, event_bus, nats), web=web, cards=cards
+        )
         bus = runtime.bus
         assert bus is not None
         own = scheduler is None

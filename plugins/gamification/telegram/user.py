@@ -8,7 +8,8 @@ from aiogram.types import BotCommand, Message
 
 from plugins.gamification.domain.models import Period
 from plugins.gamification.services.runtime import Services
-from plugins.gamification.telegram.facts import GROUP_TYPES
+from plugins.gamification.telegram.cards import card_data
+from plugins.gamification.telegram.facts import GROUP_TYPES, replied_message
 from plugins.gamification.telegram.filters import InPrivate
 from plugins.gamification.telegram.runtime import Runtime
 from plugins.gamification.telegram.texts import cut, esc, history_text, leaderboard_text
@@ -22,6 +23,8 @@ USER_COMMANDS = (
     BotCommand(command="help", description="how points work"),
 )
 
+# Achievements a rank card names, newest first.
+LATEST_ACHIEVEMENTS = 3
 GROUP_ONLY = "Points are kept per group: send this command in the group."
 HELP = (
     "<b>How points work</b>\n"
@@ -83,6 +86,11 @@ async def points_command(
     if user is None or message.chat.type not in GROUP_TYPES:
         await message.reply(GROUP_ONLY)
         return
+    # As a reply to someone's message: their points.
+    target = replied_message(message)
+    person = target.from_user if target is not None and target.sender_chat is None else None
+    if person is not None and not person.is_bot:
+        user = person
     engine = gamification.engine
     account = await engine.balance(message.chat.id, user.id)
     standing = await engine.standing(message.chat.id, user.id, Period.ALL)
@@ -90,13 +98,29 @@ async def points_command(
     rank = f"rank #{standing.rank}" if standing else "no rank yet"
     to_go = progress.next_level_at - progress.earned
     streak = f"{progress.streak} day" + ("" if progress.streak == 1 else "s")
-    await message.reply(
+    text = (
         f"{esc(user.full_name)}: <b>{account.balance}</b> points ({rank}),"
         f" {account.earned} earned in all.\n"
         f"Level {progress.level} ({to_go} to level {progress.level + 1}),"
-        f" streak {streak} (best {progress.best_streak}).",
-        reply_markup=await web_markup(message, gamification_runtime),
+        f" streak {streak} (best {progress.best_streak})."
     )
+    markup = await web_markup(message, gamification_runtime)
+    cards = gamification_runtime.cards
+    if cards is None:
+        await message.reply(text, reply_markup=markup)
+        return
+    titles = {spec.id: spec.title for spec in gamification.config.progress.achievements}
+    newest = sorted(progress.unlocked.items(), key=lambda item: item[1], reverse=True)
+    achievements = tuple(titles.get(a, a) for a, _ in newest[:LATEST_ACHIEVEMENTS])
+    data = card_data(
+        user.id,
+        user.full_name,
+        account.balance,
+        standing.rank if standing else None,
+        progress,
+        achievements,
+    )
+    await cards.reply(message, data, text, markup)
 
 
 async def achievements_command(message: Message, gamification: Services) -> None:
