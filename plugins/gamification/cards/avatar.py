@@ -8,7 +8,14 @@ from functools import cache
 
 from PIL import Image, ImageDraw, UnidentifiedImageError
 
-from plugins.gamification.cards.text import Box, baseline_in, draw_line, fit_line, line_start
+from plugins.gamification.cards.text import (
+    Box,
+    baseline_in,
+    draw_line,
+    emoji_sheet,
+    fit_line,
+    line_start,
+)
 
 AVATAR_SIDE = 160
 _SUPERSAMPLE = 4
@@ -26,6 +33,9 @@ def _circle() -> Image.Image:
 def initials(name: str) -> str:
     """Up to two initials: the first letter (with its marks) of the first two words; an
     emoji-only name keeps its first emoji (cut from the sheet when drawn)."""
+    emoji = emoji_sheet().match(name, 0) if name else None
+    if emoji is not None:
+        return emoji
     words = name.split()
     out = []
     for word in words[:2]:

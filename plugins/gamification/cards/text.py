@@ -19,6 +19,8 @@ from pathlib import Path
 from bidi import get_display
 from PIL import Image, ImageDraw, ImageFont, features
 
+from plugins.gamification.domain.text import FILLERS
+
 FONTS = Path(__file__).resolve().parent / "fonts"
 RAQM = features.check("raqm")
 ELLIPSIS = "…"
@@ -117,6 +119,8 @@ def tidy(text: str) -> str:
         category = unicodedata.category(ch)
         if category in ("Cc", "Cs", "Co", "Zl", "Zp") or (category == "Cf" and ch != _ZWJ):
             continue
+        if ch in FILLERS:
+            continue
         if category.startswith("M") and ch != _VS16:
             marks += 1
             if marks > MAX_MARKS:
@@ -181,7 +185,8 @@ def _segments(text: str) -> list[tuple[str, bool]]:
     plain: list[str] = []
     i = 0
     while i < len(text):
-        emoji = sheet.match(text, i) if ord(text[i]) >= 0x2000 else None
+        keycap = i + 1 < len(text) and text[i + 1] == "\u20e3"
+        emoji = sheet.match(text, i) if ord(text[i]) >= 0x2000 or keycap else None
         if emoji is None:
             plain.append(text[i])
             i += 1
