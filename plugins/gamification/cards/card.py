@@ -34,6 +34,8 @@ class CardLabels:
     rank: str = "Rank"
     streak: str = "Streak"
     level: str = "Level {level}"
+    # Under the bar, right: what is left to the next level.
+    to_next: str = "{points} to level {level}"
     achievements: str = "Latest"
     no_achievements: str = "No achievements yet"
 
@@ -48,7 +50,7 @@ class CardData:
     points: str
     rank: str
     level: str
-    # Progress from this level to the next, 0..1, and that progress in words ("120 / 475").
+    # Progress from this level to the next, 0..1, and what is left in words.
     progress: float
     progress_text: str
     streak: str

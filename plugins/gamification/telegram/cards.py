@@ -40,6 +40,7 @@ def card_labels() -> CardLabels:
         rank="Rank",
         streak="Streak",
         level="Level {level}",
+        to_next="{points} to level {level}",
         achievements="Latest",
         no_achievements="No achievements yet",
     )
@@ -60,6 +61,10 @@ def card_data(
     """What the card of one person shows, every number written for the reader."""
     span = progress.next_level_at - progress.level_at
     done = progress.earned - progress.level_at
+    labels = card_labels()
+    to_next = labels.to_next.format(
+        points=f"{progress.next_level_at - progress.earned:,}", level=f"{progress.level + 1:,}"
+    )
     return CardData(
         user_id=user_id,
         name=name,
@@ -67,10 +72,10 @@ def card_data(
         rank=f"#{rank:,}" if rank is not None else "—",
         level=f"{progress.level:,}",
         progress=done / span if span > 0 else 0.0,
-        progress_text=f"{done:,} / {span:,}",
+        progress_text=to_next,
         streak=streak_text(progress.streak),
         achievements=achievements,
-        labels=card_labels(),
+        labels=labels,
     )
 
 
