@@ -5,8 +5,9 @@ from __future__ import annotations
 import io
 
 import pytest
-from aiogram.methods import SendPhoto
-from aiogram.types import BufferedInputFile
+from aiogram.exceptions import TelegramBadRequest
+from aiogram.methods import GetFile, GetUserProfilePhotos, SendPhoto
+from aiogram.types import BufferedInputFile, InlineKeyboardMarkup
 from PIL import Image
 
 from plugins.gamification.cards.card import HEIGHT, WIDTH
@@ -142,8 +143,6 @@ async def test_a_rejected_file_id_uploads_the_card_again(h: TelegramHarness) -> 
     await h.say(CHAT, ALICE, "/points")
     for cached in cards.cache._cards.values():
         cached.file_id = "gone"
-    from aiogram.exceptions import TelegramBadRequest
-
     original = h.session._answers[SendPhoto]
 
     def refuse_ids(method: SendPhoto) -> object:
@@ -155,3 +154,43 @@ async def test_a_rejected_file_id_uploads_the_card_again(h: TelegramHarness) -> 
     await h.say(CHAT, ALICE, "/points")
     assert [type(p.photo) for p in h.session.photos] == [BufferedInputFile, str, BufferedInputFile]
     assert cards.cache.renders == 1
+
+
+async def test_the_card_carries_the_leaderboard_button(make_harness: MakeHarness) -> None:
+    web = {"listen": "127.0.0.1:0", "public_url": "https://points.example.org/board"}
+    h = await make_harness(gamification=CARDS, web=web)
+    await h.say(CHAT, ALICE, "/points")
+    (photo,) = h.session.photos
+    assert isinstance(photo.reply_markup, InlineKeyboardMarkup)
+    [[button]] = photo.reply_markup.inline_keyboard
+    assert button.url == f"https://t.me/points_bot?start=c{CHAT_ID}"
+
+
+async def test_a_refused_photo_lookup_gives_initials(h: TelegramHarness) -> None:
+    h.session.profile_photos[ALICE["id"]] = portrait()
+
+    def refuse(method: GetUserProfilePhotos) -> object:
+        raise TelegramBadRequest(method, "Bad Request: user not found")
+
+    h.session._answers[GetUserProfilePhotos] = refuse
+    await h.say(CHAT, ALICE, "/points")
+    (photo,) = h.session.photos
+    assert photo.caption is not None
+    assert photo.caption.startswith("Alice: <b>0</b> points")
+    assert not [call for call in h.session.calls if isinstance(call, GetFile)]
+    ((_, data),) = h.session.uploads
+    red, green, _ = decoded(data).convert("RGB").getpixel((60, 70))  # type: ignore[misc]
+    assert (red, green) != (10, 200)
+
+
+async def test_a_new_photo_draws_a_new_card(h: TelegramHarness) -> None:
+    cards = cards_of(h).cards
+    assert cards is not None
+    h.session.profile_photos[ALICE["id"]] = portrait((10, 200, 30))
+    await h.say(CHAT, ALICE, "/points")
+    h.session.profile_photos[ALICE["id"]] = portrait((200, 20, 20))
+    await h.say(CHAT, ALICE, "/points")
+    assert cards.cache.renders == 2
+    red, green, _ = decoded(h.session.uploads[-1][1]).convert("RGB").getpixel((112, 120))  # type: ignore[misc]
+    assert red > 150
+    assert green < 80
