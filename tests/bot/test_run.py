@@ -49,7 +49,10 @@ async def test_run_polls_a_local_server_answers_and_stops_cleanly(tmp_path: Path
     assert len(commands) == 2
     assert any("award" in c["commands"] for c in commands)
     replies = [m["text"] for m in api.sent()]
-    assert any("Alice: <b>" in reply for reply in replies), replies
+    # /points: a rank card uploaded as multipart, the text reply as its caption.
+    (card,) = api.sent("sendPhoto")
+    assert str(card["caption"]).startswith("Alice: <b>"), card
+    assert str(card["photo"]).startswith("attach://")  # the file in a part of its own
     assert any("+50" in reply for reply in replies), replies
     conn = sqlite3.connect(db)
     rows = conn.execute("SELECT kind, amount FROM transactions ORDER BY id").fetchall()

@@ -13,7 +13,12 @@ from dataclasses import replace
 from pathlib import Path
 
 from aiogram import Bot
-from aiogram.exceptions import TelegramAPIError, TelegramBadRequest
+from aiogram.exceptions import (
+    ClientDecodeError,
+    TelegramAPIError,
+    TelegramBadRequest,
+    TelegramForbiddenError,
+)
 from aiogram.types import BufferedInputFile, InlineKeyboardMarkup, Message, PhotoSize
 from aiohttp import ClientError
 
@@ -30,7 +35,9 @@ MAX_PHOTO_BYTES = 2 * 1024 * 1024
 PENDING_RENDERS = 8
 # Profile photos kept by their unique id, so a card drawn again does not download again.
 PHOTO_CACHE = 64
-_FETCH_ERRORS = (TelegramAPIError, ClientError, OSError, TimeoutError, ValueError)
+_FETCH_ERRORS = (
+    TelegramAPIError, ClientDecodeError, ClientError, OSError, TimeoutError, ValueError,
+)  # fmt: skip
 
 
 def card_labels() -> CardLabels:
@@ -121,7 +128,13 @@ class RankCards:
             except TelegramBadRequest:  # the id is no longer good: upload the card again
                 card.file_id = None
         upload = BufferedInputFile(card.png, filename="card.png")
-        sent = await message.reply_photo(upload, caption=caption, reply_markup=markup)
+        try:
+            sent = await message.reply_photo(upload, caption=caption, reply_markup=markup)
+        except (TelegramBadRequest, TelegramForbiddenError) as exc:
+            # A chat that allows no photos (or the bot none) still gets the answer.
+            log.info("rank card refused in chat %s: %s", message.chat.id, exc)
+            await message.reply(caption, reply_markup=markup)
+            return
         if sent.photo:
             card.file_id = sent.photo[-1].file_id
 

@@ -194,3 +194,14 @@ async def test_a_new_photo_draws_a_new_card(h: TelegramHarness) -> None:
     red, green, _ = decoded(h.session.uploads[-1][1]).convert("RGB").getpixel((112, 120))  # type: ignore[misc]
     assert red > 150
     assert green < 80
+
+
+async def test_a_chat_that_refuses_photos_gets_the_text(h: TelegramHarness) -> None:
+    def refuse(method: SendPhoto) -> object:
+        raise TelegramBadRequest(method, "Bad Request: not enough rights to send photos")
+
+    h.session._answers[SendPhoto] = refuse
+    await h.say(CHAT, ALICE, SENTENCES[0])
+    await h.say(CHAT, ALICE, "/points")
+    assert len(h.session.photos) == 1
+    assert h.texts() == [ALICE_TEXT]
