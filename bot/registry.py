@@ -136,12 +136,15 @@ class GamificationPlugin:
                 nats=nats_options(config),
                 clock=ctx.clock,
                 metrics=ctx.metrics,
+                language=config.bot.language,
             )
         except GamificationError as exc:  # one sentence already: the host prints it, exit 2
             raise StartupError(str(exc)) from exc
         ctx.exit_stack.push_async_callback(plugin.close)
         ctx.user_commands.extend(plugin.user_commands)
         ctx.admin_commands.extend(plugin.admin_commands)
+        for code, menu in plugin.menus.items():
+            ctx.menus[code] = menu
 
     def update_types(self) -> list[str]:
         """The update types the plugin's router handles (for `webhook set`), from a router

@@ -39,10 +39,17 @@ from plugins.gamification.engine import PointsEngine
 from plugins.gamification.ops.metrics import PointsCollector
 from plugins.gamification.services.runtime import Services, open_services
 from plugins.gamification.storage.options import DatabaseOptions, Location, LocationError
-from plugins.gamification.telegram import build_router, menu
+from plugins.gamification.telegram import Menu, build_router, menus
 from plugins.gamification.telegram.announcer import Announcer
+from plugins.gamification.telegram.i18n import (
+    ChatLocaleMiddleware,
+    Speaker,
+    UnknownLanguageError,
+    open_catalogs,
+)
 from plugins.gamification.telegram.jobs import integrity_job, weekly_job
 from plugins.gamification.telegram.runtime import Runtime
+from plugins.gamification.telegram.texts import name_getter
 
 log = logging.getLogger(__name__)
 
@@ -64,9 +71,12 @@ class Gamification:
     scheduler: AsyncIOScheduler
     # The services with the bus, relay, inbound events and announcer beside them.
     runtime: Runtime
+    # The menus in the bot's language (registered without a language code) and in each
+    # language with a catalog (registered with it).
     user_commands: list[BotCommand] = field(default_factory=list)
     admin_commands: list[BotCommand] = field(default_factory=list)
     exit_stack: AsyncExitStack = field(default_factory=AsyncExitStack)
+    menus: dict[str, Menu] = field(default_factory=dict)
 
     @property
     def engine(self) -> PointsEngine:
@@ -123,6 +133,7 @@ async def setup_gamification(
     nats: NatsOptions | None = None,
     clock: Clock | None = None,
     metrics: CollectorRegistry | None = None,
+    language: str = "en",
 ) -> Gamification:
     """Open the ledger, include the plugin's router in `dispatcher`, and hook its lifecycle.
 
@@ -136,10 +147,15 @@ async def setup_gamification(
     startup. `event_bus`: a bus shared with other features; without one the plugin opens its
     own: on NATS JetStream with `nats` (connected in the background: an unreachable server
     never stops the bot), else in-process. Both are put in the dispatcher's data, as
-    "gamification" and "event_bus".
+    "gamification" and "event_bus". `language`: what the bot speaks where neither the
+    chat's admins (/language) nor the person's Telegram settings choose one of its catalogs.
     Raises GamificationError (one sentence) when the ledger or the settings cannot be used.
     """
     settings = load_settings(config)
+    try:
+        i18n = open_catalogs(language)
+    except UnknownLanguageError as exc:
+        raise SettingsError(str(exc)) from None
     try:  # a path, sqlite:///…, postgresql://… (see storage/backends.py)
         options = DatabaseOptions.of(database)
     except LocationError as exc:
@@ -160,7 +176,8 @@ async def setup_gamification(
     stack = AsyncExitStack()
     stack.push_async_callback(services.close)
     try:
-        runtime = await _wire_events(stack, bot, services, event_bus, nats)
+        speaker = Speaker(i18n, services.languages)
+        runtime = await _wire_events(stack, bot, services, event_bus, nats, speaker)
         bus = runtime.bus
         assert bus is not None
         own = scheduler is None
@@ -168,7 +185,7 @@ async def setup_gamification(
             timezone=timezone or "UTC",
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 3600},
         )
-        _schedule(stack, scheduler, bot, services, admin_chat_id, timezone, own=own)
+        _schedule(stack, scheduler, bot, services, admin_chat_id, timezone, speaker, own=own)
         if own:
             dispatcher.startup.register(_starter(scheduler))
         if metrics is not None:
@@ -178,13 +195,17 @@ async def setup_gamification(
     except BaseException:
         await stack.aclose()
         raise
-    router = build_router()
+    router = build_router(ChatLocaleMiddleware(i18n, services.languages))
     dispatcher.include_router(router)
     dispatcher.workflow_data["gamification"] = services
     dispatcher.workflow_data["event_bus"] = bus
     dispatcher.workflow_data["gamification_runtime"] = runtime
-    user, admin = menu()
-    handle = Gamification(services, bus, router, scheduler, runtime, user, admin, stack)
+    dispatcher.workflow_data["gamification_speaker"] = speaker
+    every = menus(i18n)
+    user, admin = every[language]
+    handle = Gamification(
+        services, bus, router, scheduler, runtime, user, admin, stack, menus=every
+    )
     dispatcher.shutdown.register(handle.close)
     return handle
 
@@ -195,6 +216,7 @@ async def _wire_events(
     services: Services,
     bus: EventBus | None,
     nats: NatsOptions | None,
+    speaker: Speaker,
 ) -> Runtime:
     """The bus, the outbox relay, inbound rules, announcements.
 
@@ -226,7 +248,7 @@ async def _wire_events(
     async def send(chat_id: int, text: str) -> object:
         return await bot.send_message(chat_id, text)
 
-    announcer = Announcer(config.progress, send, services.people.name_of)
+    announcer = Announcer(config.progress, send, name_getter(services), speaker)
     for pattern in announcer.patterns():
         bus.subscribe(pattern, announcer.on_event, name=f"gamification.announcer {pattern}")
     stack.push_async_callback(announcer.close)
@@ -253,6 +275,7 @@ def _schedule(
     services: Services,
     admin_chat_id: int | None,
     timezone: str | None,
+    speaker: Speaker,
     *,
     own: bool,
 ) -> None:
@@ -271,7 +294,7 @@ def _schedule(
     scheduler.add_job(
         integrity_job,
         daily,
-        args=(services, notify, admin_chat_id, daily),
+        args=(services, notify, admin_chat_id, daily, speaker),
         id=INTEGRITY_JOB,
         name="ledger integrity check",
         replace_existing=True,
@@ -283,7 +306,7 @@ def _schedule(
         scheduler.add_job(
             weekly_job,
             every_week,
-            args=(services, notify, weekly.chats, every_week),
+            args=(services, notify, weekly.chats, every_week, speaker),
             id=WEEKLY_JOB,
             name="weekly leaderboard post",
             replace_existing=True,

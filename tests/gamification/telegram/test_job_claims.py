@@ -211,7 +211,7 @@ async def test_a_ledger_of_the_previous_version_gains_the_claims(
     else:
         await build_postgres_v1(str(ledger_backend.location))
     before = ledger_backend.schema_version()
-    assert before == ledger_backend.latest_version - 1
+    assert before < ledger_backend.latest_version
     engine = await ledger_backend.open_engine(clock=FakeClock(SUNDAY))
     try:
         assert ledger_backend.schema_version() == ledger_backend.latest_version

@@ -205,6 +205,16 @@ MIGRATIONS: tuple[str, ...] = (
     ) WITHOUT ROWID;
     CREATE INDEX job_runs_claimed_at ON job_runs (claimed_at);
     """,
+    # 8: settings a chat's admins choose (its language), one row per chat. Not part of
+    # the chain: a setting is not points.
+    """
+    CREATE TABLE chat_settings (
+        chat_id     INTEGER PRIMARY KEY,
+        language    TEXT,
+        updated_at  TEXT    NOT NULL,
+        updated_by  INTEGER
+    );
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -66,3 +66,10 @@ CLAIM_JOB_RUN = (
 )
 SELECT_JOB_RUN = "SELECT claimed_by FROM job_runs WHERE job = ? AND slot = ?"
 FORGET_JOB_RUNS = "DELETE FROM job_runs WHERE claimed_at < ?"
+# A chat's settings: the row is replaced whole (NULL language: each person's own).
+SELECT_CHAT_LANGUAGE = "SELECT language FROM chat_settings WHERE chat_id = ?"
+UPSERT_CHAT_LANGUAGE = (
+    "INSERT INTO chat_settings (chat_id, language, updated_at, updated_by) VALUES (?, ?, ?, ?)"
+    " ON CONFLICT (chat_id) DO UPDATE SET language = excluded.language,"
+    " updated_at = excluded.updated_at, updated_by = excluded.updated_by"
+)
