@@ -11,7 +11,7 @@ import asyncio
 import logging
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
-from contextlib import nullcontext
+from contextlib import AbstractContextManager, nullcontext
 
 from plugins.gamification.bus.events import Event
 from plugins.gamification.domain.config import ProgressSection
@@ -79,6 +79,7 @@ class Announcer:
             return
         try:
             speaker = self._speaker
+            speaking: AbstractContextManager[None]
             if speaker is None:
                 speaking = nullcontext()
             else:

@@ -95,6 +95,7 @@ def build_sqlite_ledger(path: Path) -> None:
         "INSERT INTO job_runs VALUES ('integrity', '2026-03-02T02:00:00.000000Z',"
         " '2026-03-02T02:00:00.100000Z', 'host:1:abc')"
     )
+    conn.execute("INSERT INTO chat_settings VALUES (?, 'ru', '2026-03-02T00:00:00Z', 9)", (CHAT,))
     conn.close()
     assert run_check(path, record=True, clock=CLOCK).ok
     conn = sqlite3.connect(path, isolation_level=None)
