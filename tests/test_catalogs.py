@@ -35,7 +35,9 @@ CATALOGS = [
 
 
 def test_every_package_ships_the_same_languages() -> None:
-    assert [package.languages() for package in tool.PACKAGES] == [["en", "es", "ru"]] * 2
+    shipped = {tuple(package.languages()) for package in tool.PACKAGES}
+    assert len(shipped) == 1
+    assert {"en", "es", "ru"} <= set(shipped.pop())
 
 
 @pytest.mark.parametrize(("package", "language"), CATALOGS)
