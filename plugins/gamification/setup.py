@@ -15,13 +15,14 @@ import logging
 import tomllib
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from contextlib import AsyncExitStack, suppress
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from aiogram import Bot, Dispatcher, Router
 from aiogram.enums import ParseMode
 from aiogram.types import BotCommand
+from aiohttp import web as aiohttp_web
 from apscheduler.jobstores.base import JobLookupError
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.cron import CronTrigger
@@ -38,6 +39,7 @@ from plugins.gamification.domain.errors import GamificationError, RequestError
 from plugins.gamification.engine import PointsEngine
 from plugins.gamification.ops.metrics import PointsCollector
 from plugins.gamification.services.runtime import Services, open_services
+from plugins.gamification.services.web_access import WebOptions
 from plugins.gamification.storage.options import DatabaseOptions, Location, LocationError
 from plugins.gamification.telegram import Menu, build_router, menus
 from plugins.gamification.telegram.announcer import Announcer
@@ -50,6 +52,7 @@ from plugins.gamification.telegram.i18n import (
 from plugins.gamification.telegram.jobs import integrity_job, weekly_job
 from plugins.gamification.telegram.runtime import Runtime
 from plugins.gamification.telegram.texts import name_getter
+from plugins.gamification.web.server import ChatPages
 
 log = logging.getLogger(__name__)
 
@@ -76,11 +79,22 @@ class Gamification:
     user_commands: list[BotCommand] = field(default_factory=list)
     admin_commands: list[BotCommand] = field(default_factory=list)
     exit_stack: AsyncExitStack = field(default_factory=AsyncExitStack)
+    # The chat pages' routes when `web` was given to setup_gamification.
+    pages: ChatPages | None = None
     menus: dict[str, Menu] = field(default_factory=dict)
 
     @property
     def engine(self) -> PointsEngine:
         return self.services.engine
+
+    def add_web_routes(self, app: aiohttp_web.Application) -> None:
+        """Serve the chat pages from the program's own aiohttp application (before it
+        starts); the bundled host does this on `[web] listen`."""
+        if self.pages is None:
+            raise SettingsError(
+                "The chat pages need setup_gamification(..., web=WebOptions(...))."
+            )
+        self.pages.add_routes(app)
 
     async def close(self) -> None:
         """Idempotent: the dispatcher's shutdown and the program's own cleanup may both call it."""
@@ -134,13 +148,15 @@ async def setup_gamification(
     clock: Clock | None = None,
     metrics: CollectorRegistry | None = None,
     language: str = "en",
+    web: WebOptions | None = None,
 ) -> Gamification:
     """Open the ledger, include the plugin's router in `dispatcher`, and hook its lifecycle.
 
     Routers included before this call see messages first; the scoring handler lets every
     message go on (SkipHandler), so routers included after it still see them all.
     `database`: a SQLite file (a path or `sqlite:///…`) or `postgresql://user@host/db`, or
-    DatabaseOptions with its settings.
+    DatabaseOptions with its settings. `web`: where the chat pages are served (the buttons
+    under /top and /points open them); serve them with `add_web_routes`.
     `admin_ids` may use every admin command in every chat; `admin_chat_id` receives the daily
     integrity report, `admin_log_chat_id` every admin action. `scheduler`: the program's own
     APScheduler (which it starts); without one the plugin starts its own at the dispatcher's
@@ -177,7 +193,9 @@ async def setup_gamification(
     stack.push_async_callback(services.close)
     try:
         speaker = Speaker(i18n, services.languages)
-        runtime = await _wire_events(stack, bot, services, event_bus, nats, speaker)
+        runtime = replace(
+            await _wire_events(stack, bot, services, event_bus, nats, speaker), web=web
+        )
         bus = runtime.bus
         assert bus is not None
         own = scheduler is None
@@ -203,8 +221,9 @@ async def setup_gamification(
     dispatcher.workflow_data["gamification_speaker"] = speaker
     every = menus(i18n)
     user, admin = every[language]
+    pages = ChatPages(services, bot, web) if web is not None else None
     handle = Gamification(
-        services, bus, router, scheduler, runtime, user, admin, stack, menus=every
+        services, bus, router, scheduler, runtime, user, admin, stack, pages, menus=every
     )
     dispatcher.shutdown.register(handle.close)
     return handle

@@ -13,7 +13,11 @@ from aiogram.exceptions import TelegramAPIError
 from aiogram.filters import Command, CommandObject
 from aiogram.types import Message
 
-from plugins.gamification.domain.errors import GamificationError, TransientStorageError
+from plugins.gamification.domain.errors import (
+    GamificationError,
+    InsufficientBalanceError,
+    TransientStorageError,
+)
 from plugins.gamification.domain.keys import admin_key
 from plugins.gamification.domain.models import Receipt
 from plugins.gamification.services.people import Person
@@ -40,13 +44,14 @@ from plugins.gamification.telegram.parsing import (
 from plugins.gamification.telegram.reports import gstats_text, report_text
 from plugins.gamification.telegram.runtime import Runtime
 from plugins.gamification.telegram.texts import cut_text, esc, history_text, name_getter, signed
+from plugins.gamification.telegram.web import web_action
 
 log = logging.getLogger(__name__)
 
 # The menu's entries: their descriptions are translated for each language's menu.
 ADMIN_COMMANDS = (
     ("award", N_("give points: <target> <amount> [reason]")),
-    ("deduct", N_("take points: <target> <amount> [reason]")),
+    ("deduct", N_("take points: <target> <amount> [reason] [--force]")),
     ("revert", N_("undo a transaction: <tx_id> [reason]")),
     ("freeze", N_("stop someone earning: <target> [reason]")),
     ("unfreeze", N_("let someone earn again: <target>")),
@@ -54,6 +59,7 @@ ADMIN_COMMANDS = (
     ("language", N_("the language I speak in this chat: /language [code]")),
     ("integrity", N_("check the ledger now")),
     ("gstats", N_("points service statistics")),
+    ("web", N_("chat pages: /web public on|off")),
 )
 # Commands that report on every chat the bot serves, not on the chat they are used in:
 # only the bot's own admins ([bot] admin_ids) may run them, in any chat or in private.
@@ -205,11 +211,21 @@ async def _log(message: Message, services: Services, phrase: Callable[[], str]) 
         log.warning("could not post to the admin log chat %s: %s", chat_id, exc)
 
 
+FORCE = "--force"
+
+
 async def _change(message: Message, tokens: list[str], services: Services, sign: int) -> str:
     name = "award" if sign > 0 else "deduct"
     usage = _("/{command} @username {amount} reason").format(
         command=name, amount=50 if sign > 0 else 20
     )
+    force = any(t.lower() == FORCE for t in tokens)
+    if force:
+        if sign > 0:
+            raise CommandSyntaxError(
+                _("{force} is for /deduct only: an award never overdraws.").format(force=FORCE)
+            )
+        tokens = [t for t in tokens if t.lower() != FORCE]
     has_reply = replied_message(message) is not None
     spec, rest = take_target(tokens, has_reply, usage)
     amount, rest = take_amount(rest, services.config.admin.max_grant, usage)
@@ -221,12 +237,16 @@ async def _change(message: Message, tokens: list[str], services: Services, sign:
     engine = services.engine
     receipt: Receipt
     delta = amount if sign > 0 else -amount
-    # The audit row commits with the change itself, or neither does.
-    receipt = await services.retry(
-        engine.adjust,
-        message.chat.id, person.user_id, delta, key=key, actor_id=admin.id, reason=reason,
-        force=sign < 0, audit=AuditNote(name, f"{delta} {reason}"),
-    )  # fmt: skip
+    try:
+        # The audit row commits with the change itself, or neither does. Below zero only
+        # when the chat's policy allows it or the admin said --force.
+        receipt = await services.retry(
+            engine.adjust,
+            message.chat.id, person.user_id, delta, key=key, actor_id=admin.id, reason=reason,
+            force=force, audit=AuditNote(name, f"{delta} {reason}"),
+        )  # fmt: skip
+    except InsufficientBalanceError:
+        return await _overdraft_refused(message, services, person, amount)
     tx = receipt.transaction
     # Read back rather than receipt.balance: an achievement this change unlocked (or
     # revoked) moved the balance again in the same commit.
@@ -236,11 +256,34 @@ async def _change(message: Message, tokens: list[str], services: Services, sign:
         head = f"{esc(person.full_name)} {signed(tx.amount)} (#{tx.id})"
         if reason:
             head += f": {esc(reason)}"
-        return _("{change}. Balance {balance}.").format(change=head, balance=num(balance))
+        if balance < 0:
+            text = _("{change}. Balance {balance}, below zero.")
+        else:
+            text = _("{change}. Balance {balance}.")
+        return text.format(change=head, balance=num(balance))
 
     if not receipt.duplicate:
         await _log(message, services, lambda: f"{esc(admin.full_name)} {name}: {summary()}")
     return summary()
+
+
+async def _overdraft_refused(
+    message: Message, services: Services, person: Person, amount: int
+) -> str:
+    """One sentence: the balance, what the deduction would leave, and how to force it."""
+    balance = (await services.engine.balance(message.chat.id, person.user_id)).balance
+    command = " ".join((message.text or message.caption or "/deduct").split())
+    return _(
+        "Not deducted: {name} has {balance}, and taking {amount} would leave {rest}, below"
+        " zero. To deduct anyway: {command} {force}"
+    ).format(
+        name=esc(person.full_name),
+        balance=num(balance),
+        amount=num(amount),
+        rest=num(balance - amount),
+        command=esc(command),
+        force=FORCE,
+    )
 
 
 async def _award(message: Message, tokens: list[str], services: Services) -> str:
@@ -356,6 +399,7 @@ def admin_router() -> Router:
         "audit": _on_services(_audit),
         "integrity": _on_services(_integrity),
         "gstats": _gstats,
+        "web": web_action,
     }
     for name, action in actions.items():
         router.message.register(admin_command(name, action), Command(name))

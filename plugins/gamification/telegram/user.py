@@ -11,6 +11,7 @@ from plugins.gamification.services.runtime import Services
 from plugins.gamification.telegram.facts import GROUP_TYPES
 from plugins.gamification.telegram.filters import InPrivate
 from plugins.gamification.telegram.i18n import N_, _, ngettext, num
+from plugins.gamification.telegram.runtime import Runtime
 from plugins.gamification.telegram.texts import (
     cut,
     esc,
@@ -18,6 +19,7 @@ from plugins.gamification.telegram.texts import (
     leaderboard_text,
     name_getter,
 )
+from plugins.gamification.telegram.web import start_markup, web_markup
 
 # The menu's entries: their descriptions are translated for each language's menu.
 USER_COMMANDS = (
@@ -62,6 +64,7 @@ def admin_help_text() -> str:
                 "/award, /deduct &lt;target&gt; &lt;amount&gt; [reason]; /revert &lt;tx&gt;"
                 " [reason]; /freeze, /unfreeze, /audit &lt;target&gt;; /language [code]."
             ),
+            _("/deduct refuses to go below zero unless you add --force."),
             _("A target is a reply to the person's message, an @username or a numeric id."),
             _("The bot's own admins also have /integrity and /gstats, which cover every chat."),
             _(
@@ -79,7 +82,15 @@ def privacy_hint() -> str:
     )
 
 
-async def start_command(message: Message) -> None:
+async def start_command(
+    message: Message, command: CommandObject, gamification_runtime: Runtime
+) -> None:
+    markup = start_markup(command.args, gamification_runtime)
+    if markup is not None:  # from a group's button: that chat's pages, as a Mini App
+        await message.answer(
+            _("Tap the button to open the chat's leaderboard."), reply_markup=markup
+        )
+        return
     greeting = _(
         "Hi! I keep score of activity in groups. Add me to a group (with privacy mode off)"
         " and members earn points for taking part."
@@ -101,7 +112,9 @@ async def help_command(message: Message, gamification: Services) -> None:
     await message.reply(text)
 
 
-async def points_command(message: Message, gamification: Services) -> None:
+async def points_command(
+    message: Message, gamification: Services, gamification_runtime: Runtime
+) -> None:
     user = message.from_user
     if user is None or message.chat.type not in GROUP_TYPES:
         await message.reply(group_only())
@@ -127,7 +140,9 @@ async def points_command(message: Message, gamification: Services) -> None:
         streak=streak,
         best=num(progress.best_streak),
     )
-    await message.reply(f"{first}\n{second}")
+    await message.reply(
+        f"{first}\n{second}", reply_markup=await web_markup(message, gamification_runtime)
+    )
 
 
 async def achievements_command(message: Message, gamification: Services) -> None:
@@ -164,7 +179,12 @@ async def achievements_command(message: Message, gamification: Services) -> None
     await message.reply(cut("\n".join(lines), marker=_("… (cut)")))
 
 
-async def top_command(message: Message, command: CommandObject, gamification: Services) -> None:
+async def top_command(
+    message: Message,
+    command: CommandObject,
+    gamification: Services,
+    gamification_runtime: Runtime,
+) -> None:
     if message.chat.type not in GROUP_TYPES:
         await message.reply(group_only())
         return
@@ -179,7 +199,8 @@ async def top_command(message: Message, command: CommandObject, gamification: Se
     caller_id = message.from_user.id if message.from_user else 0
     caller = await engine.standing(message.chat.id, caller_id, period) if caller_id else None
     await message.reply(
-        await leaderboard_text(board, caller, caller_id, name_getter(gamification))
+        await leaderboard_text(board, caller, caller_id, name_getter(gamification)),
+        reply_markup=await web_markup(message, gamification_runtime),
     )
 
 
