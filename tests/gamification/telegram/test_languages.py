@@ -53,8 +53,7 @@ async def test_a_russian_chat_gets_russian_replies_plurals_and_help(h: TelegramH
     await reply(h, MOD, "/deduct @bob 8")
     await reply(h, MOD, "/deduct @carol 5")
     assert await reply(h, MOD, "/award @dave 11") == "Dave +11 (#8). Баланс: 21."
-    points = {user["first_name"]: await reply(h, user, "/points") for user in (ALICE, BOB)}
-    points.update({user["first_name"]: await reply(h, user, "/points") for user in (CAROL, DAVE)})
+    points = {u["first_name"]: await reply(h, u, "/points") for u in (ALICE, BOB, CAROL, DAVE)}
     assert points["Alice"].startswith("Alice: <b>1</b> балл (место №4), всего заработано 10.")
     assert points["Bob"].startswith("Bob: <b>2</b> балла (")
     assert points["Carol"].startswith("Carol: <b>5</b> баллов (")
@@ -71,11 +70,21 @@ async def test_a_russian_chat_gets_russian_replies_plurals_and_help(h: TelegramH
     assert await reply(h, ALICE, "/top someday") == (
         "Используйте /top day, /top week, /top month или /top all."
     )
+    assert await reply(h, MOD, "/deduct @alice 110 spam") == (
+        "Не списано: у Alice на балансе 1, и после списания 110 останется -109 — ниже нуля."
+        " Чтобы списать всё равно: /deduct @alice 110 spam --force"
+    )
+    assert await reply(h, MOD, "/deduct @alice 110 spam --force") == (
+        "Alice -110 (#9): spam. Баланс: -109, ниже нуля."
+    )
+    assert await reply(h, MOD, "/web") == (
+        "У этого бота нет веб-страниц (их может включить его оператор в разделе [web])."
+    )
     help_text = await reply(h, MOD, "/help")
     assert help_text.startswith("<b>Как начисляются баллы</b>\n")
     assert "<b>Администраторам</b>" in help_text
     assert await reply(h, ALICE, "/top all") == (
-        "<b>Лучшие за всё время</b>\n1. Dave: 21\n2. Carol: 5\n3. Bob: 2\n4. Alice: 1"
+        "<b>Лучшие за всё время</b>\n1. Dave: 21\n2. Carol: 5\n3. Bob: 2\n4. Alice: -109"
     )
     h.assert_sent_html_valid()
 
