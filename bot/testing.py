@@ -17,6 +17,7 @@ from aiogram import Bot
 from aiogram.client.session.base import BaseSession
 from aiogram.exceptions import TelegramRetryAfter
 from aiogram.methods import (
+    DeleteMyCommands,
     DeleteWebhook,
     GetChatMember,
     GetFile,
@@ -42,7 +43,8 @@ class UnexpectedCallError(AssertionError):
 
 class RecordingSession(BaseSession):
     """Answers getMe, sendMessage, sendPhoto, getChatMember, getUserProfilePhotos, getFile,
-    setMyCommands and deleteWebhook offline, and serves file downloads from `files`.
+    setMyCommands, deleteMyCommands and deleteWebhook offline, and serves file downloads
+    from `files`.
 
     `admins` maps a chat id to the user ids that are its administrators; `members`, to the
     only other users in it (a chat left out of `members` has everyone as a member; anyone
@@ -85,6 +87,7 @@ class RecordingSession(BaseSession):
             GetFile: self._file,
             GetChatMember: self._chat_member,
             SetMyCommands: lambda _: True,
+            DeleteMyCommands: lambda _: True,
             DeleteWebhook: lambda _: True,
         }
 

@@ -26,6 +26,7 @@ from plugins.gamification.cards import CardCache, CardData, CardLabels, render_c
 from plugins.gamification.cards.avatar import AVATAR_SIDE
 from plugins.gamification.domain.config import CardsSection
 from plugins.gamification.engine import Progress
+from plugins.gamification.telegram.i18n import _, ngettext, num
 
 log = logging.getLogger(__name__)
 
@@ -41,20 +42,20 @@ _FETCH_ERRORS = (
 
 
 def card_labels() -> CardLabels:
-    """The card's own words, in the reader's language."""
+    """The card's own words, in the reader's language (the locale of the handler)."""
     return CardLabels(
-        points="Points",
-        rank="Rank",
-        streak="Streak",
-        level="Level {level}",
-        to_next="{points} to level {level}",
-        achievements="Latest",
-        no_achievements="No achievements yet",
+        points=_("Points"),
+        rank=_("Rank"),
+        streak=_("Streak"),
+        level=_("Level {level}"),
+        to_next=_("{points} to level {level}"),
+        achievements=_("Latest"),
+        no_achievements=_("No achievements yet"),
     )
 
 
 def streak_text(days: int) -> str:
-    return f"{days:,} day" + ("" if days == 1 else "s")
+    return ngettext("{count} day", "{count} days", days).format(count=num(days))
 
 
 def card_data(
@@ -70,14 +71,14 @@ def card_data(
     done = progress.earned - progress.level_at
     labels = card_labels()
     to_next = labels.to_next.format(
-        points=f"{progress.next_level_at - progress.earned:,}", level=f"{progress.level + 1:,}"
+        points=num(progress.next_level_at - progress.earned), level=num(progress.level + 1)
     )
     return CardData(
         user_id=user_id,
         name=name,
-        points=f"{balance:,}",
-        rank=f"#{rank:,}" if rank is not None else "—",
-        level=f"{progress.level:,}",
+        points=num(balance),
+        rank=f"#{num(rank)}" if rank is not None else "—",
+        level=num(progress.level),
         progress=done / span if span > 0 else 0.0,
         progress_text=to_next,
         streak=streak_text(progress.streak),

@@ -13,7 +13,7 @@ from PIL import Image
 from plugins.gamification.cards.card import HEIGHT, WIDTH
 from plugins.gamification.telegram.runtime import Runtime
 from tests.gamification.conftest import MakeHarness
-from tests.support.chat import ALICE, BOB, CHAT, CHAT_ID, FIXED, SENTENCES
+from tests.support.chat import ALICE, BOB, CHAT, CHAT_ID, FIXED, MOD, SENTENCES
 from tests.support.telegram_harness import TelegramHarness
 
 CARDS = {**FIXED, "cards": {"enabled": True}}
@@ -205,3 +205,31 @@ async def test_a_chat_that_refuses_photos_gets_the_text(h: TelegramHarness) -> N
     await h.say(CHAT, ALICE, "/points")
     assert len(h.session.photos) == 1
     assert h.texts() == [ALICE_TEXT]
+
+
+async def test_the_card_speaks_the_chat_language(make_harness: MakeHarness) -> None:
+    h = await make_harness(gamification=CARDS, admins={CHAT_ID: {MOD["id"]}})
+    await h.say(CHAT, MOD, "/language ru")
+    await h.say(CHAT, ALICE, SENTENCES[0])
+    await h.services.engine.award(CHAT_ID, ALICE["id"], 1224, key="bonus:ru")
+    await h.say(CHAT, ALICE, "/points")
+    cards = cards_of(h).cards
+    assert cards is not None
+    ((data, _),) = cards.cache._cards.items()
+    assert (data.labels.points, data.labels.rank, data.labels.streak) == (
+        "Баллы",
+        "Место",
+        "Серия",
+    )
+    assert data.points == "1\u00a0234"
+    assert data.streak == "1 день"
+    assert data.progress_text == "391 до уровня 6"
+    (photo,) = h.session.photos
+    assert photo.caption is not None
+    assert photo.caption.startswith("Alice: <b>1\u00a0234</b> балла")
+    await h.say(CHAT, MOD, "/language es")
+    await h.say(CHAT, ALICE, "/points")
+    assert cards.cache.renders == 2  # the same standing, another language: another card
+    spanish = next(d for d in cards.cache._cards if d.labels.points == "Puntos")
+    assert spanish.points == "1.234"
+    assert spanish.streak == "1 día"
