@@ -107,8 +107,8 @@ def read_grant_file(data: bytes, *, chat_id: int, mode: GrantMode) -> GrantFile:
         raise GrantFileError(f"Line {reader.line_num} is not valid CSV ({exc}).") from None
     if not rows and not problems:
         raise GrantFileError("The file has no rows (only a header, blank lines or nothing).")
-    problems.extend(_duplicates(rows))
-    return GrantFile(tuple(rows), tuple(problems), digest(rows, chat_id=chat_id, mode=mode))
+    unique = _unique(rows, problems)
+    return GrantFile(unique, tuple(problems), digest(rows, chat_id=chat_id, mode=mode))
 
 
 def _row(line: int, cells: list[str], mode: GrantMode) -> tuple[GrantRow | None, list[RowProblem]]:
@@ -150,18 +150,20 @@ def _row(line: int, cells: list[str], mode: GrantMode) -> tuple[GrantRow | None,
     return GrantRow(line, user_id, username, points, reason), problems
 
 
-def _duplicates(rows: list[GrantRow]) -> list[RowProblem]:
-    """A person twice in one file is a mistake (which row is meant?), caught by what the
-    rows say; the same person under an id and a @username is caught once resolved."""
+def _unique(rows: list[GrantRow], problems: list[RowProblem]) -> tuple[GrantRow, ...]:
+    """The rows without repeats of a person, each repeat added to `problems`: a person twice
+    in one file is a mistake (which row is meant?). This catches what the rows say; the same
+    person under an id and a @username is caught once resolved."""
     seen: dict[str, int] = {}
-    problems: list[RowProblem] = []
+    unique: list[GrantRow] = []
     for row in rows:
         who = row.who.casefold()
         if who in seen:
             problems.append(RowProblem(row.line, 1, f"{row.who} is already in line {seen[who]}."))
         else:
             seen[who] = row.line
-    return problems
+            unique.append(row)
+    return tuple(unique)
 
 
 def digest(rows: list[GrantRow], *, chat_id: int, mode: GrantMode) -> str:
