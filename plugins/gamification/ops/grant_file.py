@@ -22,7 +22,7 @@ COLUMNS = ("user", "points", "reason")
 MAX_REASON = MAX_REASON_LENGTH
 # A grant file is a list of people, not a ledger dump: past this it is surely the wrong file.
 MAX_ROWS = 100_000
-MAX_FIELD = 4_096
+MAX_FIELD = 1_000
 _USERNAME = re.compile(r"^@[A-Za-z0-9_]{3,32}$")
 _USER_ID = re.compile(r"^[0-9]{1,19}$")
 # ASCII digits only: int() also reads "٥٠" or "５０", which a spreadsheet may have produced
