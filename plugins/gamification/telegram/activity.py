@@ -10,7 +10,6 @@ message on that delivery; they do not see it twice.
 
 from __future__ import annotations
 
-import html
 import logging
 
 from aiogram.dispatcher.event.bases import SkipHandler
@@ -27,11 +26,15 @@ from plugins.gamification.telegram.facts import (
     replied_message,
     thanks_fact,
 )
+from plugins.gamification.telegram.i18n import Speaker, _, chat_locale, num
+from plugins.gamification.telegram.texts import esc, name_getter, signed
 
 log = logging.getLogger(__name__)
 
 
-async def on_message(message: Message, gamification: Services) -> None:
+async def on_message(
+    message: Message, gamification: Services, gamification_speaker: Speaker
+) -> None:
     """Remember the people in the message and score it when it is group activity, then
     raise SkipHandler so the plugin's commands and every router after it still see it.
 
@@ -41,7 +44,7 @@ async def on_message(message: Message, gamification: Services) -> None:
     remember_people(message, gamification)
     if message.chat.type in GROUP_TYPES and gamification.scoring.scores_messages:
         try:
-            await _score(message, gamification)
+            await _score(message, gamification, gamification_speaker)
         except TransientStorageError:
             # Already retried (see retry.py) and logged once for the whole outage.
             raise
@@ -92,7 +95,7 @@ async def _engage(message: Message, gamification: Services) -> None:
     )
 
 
-async def _score(message: Message, gamification: Services) -> None:
+async def _score(message: Message, gamification: Services, speaker: Speaker) -> None:
     thanks = thanks_fact(message, gamification.config, gamification.thanks.triggers)
     if thanks is None:
         fact = activity_fact(message, gamification.config)
@@ -107,9 +110,16 @@ async def _score(message: Message, gamification: Services) -> None:
     gamification.stats.messages_seen[message.chat.id] += 1
     outcome = await gamification.thanks.thank(thanks)
     if isinstance(outcome, Receipt) and not outcome.duplicate:
-        giver = await gamification.people.name_of(thanks.giver_id)
-        receiver = await gamification.people.name_of(thanks.receiver_id)
-        await message.reply(
-            f"{html.escape(receiver)} +{outcome.transaction.amount} "
-            f"(thanks from {html.escape(giver)}), now {outcome.balance}."
+        # The language is chosen only now that there is something to say.
+        language = await chat_locale(
+            speaker.i18n, gamification.languages, message.chat.id, message.from_user
         )
+        name_of = name_getter(gamification)
+        with speaker.speaking(language):
+            text = _("{receiver} {change} (thanks from {giver}), now {balance}.").format(
+                receiver=esc(await name_of(thanks.receiver_id)),
+                change=signed(outcome.transaction.amount),
+                giver=esc(await name_of(thanks.giver_id)),
+                balance=num(outcome.balance),
+            )
+        await message.reply(text)
