@@ -217,7 +217,7 @@ async def test_the_card_speaks_the_chat_language(make_harness: MakeHarness) -> N
     assert cards is not None
     ((data, _),) = cards.cache._cards.items()
     assert (data.labels.points, data.labels.rank, data.labels.streak) == (
-        "Баллы",
+        "Очки",
         "Место",
         "Серия",
     )
