@@ -226,7 +226,7 @@ async def _wire_events(
     async def send(chat_id: int, text: str) -> object:
         return await bot.send_message(chat_id, text)
 
-    announcer = Announcer(config.progress, send, services.people.name_of)
+    announcer = Announcer(config.progress, send, services.people.name_of, services.clock)
     for pattern in announcer.patterns():
         bus.subscribe(pattern, announcer.on_event, name=f"gamification.announcer {pattern}")
     stack.push_async_callback(announcer.close)

@@ -266,9 +266,11 @@ def _operator() -> str:
 
 def cli_commands() -> list[Command]:
     from plugins.gamification.ops.demo import demo_command
+    from plugins.gamification.ops.history_import import import_history_command
 
     return [
         demo_command(),
+        import_history_command(),
         Command(
             name="check",
             help=(

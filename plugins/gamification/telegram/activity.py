@@ -16,6 +16,7 @@ import logging
 from aiogram.dispatcher.event.bases import SkipHandler
 from aiogram.types import Message, MessageReactionUpdated
 
+from plugins.gamification.domain.activity import ThanksFact
 from plugins.gamification.domain.errors import GamificationError, TransientStorageError
 from plugins.gamification.domain.models import Receipt
 from plugins.gamification.services.runtime import Services
@@ -93,13 +94,33 @@ async def _engage(message: Message, gamification: Services) -> None:
 
 
 async def _score(message: Message, gamification: Services) -> None:
+    thanked = await score_group_message(message, gamification)
+    if thanked is not None:
+        thanks, receipt = thanked
+        giver = await gamification.people.name_of(thanks.giver_id)
+        receiver = await gamification.people.name_of(thanks.receiver_id)
+        await message.reply(
+            f"{html.escape(receiver)} +{receipt.transaction.amount} "
+            f"(thanks from {html.escape(giver)}), now {receipt.balance}."
+        )
+
+
+async def score_group_message(
+    message: Message, gamification: Services
+) -> tuple[ThanksFact, Receipt] | None:
+    """Score a group message as activity or as a thanks, and engage what it replies to.
+
+    Returns a new thanks award for the caller to announce; the live listener replies with
+    it, a replay of a chat's history (ops/history_import.py) only counts it. Both go
+    through here, so history earns by exactly the rules live messages do.
+    """
     thanks = thanks_fact(message, gamification.config, gamification.thanks.triggers)
     if thanks is None:
         fact = activity_fact(message, gamification.config)
         if fact is not None:
             await gamification.scoring.score_message(fact)
         await _engage(message, gamification)
-        return
+        return None
     # A thanks earns through the thanks rules; it is not also engagement (a ring of
     # accounts thanking each other would lift each other's engagement record).
     # A thanks earns the thanked person points; it is not also activity of its own,
@@ -107,9 +128,5 @@ async def _score(message: Message, gamification: Services) -> None:
     gamification.stats.messages_seen[message.chat.id] += 1
     outcome = await gamification.thanks.thank(thanks)
     if isinstance(outcome, Receipt) and not outcome.duplicate:
-        giver = await gamification.people.name_of(thanks.giver_id)
-        receiver = await gamification.people.name_of(thanks.receiver_id)
-        await message.reply(
-            f"{html.escape(receiver)} +{outcome.transaction.amount} "
-            f"(thanks from {html.escape(giver)}), now {outcome.balance}."
-        )
+        return thanks, outcome
+    return None

@@ -11,8 +11,10 @@ import html
 import logging
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
+from datetime import timedelta
 
 from plugins.gamification.bus.events import Event
+from plugins.gamification.domain.clock import Clock, SystemClock
 from plugins.gamification.domain.config import ProgressSection
 
 log = logging.getLogger(__name__)
@@ -20,17 +22,28 @@ log = logging.getLogger(__name__)
 Send = Callable[[int, str], Awaitable[object]]
 Namer = Callable[[int], Awaitable[str]]
 MAX_LINES = 20
+# Older news is not posted: a level reached months ago in a chat's imported history
+# (`import-history` writes such events with their original times) would only flood the chat.
+STALE_AFTER = timedelta(hours=1)
 
 
 class Announcer:
-    def __init__(self, settings: ProgressSection, send: Send, name_of: Namer) -> None:
+    def __init__(
+        self,
+        settings: ProgressSection,
+        send: Send,
+        name_of: Namer,
+        clock: Clock | None = None,
+    ) -> None:
         self.settings = settings
+        self._clock = clock or SystemClock()
         self._send = send
         self._name_of = name_of
         self._pending: defaultdict[int, list[str]] = defaultdict(list)
         self._timers: dict[int, asyncio.TimerHandle] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self.sent = 0
+        self.stale = 0
 
     def patterns(self) -> list[str]:
         wanted = []
@@ -42,6 +55,9 @@ class Announcer:
 
     async def on_event(self, event: Event) -> None:
         if event.chat_id is None or event.user_id is None:
+            return
+        if self._clock.now() - event.occurred_at > STALE_AFTER:
+            self.stale += 1
             return
         name = html.escape(await self._name_of(event.user_id), quote=False)
         payload = event.payload
