@@ -41,11 +41,43 @@ MEMBERS = {
     107: "Gosha",
 }
 LEAVER = 106
-WORDS = (
-    "deploy the staging build tonight review migration schema index query latency cache"
-    " window budget design meeting notes release branch rollback fixture docs typo queue"
-    " worker timeout retry backoff ledger balance report weekly plan sprint metric"
-).split()
+WORDS = [
+    "deploy",
+    "the",
+    "staging",
+    "build",
+    "tonight",
+    "review",
+    "migration",
+    "schema",
+    "index",
+    "query",
+    "latency",
+    "cache",
+    "window",
+    "budget",
+    "design",
+    "meeting",
+    "notes",
+    "release",
+    "branch",
+    "rollback",
+    "fixture",
+    "docs",
+    "typo",
+    "queue",
+    "worker",
+    "timeout",
+    "retry",
+    "backoff",
+    "ledger",
+    "balance",
+    "report",
+    "weekly",
+    "plan",
+    "sprint",
+    "metric",
+]
 THANKS = ("thanks!", "спасибо)", "thank you so much", "+1", "gracias")
 STICKERS = ("😀", "👍", "🔥")
 
@@ -159,8 +191,9 @@ def _media_fields(said: Said) -> dict[str, Any]:
     common = {"file": "(File not included. Change data exporting settings to download.)",
               "file_size": size}  # fmt: skip
     if said.kind == "sticker":
+        emoji = STICKERS[said.file_key % 3]
         return {**common, "media_type": "sticker", "width": 512, "height": 512,
-                "sticker_emoji": STICKERS[said.file_key % 3], "mime_type": "image/webp"}  # fmt: skip
+                "sticker_emoji": emoji, "mime_type": "image/webp"}  # fmt: skip
     if said.kind == "voice":
         return {**common, "media_type": "voice_message", "mime_type": "audio/ogg",
                 "duration_seconds": 3 + said.file_key % 7}  # fmt: skip

@@ -104,8 +104,8 @@ class ImportSummary:
         if self.skipped:
             lines.append("Not replayed: " + _counts(self.skipped) + ".")
         lines.append(
-            f"Scored: {self.awards:,} awards (activity, thanks, engagement);"
-            f" already in the ledger: {self.already:,}."
+            f"Scored: {self.awards:,} messages (activity and thanks; engagement bonuses and"
+            f" achievement rewards are in the points); already in the ledger: {self.already:,}."
         )
         lines.append("Refused: " + (_counts(self.refused) if self.refused else "none") + ".")
         gained = {user: p for user, p in self.points.items() if p}
@@ -260,6 +260,7 @@ async def _run(
                     summary.skipped[Skip.MALFORMED] += 1
                     continue
                 if message_id <= through:
+                    reader.message(entry, sent_at)  # still a possible reply target
                     summary.skipped["imported before"] += 1
                 elif live_from is not None and sent_at >= live_from:
                     summary.skipped["seen by the bot live"] += 1

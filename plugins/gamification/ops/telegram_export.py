@@ -82,8 +82,8 @@ def read_header(path: Path) -> ExportHeader:
                     break
             raw.seek(max(0, os.fstat(raw.fileno()).st_size - TAIL_BYTES))
             tail = raw.read().rstrip()
-    except ijson.JSONError as exc:
-        raise ExportError(f"{path} is not a Telegram Desktop chat export ({exc}).") from None
+    except ijson.JSONError:
+        raise ExportError(f"{path} is not a Telegram Desktop chat export (not JSON).") from None
     except OSError as exc:
         raise ExportError(f"Cannot read {path}: {exc.strerror or exc}.") from None
     if not messages or not isinstance(chat_id, int) or not isinstance(kind, str):
@@ -111,6 +111,8 @@ def read_messages(stream: CountingReader) -> Iterator[dict[str, Any]]:
             if isinstance(item, dict):
                 yield item
     except ijson.JSONError as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else "not JSON"
         raise ExportError(
-            f"The export's JSON is broken at byte {stream.position:,} ({exc})."
+            f"The export's JSON breaks off near byte {stream.position:,} ({reason}); what came"
+            " before it is imported, and a re-run with a good copy continues after it."
         ) from None

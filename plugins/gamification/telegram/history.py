@@ -78,6 +78,7 @@ class HistoryReader:
         *,
         bots: frozenset[int] = frozenset(),
         timezone: str = "UTC",
+        memory: int = REPLY_MEMORY,
     ) -> None:
         self.chat = {
             "id": chat_id,
@@ -87,6 +88,7 @@ class HistoryReader:
         self._bots = set(bots)
         self._zone = ZoneInfo(timezone)
         self._sent: OrderedDict[int, Sent] = OrderedDict()
+        self._memory = memory
 
     def is_bot(self, user_id: int) -> bool:
         return user_id in self._bots
@@ -161,7 +163,7 @@ class HistoryReader:
 
     def _remember(self, message_id: int, sent: Sent) -> None:
         self._sent[message_id] = sent
-        if len(self._sent) > REPLY_MEMORY:
+        if len(self._sent) > self._memory:
             self._sent.popitem(last=False)
 
     def _learn_bot(self, user_id: int) -> None:
