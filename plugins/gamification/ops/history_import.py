@@ -376,7 +376,7 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
         "--since",
         type=_since,
         metavar="DATE",
-        help="skip messages before this day (YYYY-MM-DD, in [ledger] timezone)",
+        help="skip messages before this day (YYYY-MM-DD, in [gamification.ledger] timezone)",
     )
     parser.add_argument(
         "--bot",
