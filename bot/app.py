@@ -17,6 +17,7 @@ from aiogram.enums import ParseMode
 from aiogram.exceptions import TelegramAPIError, TelegramNetworkError
 from aiogram.types import BotCommand, BotCommandScopeAllChatAdministrators, BotCommandScopeDefault
 from aiogram.utils.token import TokenValidationError, validate_token
+from aiohttp import web
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from prometheus_client import CollectorRegistry
 
@@ -27,6 +28,7 @@ from bot.metrics import MetricsServer, serve_metrics
 from bot.plugins import Clock, EventBus, PluginContext, PluginRegistry, StartupError
 from bot.polling import Poller
 from bot.scheduler import build_scheduler
+from bot.web import WebServer
 from bot.webhook import WebhookServer
 
 log = logging.getLogger(__name__)
@@ -54,6 +56,8 @@ class App:
     plugins: list[str]
     metrics: CollectorRegistry
     metrics_server: MetricsServer | None = None
+    # The pages' application on [web] listen (the plugins added their routes); None: off.
+    web: web.Application | None = None
     user_commands: list[BotCommand] = field(default_factory=list)
     admin_commands: list[BotCommand] = field(default_factory=list)
 
@@ -100,6 +104,8 @@ async def build_app(
     dispatcher.errors.register(on_error, not_for_redelivery)
     stack = AsyncExitStack()
     app = App(bot, dispatcher, scheduler, stack, [], CollectorRegistry())
+    if config.web.listen:
+        app.web = web.Application()
     try:
         for plugin in registry.enabled(config):
             section = config.section(plugin.name)
@@ -114,6 +120,7 @@ async def build_app(
                 metrics=app.metrics,
                 event_bus=event_bus,
                 clock=clock,
+                web=app.web,
             )
             router = await plugin.setup(ctx)
             if router is not None:
@@ -188,6 +195,21 @@ async def run_bot(config: AppConfig, registry: PluginRegistry, *, webhook: bool 
             )  # fmt: skip
             await app.close()
             return EXIT_USAGE
+    pages: WebServer | None = None
+    if app.web is not None:
+        pages = WebServer(app.web, *config.web.address())
+        try:
+            await pages.start()
+        except OSError as exc:
+            log.error(
+                "Cannot serve the chat pages at [web] listen = %r: %s; choose another"
+                " address or stop what uses it.",
+                config.web.listen, exc.strerror or exc,
+            )  # fmt: skip
+            if server is not None:
+                await server.close()
+            await app.close()
+            return EXIT_USAGE
     # Everything built so far (aiogram's and pydantic's type machinery, the plugins) lives
     # as long as the process: moving it out of the collector's generations keeps full
     # collections short while thousands of updates are in flight.
@@ -222,6 +244,8 @@ async def run_bot(config: AppConfig, registry: PluginRegistry, *, webhook: bool 
     finally:
         if server is not None:
             await server.close()
+        if pages is not None:
+            await pages.close()
         if app.scheduler.running:
             app.scheduler.shutdown(wait=False)
         await app.close()

@@ -328,6 +328,67 @@ class WebhookSettings(Section):
         return listen_address(self.listen)
 
 
+# @BotFather's rule for a Mini App's short name (/newapp).
+_APP_SHORT_NAME = re.compile(r"^[A-Za-z0-9_]{3,30}$")
+
+
+class WebSettings(Section):
+    """The chat pages (leaderboard, profiles, admin actions) served by the bot itself."""
+
+    # "host:port" for the pages' HTTP server, e.g. "127.0.0.1:8081"; empty: no pages.
+    listen: str = ""
+    # The pages' public https:// base URL (behind your proxy); the Mini App URL to give
+    # @BotFather is <public_url>/app.
+    public_url: str = ""
+    # The Mini App's short name from @BotFather's /newapp (t.me/<bot>/<name>); empty: the
+    # bot's main Mini App (t.me/<bot>?startapp=...).
+    app_short_name: str = ""
+    # How long a Mini App's signed launch data is accepted after Telegram issued it.
+    init_data_max_age_seconds: Annotated[
+        float, within(60, 30 * 86_400, unit="seconds (1 minute to 30 days)")
+    ] = 86_400.0
+    # How long a getChatMember answer (member or not, admin or not) is trusted.
+    member_cache_seconds: Annotated[float, within(0, 3600, unit="seconds")] = 60.0
+
+    @field_validator("listen")
+    @classmethod
+    def _address(cls, value: str) -> str:
+        return check_listen(value, "127.0.0.1:8081")
+
+    @field_validator("public_url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        if not value:
+            return value
+        wrong = "must be the pages' public URL, like 'https://points.example.org'"
+        try:
+            parts = urlsplit(value)
+            parts.port  # noqa: B018 - raises ValueError for a port that is not 0-65535
+        except ValueError:
+            raise ValueError(wrong) from None
+        if parts.scheme not in ("https", "http") or not parts.hostname or " " in value:
+            raise ValueError(wrong)
+        if parts.query or parts.fragment:
+            raise ValueError(wrong + " (no query or fragment)")
+        return value
+
+    @field_validator("app_short_name")
+    @classmethod
+    def _app(cls, value: str) -> str:
+        if value and not _APP_SHORT_NAME.match(value):
+            raise ValueError("must be 3 to 30 of A-Z, a-z, 0-9 and _ (@BotFather's rule)")
+        return value
+
+    @model_validator(mode="after")
+    def _public(self) -> WebSettings:
+        if self.listen and not self.public_url:
+            raise KeyedError("public_url", "must be set when listen is (the buttons link to it)")
+        return self
+
+    def address(self) -> tuple[str, int]:
+        return listen_address(self.listen)
+
+
 class LoggingSettings(Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
@@ -412,6 +473,7 @@ class AppConfig(Section):
     scheduler: SchedulerSettings = SchedulerSettings()
     metrics: MetricsSettings = MetricsSettings()
     webhook: WebhookSettings = WebhookSettings()
+    web: WebSettings = WebSettings()
     logging: LoggingSettings = LoggingSettings()
     events: EventsSettings = EventsSettings()
     source: str = Field(default="defaults", exclude=True)
@@ -422,7 +484,7 @@ class AppConfig(Section):
 
 
 HOST_SECTIONS = frozenset(
-    {"bot", "storage", "plugins", "scheduler", "metrics", "webhook", "logging", "events"}
+    {"bot", "storage", "plugins", "scheduler", "metrics", "webhook", "web", "logging", "events"}
 )
 
 

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from aiogram import Bot, Dispatcher, Router
 from aiogram.types import BotCommand
+from aiohttp import web
 from prometheus_client import CollectorRegistry
 from pydantic import BaseModel
 
@@ -65,6 +66,8 @@ class PluginContext:
     `workflow_data` is merged into the dispatcher's data so handlers receive it. A plugin may
     include its routers into `dispatcher` itself, or return one router from `setup`.
     `event_bus` and `clock`: shared ones the program passes in; None lets a plugin use its own.
+    `web`: the host's application on `[web] listen`, where a plugin may add its pages' routes
+    during setup; None when the host serves no pages.
     """
 
     config: AppConfig
@@ -79,6 +82,7 @@ class PluginContext:
     admin_commands: list[BotCommand] = field(default_factory=list)
     event_bus: EventBus | None = None
     clock: Clock | None = None
+    web: web.Application | None = None
 
 
 class Plugin(Protocol):

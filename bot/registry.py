@@ -24,6 +24,7 @@ from plugins.gamification.bus.nats import NatsOptions
 from plugins.gamification.domain.config import GamificationConfig
 from plugins.gamification.domain.errors import GamificationError
 from plugins.gamification.ops.commands import Command, CommandContext, OfflineTelegram
+from plugins.gamification.services.web_access import WebOptions
 from plugins.gamification.setup import setup_gamification
 from plugins.gamification.storage.options import (
     DatabaseOptions,
@@ -66,6 +67,19 @@ def _database(config: AppConfig) -> DatabaseOptions:
         busy_timeout_seconds=storage.busy_timeout_seconds,
         write_timeout_seconds=storage.write_timeout_seconds,
         retry_seconds=storage.retry_seconds,
+    )
+
+
+def web_options(config: AppConfig) -> WebOptions | None:
+    """The `[web]` section as the plugin's chat pages options; None when it serves none."""
+    web = config.web
+    if not web.listen:
+        return None
+    return WebOptions(
+        public_url=web.public_url,
+        app_short_name=web.app_short_name,
+        init_data_max_age=web.init_data_max_age_seconds,
+        member_cache_seconds=web.member_cache_seconds,
     )
 
 
@@ -136,10 +150,13 @@ class GamificationPlugin:
                 nats=nats_options(config),
                 clock=ctx.clock,
                 metrics=ctx.metrics,
+                web=web_options(config) if ctx.web is not None else None,
             )
         except GamificationError as exc:  # one sentence already: the host prints it, exit 2
             raise StartupError(str(exc)) from exc
         ctx.exit_stack.push_async_callback(plugin.close)
+        if ctx.web is not None:
+            plugin.add_web_routes(ctx.web)
         ctx.user_commands.extend(plugin.user_commands)
         ctx.admin_commands.extend(plugin.admin_commands)
 

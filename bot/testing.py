@@ -36,19 +36,23 @@ class UnexpectedCallError(AssertionError):
 class RecordingSession(BaseSession):
     """Answers getMe, sendMessage, getChatMember, setMyCommands and deleteWebhook offline.
 
-    `admins` maps a chat id to the user ids that are its administrators. With `strict`,
-    any other method raises UnexpectedCallError, so a test notices a call it did not plan.
+    `admins` maps a chat id to the user ids that are its administrators; `members`, to the
+    only other users in it (a chat left out of `members` has everyone as a member; anyone
+    else in a listed chat has left). With `strict`, any other method raises
+    UnexpectedCallError, so a test notices a call it did not plan.
     """
 
     def __init__(
         self,
         *,
         admins: Mapping[int, set[int]] | None = None,
+        members: Mapping[int, set[int]] | None = None,
         strict: bool = True,
         now: Callable[[], float] = time.time,
     ) -> None:
         super().__init__()
         self.admins = {chat: set(users) for chat, users in (admins or {}).items()}
+        self.members = {chat: set(users) for chat, users in (members or {}).items()}
         self.strict = strict
         self.calls: list[TelegramMethod[Any]] = []
         # retry_after values: each of the next sendMessage calls fails with one of them.
@@ -103,6 +107,9 @@ class RecordingSession(BaseSession):
         user = {"id": method.user_id, "is_bot": False, "first_name": f"user {method.user_id}"}
         if method.user_id in self.admins.get(int(method.chat_id), set()):
             return {"status": "creator", "user": user, "is_anonymous": False}
+        chat_members = self.members.get(int(method.chat_id))
+        if chat_members is not None and method.user_id not in chat_members:
+            return {"status": "left", "user": user}
         return {"status": "member", "user": user}
 
     async def stream_content(

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Iterable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from plugins.gamification.domain import arguments
-from plugins.gamification.domain.clock import Clock, SystemClock, format_utc
+from plugins.gamification.domain.clock import Clock, SystemClock, format_utc, parse_utc
 from plugins.gamification.domain.config import Condition
 from plugins.gamification.domain.errors import InvalidAmountError, RequestError
 from plugins.gamification.domain.models import (
@@ -78,6 +78,8 @@ class Progress:
     earned: int
     next_level_at: int
     unlocked: dict[str, str]
+    # Lifetime points at which the current level began (for a progress bar).
+    level_at: int = 0
 
     def value_of(self, condition: Condition) -> int:
         """How far this account is toward an achievement condition."""
@@ -428,7 +430,25 @@ class PointsEngine:
             earned=account.earned,
             next_level_at=self._levels.level_floor(level + 1),
             unlocked=row.unlocked,
+            level_at=self._levels.level_floor(level),
         )
+
+    async def daily_points(
+        self, chat_id: int, user_id: int, days: int = 90
+    ) -> list[tuple[date, int]]:
+        """Net points per local day (the policy's timezone) of the last `days` days, today
+        last; a day without transactions is 0."""
+        self._check_ids(chat_id, user_id)
+        days = arguments.limit(days, 3660)
+        today = self.clock.now().astimezone(self._zone).date()
+        first = today - timedelta(days=days - 1)
+        since = format_utc(datetime(first.year, first.month, first.day, tzinfo=self._zone))
+        totals = {first + timedelta(days=i): 0 for i in range(days)}
+        for at, amount in await self.store.amounts_since(chat_id, user_id, since):
+            day = parse_utc(at).astimezone(self._zone).date()
+            if day in totals:
+                totals[day] += amount
+        return sorted(totals.items())
 
     def period_start(self, period: Period, at: datetime | None = None) -> str | None:
         """Start of the calendar day, ISO week or month in the policy's timezone that

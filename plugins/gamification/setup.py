@@ -15,13 +15,14 @@ import logging
 import tomllib
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from contextlib import AsyncExitStack, suppress
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from aiogram import Bot, Dispatcher, Router
 from aiogram.enums import ParseMode
 from aiogram.types import BotCommand
+from aiohttp import web as aiohttp_web
 from apscheduler.jobstores.base import JobLookupError
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.cron import CronTrigger
@@ -38,11 +39,13 @@ from plugins.gamification.domain.errors import GamificationError, RequestError
 from plugins.gamification.engine import PointsEngine
 from plugins.gamification.ops.metrics import PointsCollector
 from plugins.gamification.services.runtime import Services, open_services
+from plugins.gamification.services.web_access import WebOptions
 from plugins.gamification.storage.options import DatabaseOptions, Location, LocationError
 from plugins.gamification.telegram import build_router, menu
 from plugins.gamification.telegram.announcer import Announcer
 from plugins.gamification.telegram.jobs import integrity_job, weekly_job
 from plugins.gamification.telegram.runtime import Runtime
+from plugins.gamification.web.server import ChatPages
 
 log = logging.getLogger(__name__)
 
@@ -67,10 +70,21 @@ class Gamification:
     user_commands: list[BotCommand] = field(default_factory=list)
     admin_commands: list[BotCommand] = field(default_factory=list)
     exit_stack: AsyncExitStack = field(default_factory=AsyncExitStack)
+    # The chat pages' routes when `web` was given to setup_gamification.
+    pages: ChatPages | None = None
 
     @property
     def engine(self) -> PointsEngine:
         return self.services.engine
+
+    def add_web_routes(self, app: aiohttp_web.Application) -> None:
+        """Serve the chat pages from the program's own aiohttp application (before it
+        starts); the bundled host does this on `[web] listen`."""
+        if self.pages is None:
+            raise SettingsError(
+                "The chat pages need setup_gamification(..., web=WebOptions(...))."
+            )
+        self.pages.add_routes(app)
 
     async def close(self) -> None:
         """Idempotent: the dispatcher's shutdown and the program's own cleanup may both call it."""
@@ -123,13 +137,15 @@ async def setup_gamification(
     nats: NatsOptions | None = None,
     clock: Clock | None = None,
     metrics: CollectorRegistry | None = None,
+    web: WebOptions | None = None,
 ) -> Gamification:
     """Open the ledger, include the plugin's router in `dispatcher`, and hook its lifecycle.
 
     Routers included before this call see messages first; the scoring handler lets every
     message go on (SkipHandler), so routers included after it still see them all.
     `database`: a SQLite file (a path or `sqlite:///…`) or `postgresql://user@host/db`, or
-    DatabaseOptions with its settings.
+    DatabaseOptions with its settings. `web`: where the chat pages are served (the buttons
+    under /top and /points open them); serve them with `add_web_routes`.
     `admin_ids` may use every admin command in every chat; `admin_chat_id` receives the daily
     integrity report, `admin_log_chat_id` every admin action. `scheduler`: the program's own
     APScheduler (which it starts); without one the plugin starts its own at the dispatcher's
@@ -160,7 +176,7 @@ async def setup_gamification(
     stack = AsyncExitStack()
     stack.push_async_callback(services.close)
     try:
-        runtime = await _wire_events(stack, bot, services, event_bus, nats)
+        runtime = replace(await _wire_events(stack, bot, services, event_bus, nats), web=web)
         bus = runtime.bus
         assert bus is not None
         own = scheduler is None
@@ -184,7 +200,8 @@ async def setup_gamification(
     dispatcher.workflow_data["event_bus"] = bus
     dispatcher.workflow_data["gamification_runtime"] = runtime
     user, admin = menu()
-    handle = Gamification(services, bus, router, scheduler, runtime, user, admin, stack)
+    pages = ChatPages(services, bot, web) if web is not None else None
+    handle = Gamification(services, bus, router, scheduler, runtime, user, admin, stack, pages)
     dispatcher.shutdown.register(handle.close)
     return handle
 

@@ -423,6 +423,65 @@ def test_a_bad_webhook_key_is_one_sentence(tmp_path: Path, text: str, expected: 
     assert str(caught.value) == f"{path}: {expected}"
 
 
+# -- [web] --------------------------------------------------------------------------------
+
+
+def test_web_is_off_by_default_and_reads_its_keys(tmp_path: Path) -> None:
+    assert load(write(tmp_path, "")).web.listen == ""
+    config = load(
+        write(
+            tmp_path,
+            "[web]\nlisten = '127.0.0.1:8081'\npublic_url = 'https://example.org/points'\n"
+            "app_short_name = 'board_1'\ninit_data_max_age_seconds = 3600\n",
+        )
+    )
+    assert config.web.address() == ("127.0.0.1", 8081)
+    assert config.web.public_url == "https://example.org/points"
+    assert config.web.app_short_name == "board_1"
+    assert config.web.init_data_max_age_seconds == 3600
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            "[web]\nlisten = '127.0.0.1:8081'\n",
+            "web.public_url: must be set when listen is (the buttons link to it).",
+        ),
+        (
+            "[web]\nlisten = '8081'\npublic_url = 'https://x.org'\n",
+            "web.listen: must be host:port with a port from 0 to 65535, like '127.0.0.1:8081',"
+            " got '8081'.",
+        ),
+        (
+            "[web]\npublic_url = 'x.org/points'\n",
+            "web.public_url: must be the pages' public URL, like 'https://points.example.org',"
+            " got 'x.org/points'.",
+        ),
+        (
+            "[web]\npublic_url = 'https://x.org/?a=1'\n",
+            "web.public_url: must be the pages' public URL, like 'https://points.example.org'"
+            " (no query or fragment), got 'https://x.org/?a=1'.",
+        ),
+        (
+            "[web]\napp_short_name = 'a b'\n",
+            "web.app_short_name: must be 3 to 30 of A-Z, a-z, 0-9 and _ (@BotFather's rule),"
+            " got 'a b'.",
+        ),
+        (
+            "[web]\ninit_data_max_age_seconds = 0\n",
+            "web.init_data_max_age_seconds: must be from 60 to 2,592,000 seconds (1 minute to"
+            " 30 days), got 0.",
+        ),
+    ],
+)
+def test_a_bad_web_key_is_one_sentence(tmp_path: Path, text: str, expected: str) -> None:
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as caught:
+        load(path)
+    assert str(caught.value) == f"{path}: {expected}"
+
+
 def test_a_bad_webhook_secret_in_the_environment_is_named_and_not_shown(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as caught:
         load(write(tmp_path, ""), BOT_WEBHOOK_SECRET="spaces are not allowed")

@@ -154,6 +154,10 @@ METHODS: dict[str, tuple[Call, dict[str, list[Any]]]] = {
         lambda e, kw: e.progress(**{"chat_id": CHAT, "user_id": 1, **kw}),
         {"chat_id": REQUIRED_IDS, "user_id": REQUIRED_IDS},
     ),
+    "daily_points": (
+        lambda e, kw: e.daily_points(**{"chat_id": CHAT, "user_id": 1, **kw}),
+        {"chat_id": REQUIRED_IDS, "user_id": REQUIRED_IDS, "days": LIMITS},
+    ),
     "claim_job_run": (
         lambda e, kw: e.claim_job_run(**{"job": "j", "slot": "s", "claimant": "c", **kw}),
         {"job": KEYS, "slot": KEYS, "claimant": KEYS},

@@ -218,13 +218,13 @@ async def run_load_under_kill(
 async def test_two_webhook_instances_score_each_update_once_in_chat_order(
     tmp_path: Path, show: Show
 ) -> None:
-    await run_load(tmp_path, show, chats=200, per_chat=4, seed=15)
+    await run_load(tmp_path, show, chats=1000, per_chat=3, seed=15)
 
 
 async def test_two_webhook_instances_under_sigkill_lose_and_double_nothing(
     tmp_path: Path, show: Show
 ) -> None:
-    await run_load_under_kill(tmp_path, show, chats=200, per_chat=4, seed=16, kills=2)
+    await run_load_under_kill(tmp_path, show, chats=1000, per_chat=3, seed=16, kills=3)
 
 
 @pytest.mark.soak

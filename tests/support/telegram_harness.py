@@ -13,7 +13,7 @@ from typing import Any
 from aiogram.types import Update
 
 from bot.app import App, build_app
-from bot.config import AppConfig, load_config
+from bot.config import AppConfig, WebSettings, load_config
 from bot.registry import default_registry
 from bot.testing import BOT_USER, RecordingSession, UpdateFactory
 from plugins.gamification import FakeClock
@@ -85,6 +85,7 @@ def make_config(
     admin_ids: Iterable[int] = (),
     admin_log_chat_id: int | None = None,
     shipped: bool = False,
+    web: Mapping[str, Any] | None = None,
 ) -> AppConfig:
     """Defaults (no file, no environment), on `database`, with the given overrides.
 
@@ -112,6 +113,7 @@ def make_config(
                 update={"admin_ids": tuple(admin_ids), "admin_log_chat_id": admin_log_chat_id}
             ),
             "plugin_sections": {**config.plugin_sections, "gamification": section},
+            "web": WebSettings.model_validate(web or {}),
         }
     )
 
@@ -133,6 +135,8 @@ class TelegramHarness:
         gamification: Mapping[str, Any] | None = None,
         clock: FakeClock | None = None,
         shipped: bool = False,
+        web: Mapping[str, Any] | None = None,
+        members: Mapping[int, set[int]] | None = None,
     ) -> None:
         self.database = database
         self.config = make_config(
@@ -141,8 +145,10 @@ class TelegramHarness:
             admin_ids=admin_ids,
             admin_log_chat_id=admin_log_chat_id,
             shipped=shipped,
+            web=web,
         )
         self.admins = {chat: set(users) for chat, users in (admins or {}).items()}
+        self.members = {chat: set(users) for chat, users in (members or {}).items()}
         self.clock = clock or FakeClock(START)
         self.factory = UpdateFactory(now=self._timestamp)
         self.session = self._new_session()
@@ -153,7 +159,7 @@ class TelegramHarness:
         return self.clock.now().timestamp()
 
     def _new_session(self) -> RecordingSession:
-        return RecordingSession(admins=self.admins, now=self._timestamp)
+        return RecordingSession(admins=self.admins, members=self.members, now=self._timestamp)
 
     # -- lifecycle ------------------------------------------------------------------------
 

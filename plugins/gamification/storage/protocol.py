@@ -19,6 +19,7 @@ from plugins.gamification.storage.operations import Posting, Reversal
 from plugins.gamification.storage.rebuild import BalanceDifference
 from plugins.gamification.storage.records import (
     AdminAction,
+    AuditEntry,
     KnownPerson,
     OutboxEvent,
     OutboxRow,
@@ -151,6 +152,30 @@ class LedgerStorage(Protocol):
         """Claim one scheduled run of `job` (its `slot`) for `claimant`; True only for the
         first claimant of that slot across every process sharing the ledger (again True for
         that claimant's retry). Claims made before `forget_before` are dropped with it."""
+        ...
+
+    # -- the pages on the web ------------------------------------------------------------
+
+    async def set_web_public(
+        self, chat_id: int, public: bool, at: str, audit: AdminAction
+    ) -> None:
+        """Record whether the chat's pages are public; the audit row commits with it."""
+        ...
+
+    async def web_public(self, chat_id: int) -> bool:
+        """Whether the chat's admins made its pages public (False until they do)."""
+        ...
+
+    async def chat_known(self, chat_id: int) -> bool:
+        """Whether the ledger has any account in the chat."""
+        ...
+
+    async def audit_trail(self, chat_id: int, limit: int) -> list[AuditEntry]:
+        """The chat's latest admin_actions rows, newest first."""
+        ...
+
+    async def amounts_since(self, chat_id: int, user_id: int, since: str) -> list[tuple[str, int]]:
+        """(created_at, amount) of the account's transactions from `since` on, in order."""
         ...
 
     # -- the engagement rules' reads of the ledger --------------------------------------

@@ -86,3 +86,14 @@ class OutboxEvent:
     # The event's JSON body.
     payload: str
     occurred_at: str
+
+
+class AuditEntry(NamedTuple):
+    """One admin_actions row as read back for a chat's audit trail, newest first."""
+
+    id: int
+    actor_id: int | None
+    action: str
+    target_id: int | None
+    detail: str
+    created_at: str

@@ -1,6 +1,6 @@
 """Every table of a ledger, as both backends hold it: what `migrate` and a backup copy.
 
-The schemas (sqlite/schema.py version 7, postgres/schema.py version 2) have the same tables
+The schemas (sqlite/schema.py version 8, postgres/schema.py version 3) have the same tables
 and columns. The tables are listed parents first (transactions before the unlocks naming
 them, checkpoints before their heads); each is read in a fixed order, so two ledgers can be
 compared row for row. `booleans` are the columns SQLite keeps as 0/1 and PostgreSQL as
@@ -205,5 +205,14 @@ TABLES: tuple[Table, ...] = (
         "SELECT job, slot, claimed_at, claimed_by FROM job_runs ORDER BY job, slot",
         "SELECT COUNT(*) FROM job_runs",
         "INSERT INTO job_runs (job, slot, claimed_at, claimed_by) VALUES (?, ?, ?, ?)",
+    ),
+    # Which chats' pages are public: a moved ledger keeps each chat's choice.
+    Table(
+        "web_access",
+        ("chat_id", "public", "changed_by", "changed_at"),
+        "SELECT chat_id, public, changed_by, changed_at FROM web_access ORDER BY chat_id",
+        "SELECT COUNT(*) FROM web_access",
+        "INSERT INTO web_access (chat_id, public, changed_by, changed_at) VALUES (?, ?, ?, ?)",
+        booleans=(1,),
     ),
 )

@@ -12,7 +12,11 @@ from aiogram.exceptions import TelegramAPIError
 from aiogram.filters import Command, CommandObject
 from aiogram.types import BotCommand, Message
 
-from plugins.gamification.domain.errors import GamificationError, TransientStorageError
+from plugins.gamification.domain.errors import (
+    GamificationError,
+    InsufficientBalanceError,
+    TransientStorageError,
+)
 from plugins.gamification.domain.keys import admin_key
 from plugins.gamification.domain.models import Receipt
 from plugins.gamification.services.figures import QUANTILES, Figures
@@ -31,18 +35,20 @@ from plugins.gamification.telegram.parsing import (
 )
 from plugins.gamification.telegram.runtime import Runtime
 from plugins.gamification.telegram.texts import cut, esc, history_text, signed
+from plugins.gamification.telegram.web import web_action
 
 log = logging.getLogger(__name__)
 
 ADMIN_COMMANDS = (
     BotCommand(command="award", description="give points: <target> <amount> [reason]"),
-    BotCommand(command="deduct", description="take points: <target> <amount> [reason]"),
+    BotCommand(command="deduct", description="take points: <target> <amount> [reason] [--force]"),
     BotCommand(command="revert", description="undo a transaction: <tx_id> [reason]"),
     BotCommand(command="freeze", description="stop someone earning: <target> [reason]"),
     BotCommand(command="unfreeze", description="let someone earn again: <target>"),
     BotCommand(command="audit", description="last 20 changes of <target> with actors"),
     BotCommand(command="integrity", description="check the ledger now"),
     BotCommand(command="gstats", description="points service statistics"),
+    BotCommand(command="web", description="chat pages: /web public on|off"),
 )
 # Commands that report on every chat the bot serves, not on the chat they are used in:
 # only the bot's own admins ([bot] admin_ids) may run them, in any chat or in private.
@@ -181,9 +187,17 @@ async def _log(message: Message, services: Services, text: str) -> None:
         log.warning("could not post to the admin log chat %s: %s", chat_id, exc)
 
 
+FORCE = "--force"
+
+
 async def _change(message: Message, tokens: list[str], services: Services, sign: int) -> str:
     name = "award" if sign > 0 else "deduct"
     usage = f"/{name} @username {'50' if sign > 0 else '20'} reason"
+    force = any(t.lower() == FORCE for t in tokens)
+    if force:
+        if sign > 0:
+            raise CommandSyntaxError(f"{FORCE} is for /deduct only: an award never overdraws.")
+        tokens = [t for t in tokens if t.lower() != FORCE]
     has_reply = replied_message(message) is not None
     spec, rest = take_target(tokens, has_reply, usage)
     amount, rest = take_amount(rest, services.config.admin.max_grant, usage)
@@ -195,12 +209,16 @@ async def _change(message: Message, tokens: list[str], services: Services, sign:
     engine = services.engine
     receipt: Receipt
     delta = amount if sign > 0 else -amount
-    # The audit row commits with the change itself, or neither does.
-    receipt = await services.retry(
-        engine.adjust,
-        message.chat.id, person.user_id, delta, key=key, actor_id=admin.id, reason=reason,
-        force=sign < 0, audit=AuditNote(name, f"{delta} {reason}"),
-    )  # fmt: skip
+    try:
+        # The audit row commits with the change itself, or neither does. Below zero only
+        # when the chat's policy allows it or the admin said --force.
+        receipt = await services.retry(
+            engine.adjust,
+            message.chat.id, person.user_id, delta, key=key, actor_id=admin.id, reason=reason,
+            force=force, audit=AuditNote(name, f"{delta} {reason}"),
+        )  # fmt: skip
+    except InsufficientBalanceError:
+        return await _overdraft_refused(message, services, person, amount)
     tx = receipt.transaction
     # Read back rather than receipt.balance: an achievement this change unlocked (or
     # revoked) moved the balance again in the same commit.
@@ -208,11 +226,23 @@ async def _change(message: Message, tokens: list[str], services: Services, sign:
     summary = (
         f"{esc(person.full_name)} {signed(tx.amount)} (#{tx.id})"
         + (f": {esc(reason)}" if reason else "")
-        + f". Balance {balance}."
+        + (f". Balance {balance}, below zero." if balance < 0 else f". Balance {balance}.")
     )
     if not receipt.duplicate:
         await _log(message, services, f"{esc(admin.full_name)} {name}: {summary}")
     return summary
+
+
+async def _overdraft_refused(
+    message: Message, services: Services, person: Person, amount: int
+) -> str:
+    """One sentence: the balance, what the deduction would leave, and how to force it."""
+    balance = (await services.engine.balance(message.chat.id, person.user_id)).balance
+    command = " ".join((message.text or message.caption or "/deduct").split())
+    return (
+        f"Not deducted: {esc(person.full_name)} has {balance}, and taking {amount} would leave"
+        f" {balance - amount}, below zero. To deduct anyway: {esc(command)} {FORCE}"
+    )
 
 
 async def _award(message: Message, tokens: list[str], services: Services) -> str:
@@ -354,6 +384,7 @@ def admin_router() -> Router:
         "audit": _on_services(_audit),
         "integrity": _on_services(_integrity),
         "gstats": _gstats,
+        "web": web_action,
     }
     for name, action in actions.items():
         router.message.register(admin_command(name, action), Command(name))

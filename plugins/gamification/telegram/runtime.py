@@ -10,6 +10,7 @@ from plugins.gamification.bus.inbound import InboundEvents
 from plugins.gamification.bus.relay import OutboxRelay
 from plugins.gamification.services.figures import Figures, RelayFigures, read_figures
 from plugins.gamification.services.runtime import Services
+from plugins.gamification.services.web_access import WebOptions
 from plugins.gamification.telegram.announcer import Announcer
 
 
@@ -27,6 +28,8 @@ class Runtime:
     relay: OutboxRelay | None = None
     inbound: InboundEvents | None = None
     announcer: Announcer | None = None
+    # Where the chat pages are served ([web]); None: the bot serves none.
+    web: WebOptions | None = None
 
     def figures(self) -> Figures:
         """One read of everything /gstats and the Prometheus collector report."""

@@ -10,7 +10,9 @@ from plugins.gamification.domain.models import Period
 from plugins.gamification.services.runtime import Services
 from plugins.gamification.telegram.facts import GROUP_TYPES
 from plugins.gamification.telegram.filters import InPrivate
+from plugins.gamification.telegram.runtime import Runtime
 from plugins.gamification.telegram.texts import cut, esc, history_text, leaderboard_text
+from plugins.gamification.telegram.web import start_markup, web_markup
 
 USER_COMMANDS = (
     BotCommand(command="points", description="your points, rank and lifetime total here"),
@@ -35,6 +37,7 @@ ADMIN_HELP = (
     "\n\n<b>Admins</b>\n"
     "/award, /deduct &lt;target&gt; &lt;amount&gt; [reason]; /revert &lt;tx&gt; [reason];"
     " /freeze, /unfreeze, /audit &lt;target&gt;.\n"
+    "/deduct refuses to go below zero unless you add --force.\n"
     "A target is a reply to the person's message, an @username or a numeric id.\n"
     "The bot's own admins also have /integrity and /gstats, which cover every chat.\n"
     "Reactions count as engagement only when I am an admin of the chat (Telegram sends"
@@ -46,7 +49,13 @@ PRIVACY_HINT = (
 )
 
 
-async def start_command(message: Message) -> None:
+async def start_command(
+    message: Message, command: CommandObject, gamification_runtime: Runtime
+) -> None:
+    markup = start_markup(command.args, gamification_runtime)
+    if markup is not None:  # from a group's button: that chat's pages, as a Mini App
+        await message.answer("Tap the button to open the chat's leaderboard.", reply_markup=markup)
+        return
     await message.answer(
         "Hi! I keep score of activity in groups. Add me to a group (with privacy mode off)"
         " and members earn points for taking part.\n\n" + HELP
@@ -67,7 +76,9 @@ async def help_command(message: Message, gamification: Services) -> None:
     await message.reply(text)
 
 
-async def points_command(message: Message, gamification: Services) -> None:
+async def points_command(
+    message: Message, gamification: Services, gamification_runtime: Runtime
+) -> None:
     user = message.from_user
     if user is None or message.chat.type not in GROUP_TYPES:
         await message.reply(GROUP_ONLY)
@@ -83,7 +94,8 @@ async def points_command(message: Message, gamification: Services) -> None:
         f"{esc(user.full_name)}: <b>{account.balance}</b> points ({rank}),"
         f" {account.earned} earned in all.\n"
         f"Level {progress.level} ({to_go} to level {progress.level + 1}),"
-        f" streak {streak} (best {progress.best_streak})."
+        f" streak {streak} (best {progress.best_streak}).",
+        reply_markup=await web_markup(message, gamification_runtime),
     )
 
 
@@ -114,7 +126,12 @@ async def achievements_command(message: Message, gamification: Services) -> None
     await message.reply(cut("\n".join(lines)))
 
 
-async def top_command(message: Message, command: CommandObject, gamification: Services) -> None:
+async def top_command(
+    message: Message,
+    command: CommandObject,
+    gamification: Services,
+    gamification_runtime: Runtime,
+) -> None:
     if message.chat.type not in GROUP_TYPES:
         await message.reply(GROUP_ONLY)
         return
@@ -129,7 +146,8 @@ async def top_command(message: Message, command: CommandObject, gamification: Se
     caller_id = message.from_user.id if message.from_user else 0
     caller = await engine.standing(message.chat.id, caller_id, period) if caller_id else None
     await message.reply(
-        await leaderboard_text(board, caller, caller_id, gamification.people.name_of)
+        await leaderboard_text(board, caller, caller_id, gamification.people.name_of),
+        reply_markup=await web_markup(message, gamification_runtime),
     )
 
 

@@ -308,6 +308,27 @@ async def test_admin_events_respect_max_grant(
     assert await h.balance(CHAT_ID, 1) == 100
 
 
+async def test_admin_deduct_past_the_balance_needs_force(
+    make_harness: MakeHarness, caplog: pytest.LogCaptureFixture
+) -> None:
+    h = await make_harness(gamification={"admin": {"max_grant": 1000}})
+    await h.services.engine.award(CHAT_ID, 1, 10, key="setup")
+    with caplog.at_level(logging.WARNING, logger=INBOUND_LOG):
+        await publish(h, event("admin.deduct", "over", amount=110, actor_id=9, reason="spam"))
+    assert inbound_of(h).counts == {"refused": 1}
+    (record,) = [r for r in caplog.records if r.name == INBOUND_LOG]
+    assert "The balance is 10; taking 110 would put it below zero." in record.getMessage()
+    assert h.tx_count() == 1
+    assert await h.balance(CHAT_ID, 1) == 10
+
+    forced = event("admin.deduct", "forced", amount=110, actor_id=9, reason="spam", force=True)
+    await publish(h, forced, forced)
+    assert await h.balance(CHAT_ID, 1) == -100
+    assert h.transactions()[-1][3:7] == (-110, "admin", 9, "spam")
+    assert inbound_of(h).counts == {"refused": 1, "awarded": 1, "duplicate": 1}
+    assert (await h.services.engine.check()).ok
+
+
 @pytest.mark.parametrize("type_", ["admin.award", "admin.deduct"])
 @pytest.mark.parametrize("amount", [0, -5, -50_000])
 async def test_admin_events_refuse_amounts_that_are_not_positive(

@@ -342,11 +342,67 @@ async def test_award_with_reply_and_two_numbers_targets_the_id(h: TelegramHarnes
     assert await h.balance(CHAT_ID, 2) == 10
 
 
-async def test_deduct_may_go_below_zero(h: TelegramHarness) -> None:
+async def test_deduct_within_the_balance_needs_no_force(h: TelegramHarness) -> None:
+    await meet(h, BOB)
+    text = await reply_sent(h, MOD, "/deduct @bob 10 spam")
+    tx_id = h.transactions()[-1][0]
+    assert text == f"Bob -10 (#{tx_id}): spam. Balance 0."
+    assert await h.balance(CHAT_ID, 2) == 0
+
+
+async def test_deduct_past_the_balance_is_refused_with_the_way_to_force_it(
+    h: TelegramHarness,
+) -> None:
+    await meet(h, BOB)
+    before = h.transactions()
+    text = await reply_sent(h, MOD, "/deduct @bob 110 spam")
+    assert text == (
+        "Not deducted: Bob has 10, and taking 110 would leave -100, below zero."
+        " To deduct anyway: /deduct @bob 110 spam --force"
+    )
+    assert h.transactions() == before
+    assert await h.balance(CHAT_ID, 2) == 10
+    assert_telegram_html(text)
+
+    text = await reply_sent(h, MOD, "/deduct @bob 110 spam --force")
+    tx_id = h.transactions()[-1][0]
+    assert text == f"Bob -110 (#{tx_id}): spam. Balance -100, below zero."
+    assert h.transactions()[-1][3:5] == (-110, "admin")
+    assert await h.balance(CHAT_ID, 2) == -100
+    assert (await h.services.engine.check()).ok
+
+
+async def test_deduct_by_reply_refused_then_forced_anywhere_in_the_command(
+    h: TelegramHarness,
+) -> None:
+    await meet(h, BOB)
+    target = await bob_says(h, SENTENCES[2])
+    text = await reply_sent(h, MOD, "/deduct 25", reply_to=target)
+    assert text.endswith("To deduct anyway: /deduct 25 --force")
+    assert await h.balance(CHAT_ID, 2) == 20
+    text = await reply_sent(h, MOD, "/deduct --FORCE 25 flood", reply_to=target)
+    assert text.endswith(": flood. Balance -5, below zero.")
+    assert await h.balance(CHAT_ID, 2) == -5
+
+
+async def test_force_is_refused_on_award(h: TelegramHarness) -> None:
+    await meet(h, BOB)
+    before = h.transactions()
+    text = await reply_sent(h, MOD, "/award @bob 5 --force")
+    assert text == "--force is for /deduct only: an award never overdraws."
+    assert h.transactions() == before
+
+
+async def test_with_allow_negative_a_deduction_goes_below_zero_and_says_so(
+    make_harness: MakeHarness,
+) -> None:
+    h = await make_harness(
+        admins={CHAT_ID: {9}}, gamification={**FIXED, "ledger": {"allow_negative": True}}
+    )
     await meet(h, BOB)
     text = await reply_sent(h, MOD, "/deduct @bob 25 spam")
     tx_id = h.transactions()[-1][0]
-    assert text == f"Bob -25 (#{tx_id}): spam. Balance -15."
+    assert text == f"Bob -25 (#{tx_id}): spam. Balance -15, below zero."
     assert await h.balance(CHAT_ID, 2) == -15
 
 

@@ -211,13 +211,15 @@ async def test_a_ledger_of_the_previous_version_gains_the_claims(
     else:
         await build_postgres_v1(str(ledger_backend.location))
     before = ledger_backend.schema_version()
-    assert before == ledger_backend.latest_version - 1
+    assert before == (6 if ledger_backend.name == "sqlite" else 1)
     engine = await ledger_backend.open_engine(clock=FakeClock(SUNDAY))
     try:
         assert ledger_backend.schema_version() == ledger_backend.latest_version
         assert (await engine.balance(CHAT, 1)).balance == 30
         assert await engine.claim_job_run("integrity", "s1", "a")
         assert not await engine.claim_job_run("integrity", "s1", "b")
+        # The later migrations came along too: the chat pages' access table.
+        assert not await engine.store.web_public(CHAT)
     finally:
         await engine.close()
     assert ledger_backend.check().ok

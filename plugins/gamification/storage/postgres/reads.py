@@ -14,7 +14,13 @@ from plugins.gamification.storage.options import redact
 from plugins.gamification.storage.postgres import connect as pg
 from plugins.gamification.storage.postgres import statements as s
 from plugins.gamification.storage.reading import known_person, progress_row, today_row
-from plugins.gamification.storage.records import KnownPerson, OutboxRow, ProgressRow, TodayRow
+from plugins.gamification.storage.records import (
+    AuditEntry,
+    KnownPerson,
+    OutboxRow,
+    ProgressRow,
+    TodayRow,
+)
 from plugins.gamification.storage.sqlite.rows import row_to_transaction
 
 if TYPE_CHECKING:
@@ -178,6 +184,20 @@ class PgReads:
     async def thanks_given(self, chat_id: int, giver: int, since: str) -> int:
         """Thanks `giver` gave anyone in the chat since `since`."""
         return int(await self._value(s.COUNT_THANKS_GIVEN, chat_id, giver, since) or 0)
+
+    async def web_public(self, chat_id: int) -> bool:
+        return bool(await self._value(s.SELECT_WEB_PUBLIC, chat_id))
+
+    async def chat_known(self, chat_id: int) -> bool:
+        return bool(await self._value(s.CHAT_KNOWN, chat_id))
+
+    async def audit_trail(self, chat_id: int, limit: int) -> list[AuditEntry]:
+        rows = await self._fetch(s.SELECT_AUDIT_TRAIL, chat_id, limit)
+        return [AuditEntry(*row) for row in rows]
+
+    async def amounts_since(self, chat_id: int, user_id: int, since: str) -> list[tuple[str, int]]:
+        rows = await self._fetch(s.SELECT_AMOUNTS_SINCE, chat_id, user_id, since)
+        return [(str(at), int(amount)) for at, amount in rows]
 
     async def member_days(self, chat_id: int, since: str, until: str) -> list[int]:
         rows = await self._fetch(s.MEMBER_DAYS, chat_id, since, until)

@@ -185,6 +185,16 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX job_runs_claimed_at ON job_runs (claimed_at);
     """,
+    # 3: SQLite's version 8: chats whose pages are public, the audit trail read by chat.
+    """
+    CREATE TABLE web_access (
+        chat_id     BIGINT  PRIMARY KEY,
+        public      BOOLEAN NOT NULL,
+        changed_by  BIGINT,
+        changed_at  TEXT    NOT NULL
+    );
+    CREATE INDEX admin_actions_chat ON admin_actions (chat_id, id);
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -138,3 +138,20 @@ MEMBER_DAYS = (
     " AND amount > 0 AND created_at >= $2 AND created_at < $3"
     " GROUP BY user_id, substr(created_at, 1, 10)"
 )
+
+# The pages on the web (services/web_access.py): never read by the scoring path.
+SET_WEB_PUBLIC = (
+    "INSERT INTO web_access (chat_id, public, changed_by, changed_at) VALUES ($1, $2, $3, $4)"
+    " ON CONFLICT (chat_id) DO UPDATE SET public = excluded.public,"
+    " changed_by = excluded.changed_by, changed_at = excluded.changed_at"
+)
+SELECT_WEB_PUBLIC = "SELECT public FROM web_access WHERE chat_id = $1"
+CHAT_KNOWN = "SELECT EXISTS (SELECT 1 FROM accounts WHERE chat_id = $1)"
+SELECT_AUDIT_TRAIL = (
+    "SELECT id, actor_id, action, target_id, detail, created_at FROM admin_actions"
+    " WHERE chat_id = $1 ORDER BY id DESC LIMIT $2"
+)
+SELECT_AMOUNTS_SINCE = (
+    "SELECT created_at, amount FROM transactions"
+    " WHERE chat_id = $1 AND user_id = $2 AND created_at >= $3 ORDER BY id"
+)

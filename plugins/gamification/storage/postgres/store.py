@@ -221,6 +221,13 @@ class PostgresStore(PgReads, QueuedWrites):
         rows = await self._fetch(s.SELECT_JOB_RUN, job, slot)
         return bool(rows) and rows[0][0] == claimant
 
+    async def set_web_public(
+        self, chat_id: int, public: bool, at: str, audit: AdminAction
+    ) -> None:
+        await self.execute_all(
+            (s.SET_WEB_PUBLIC, (chat_id, public, audit.actor_id, at)), *_audit_rows(audit, at)
+        )
+
     def remember_person_later(
         self, person: KnownPerson, at: str, on_failure: Callable[[], None] | None = None
     ) -> None:

@@ -205,6 +205,17 @@ MIGRATIONS: tuple[str, ...] = (
     ) WITHOUT ROWID;
     CREATE INDEX job_runs_claimed_at ON job_runs (claimed_at);
     """,
+    # 8: which chats show their pages to anyone (`/web public on`), and the audit trail
+    # read by chat for the admins' page. Not part of the chain.
+    """
+    CREATE TABLE web_access (
+        chat_id     INTEGER PRIMARY KEY,
+        public      INTEGER NOT NULL,
+        changed_by  INTEGER,
+        changed_at  TEXT    NOT NULL
+    );
+    CREATE INDEX admin_actions_chat ON admin_actions (chat_id, id);
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

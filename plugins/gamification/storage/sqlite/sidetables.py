@@ -70,3 +70,20 @@ CLAIM_JOB_RUN = (
 )
 SELECT_JOB_RUN = "SELECT claimed_by FROM job_runs WHERE job = ? AND slot = ?"
 FORGET_JOB_RUNS = "DELETE FROM job_runs WHERE claimed_at < ?"
+
+# The pages on the web (services/web_access.py): never read by the scoring path.
+SET_WEB_PUBLIC = (
+    "INSERT INTO web_access (chat_id, public, changed_by, changed_at) VALUES (?, ?, ?, ?)"
+    " ON CONFLICT (chat_id) DO UPDATE SET public = excluded.public,"
+    " changed_by = excluded.changed_by, changed_at = excluded.changed_at"
+)
+SELECT_WEB_PUBLIC = "SELECT public FROM web_access WHERE chat_id = ?"
+CHAT_KNOWN = "SELECT EXISTS (SELECT 1 FROM accounts WHERE chat_id = ?)"
+SELECT_AUDIT_TRAIL = (
+    "SELECT id, actor_id, action, target_id, detail, created_at FROM admin_actions"
+    " WHERE chat_id = ? ORDER BY id DESC LIMIT ?"
+)
+SELECT_AMOUNTS_SINCE = (
+    "SELECT created_at, amount FROM transactions"
+    " WHERE chat_id = ? AND user_id = ? AND created_at >= ? ORDER BY id"
+)

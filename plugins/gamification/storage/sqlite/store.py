@@ -35,6 +35,7 @@ from plugins.gamification.storage.reading import (
 from plugins.gamification.storage.rebuild import BalanceDifference
 from plugins.gamification.storage.records import (
     AdminAction,
+    AuditEntry,
     KnownPerson,
     OutboxEvent,
     OutboxRow,
@@ -369,6 +370,30 @@ class LedgerStore(QueuedWrites):
         )
         rows = await self.fetchall(sidetables.SELECT_JOB_RUN, (job, slot))
         return bool(rows) and rows[0][0] == claimant
+
+    async def set_web_public(
+        self, chat_id: int, public: bool, at: str, audit: AdminAction
+    ) -> None:
+        await self.execute_all(
+            (sidetables.SET_WEB_PUBLIC, (chat_id, int(public), audit.actor_id, at)),
+            *self._audit_rows(audit, at),
+        )
+
+    async def web_public(self, chat_id: int) -> bool:
+        rows = await self.fetchall(sidetables.SELECT_WEB_PUBLIC, (chat_id,))
+        return bool(rows and rows[0][0])
+
+    async def chat_known(self, chat_id: int) -> bool:
+        rows = await self.fetchall(sidetables.CHAT_KNOWN, (chat_id,))
+        return bool(rows[0][0])
+
+    async def audit_trail(self, chat_id: int, limit: int) -> list[AuditEntry]:
+        rows = await self.fetchall(sidetables.SELECT_AUDIT_TRAIL, (chat_id, limit))
+        return [AuditEntry(*row) for row in rows]
+
+    async def amounts_since(self, chat_id: int, user_id: int, since: str) -> list[tuple[str, int]]:
+        rows = await self.fetchall(sidetables.SELECT_AMOUNTS_SINCE, (chat_id, user_id, since))
+        return [(str(at), int(amount)) for at, amount in rows]
 
     async def member_days(self, chat_id: int, since: str, until: str) -> list[int]:
         rows = await self.fetchall(sidetables.MEMBER_DAYS, (chat_id, since, until))

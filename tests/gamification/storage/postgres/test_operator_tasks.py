@@ -3,8 +3,8 @@ ledger between them, proven by digest.
 
 One SQLite ledger with real content (awards, a revert that revokes achievements, audits, a
 recorded checkpoint, then more awards; freezes, suspicions, known people, a delivered outbox
-event, a claimed scheduled run) is migrated to a fresh PostgreSQL database; the tasks then run
-on both and are compared.
+event, a claimed scheduled run, chats' page access) is migrated to a fresh PostgreSQL
+database; the tasks then run on both and are compared.
 """
 
 from __future__ import annotations
@@ -94,6 +94,10 @@ def build_sqlite_ledger(path: Path) -> None:
     conn.execute(
         "INSERT INTO job_runs VALUES ('integrity', '2026-03-02T02:00:00.000000Z',"
         " '2026-03-02T02:00:00.100000Z', 'host:1:abc')"
+    )
+    conn.executemany(
+        "INSERT INTO web_access VALUES (?, ?, 9, '2026-03-02T00:00:00Z')",
+        [(CHAT, 1), (OTHER, 0)],
     )
     conn.close()
     assert run_check(path, record=True, clock=CLOCK).ok
