@@ -45,6 +45,8 @@ class HostData(TypedDict):
 
     config: AppConfig
     scheduler: AsyncIOScheduler
+    # [bot] language, for the host's own replies (see errors.py).
+    language: str
 
 
 @dataclass(slots=True)
@@ -60,6 +62,18 @@ class App:
     web: web.Application | None = None
     user_commands: list[BotCommand] = field(default_factory=list)
     admin_commands: list[BotCommand] = field(default_factory=list)
+    # The same menus per language code, registered with it.
+    menus: dict[str, tuple[list[BotCommand], list[BotCommand]]] = field(default_factory=dict)
+
+    async def register_menus(self) -> None:
+        """setMyCommands for every scope the bot uses: without a language code (the
+        `[bot] language` menus) and once per language a plugin has menus in."""
+        everyone, admins = BotCommandScopeDefault(), BotCommandScopeAllChatAdministrators()
+        await self.bot.set_my_commands(self.user_commands, scope=everyone)
+        await self.bot.set_my_commands(self.user_commands + self.admin_commands, scope=admins)
+        for code, (user, admin) in sorted(self.menus.items()):
+            await self.bot.set_my_commands(user, scope=everyone, language_code=code)
+            await self.bot.set_my_commands(user + admin, scope=admins, language_code=code)
 
     async def close(self) -> None:
         """Close plugins (draining their writers) and then the HTTP session."""
@@ -98,7 +112,7 @@ async def build_app(
         # Telegram's limits apply to Telegram; an offline session (demo, tests) has none.
         bot.session.middleware(FloodControl())
     scheduler = build_scheduler(config.scheduler)
-    host: HostData = {"config": config, "scheduler": scheduler}
+    host: HostData = {"config": config, "scheduler": scheduler, "language": config.bot.language}
     dispatcher = Dispatcher(name="host", **host)
     # Not for errors that ask for the update again: those must reach the Poller.
     dispatcher.errors.register(on_error, not_for_redelivery)
@@ -128,6 +142,10 @@ async def build_app(
             dispatcher.workflow_data.update(ctx.workflow_data)
             app.user_commands.extend(ctx.user_commands)
             app.admin_commands.extend(ctx.admin_commands)
+            for code, (user, admin) in ctx.menus.items():
+                menu = app.menus.setdefault(code, ([], []))
+                menu[0].extend(user)
+                menu[1].extend(admin)
             app.plugins.append(plugin.name)
         try:
             app.metrics_server = serve_metrics(app.metrics, config.metrics)
@@ -224,11 +242,7 @@ async def run_bot(config: AppConfig, registry: PluginRegistry, *, webhook: bool 
             config.bot.api_server or "api.telegram.org",
         )
         try:
-            await app.bot.set_my_commands(app.user_commands, scope=BotCommandScopeDefault())
-            await app.bot.set_my_commands(
-                app.user_commands + app.admin_commands,
-                scope=BotCommandScopeAllChatAdministrators(),
-            )
+            await app.register_menus()
         except (TelegramAPIError, TelegramNetworkError) as exc:
             log.warning("Could not register the command menu: %s", exc)
         app.scheduler.start()

@@ -154,8 +154,21 @@ class BotSettings(Section):
     admin_ids: tuple[ChatId, ...] = ()
     admin_chat_id: ChatId | None = None
     admin_log_chat_id: ChatId | None = None
+    # What the bot speaks where neither the chat (/language) nor the person's Telegram
+    # settings choose a language it has.
+    language: str = "en"
 
     _token = field_validator("token")(check_token)
+
+    @field_validator("language")
+    @classmethod
+    def _language(cls, value: str) -> str:
+        from bot.i18n import languages
+
+        shipped = languages()
+        if value not in shipped:
+            raise ValueError(f"unknown language {value!r} (the bot speaks {', '.join(shipped)})")
+        return value
 
     @field_validator("api_server")
     @classmethod

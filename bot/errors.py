@@ -7,9 +7,11 @@ import logging
 from aiogram.exceptions import TelegramAPIError
 from aiogram.types import ErrorEvent
 
+from bot.i18n import N_, translate
+
 log = logging.getLogger(__name__)
 
-SORRY = "Sorry, something went wrong on my side. The admins can find it in the logs."
+SORRY = N_("Sorry, something went wrong on my side. The admins can find it in the logs.")
 
 
 def wants_redelivery(exc: BaseException) -> bool:
@@ -29,7 +31,9 @@ def not_for_redelivery(event: ErrorEvent) -> bool:
     return not wants_redelivery(event.exception)
 
 
-async def on_error(event: ErrorEvent) -> bool:
+async def on_error(event: ErrorEvent, language: str = "en") -> bool:
+    """Log the error with its context; to a command, answer briefly in the sender's
+    language (else `language`: the host puts `[bot] language` in the dispatcher's data)."""
     update = event.update
     message = update.message or update.edited_message
     chat_id = message.chat.id if message else None
@@ -44,7 +48,8 @@ async def on_error(event: ErrorEvent) -> bool:
     )
     if message is not None and message.text and message.text.startswith("/"):
         try:
-            await message.answer(SORRY)
+            code = message.from_user.language_code if message.from_user else None
+            await message.answer(translate(SORRY, code, language))
         except TelegramAPIError:
             log.warning("could not tell chat %s about the error", chat_id)
     return True

@@ -80,6 +80,8 @@ class PluginContext:
     workflow_data: dict[str, Any] = field(default_factory=dict)
     user_commands: list[BotCommand] = field(default_factory=list)
     admin_commands: list[BotCommand] = field(default_factory=list)
+    # The menus again per language code (setMyCommands(language_code=...)): (user, admin).
+    menus: dict[str, tuple[list[BotCommand], list[BotCommand]]] = field(default_factory=dict)
     event_bus: EventBus | None = None
     clock: Clock | None = None
     web: web.Application | None = None

@@ -150,6 +150,7 @@ class GamificationPlugin:
                 nats=nats_options(config),
                 clock=ctx.clock,
                 metrics=ctx.metrics,
+                language=config.bot.language,
                 web=web_options(config) if ctx.web is not None else None,
             )
         except GamificationError as exc:  # one sentence already: the host prints it, exit 2
@@ -159,6 +160,8 @@ class GamificationPlugin:
             plugin.add_web_routes(ctx.web)
         ctx.user_commands.extend(plugin.user_commands)
         ctx.admin_commands.extend(plugin.admin_commands)
+        for code, menu in plugin.menus.items():
+            ctx.menus[code] = menu
 
     def update_types(self) -> list[str]:
         """The update types the plugin's router handles (for `webhook set`), from a router

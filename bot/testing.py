@@ -16,6 +16,7 @@ from aiogram import Bot
 from aiogram.client.session.base import BaseSession
 from aiogram.exceptions import TelegramRetryAfter
 from aiogram.methods import (
+    DeleteMyCommands,
     DeleteWebhook,
     GetChatMember,
     GetMe,
@@ -34,7 +35,8 @@ class UnexpectedCallError(AssertionError):
 
 
 class RecordingSession(BaseSession):
-    """Answers getMe, sendMessage, getChatMember, setMyCommands and deleteWebhook offline.
+    """Answers getMe, sendMessage, getChatMember, setMyCommands, deleteMyCommands and
+    deleteWebhook offline.
 
     `admins` maps a chat id to the user ids that are its administrators; `members`, to the
     only other users in it (a chat left out of `members` has everyone as a member; anyone
@@ -64,6 +66,7 @@ class RecordingSession(BaseSession):
             SendMessage: self._send_message,
             GetChatMember: self._chat_member,
             SetMyCommands: lambda _: True,
+            DeleteMyCommands: lambda _: True,
             DeleteWebhook: lambda _: True,
         }
 

@@ -41,10 +41,17 @@ from plugins.gamification.ops.metrics import PointsCollector
 from plugins.gamification.services.runtime import Services, open_services
 from plugins.gamification.services.web_access import WebOptions
 from plugins.gamification.storage.options import DatabaseOptions, Location, LocationError
-from plugins.gamification.telegram import build_router, menu
+from plugins.gamification.telegram import Menu, build_router, menus
 from plugins.gamification.telegram.announcer import Announcer
+from plugins.gamification.telegram.i18n import (
+    ChatLocaleMiddleware,
+    Speaker,
+    UnknownLanguageError,
+    open_catalogs,
+)
 from plugins.gamification.telegram.jobs import integrity_job, weekly_job
 from plugins.gamification.telegram.runtime import Runtime
+from plugins.gamification.telegram.texts import name_getter
 from plugins.gamification.web.server import ChatPages
 
 log = logging.getLogger(__name__)
@@ -67,11 +74,14 @@ class Gamification:
     scheduler: AsyncIOScheduler
     # The services with the bus, relay, inbound events and announcer beside them.
     runtime: Runtime
+    # The menus in the bot's language (registered without a language code) and in each
+    # language with a catalog (registered with it).
     user_commands: list[BotCommand] = field(default_factory=list)
     admin_commands: list[BotCommand] = field(default_factory=list)
     exit_stack: AsyncExitStack = field(default_factory=AsyncExitStack)
     # The chat pages' routes when `web` was given to setup_gamification.
     pages: ChatPages | None = None
+    menus: dict[str, Menu] = field(default_factory=dict)
 
     @property
     def engine(self) -> PointsEngine:
@@ -137,6 +147,7 @@ async def setup_gamification(
     nats: NatsOptions | None = None,
     clock: Clock | None = None,
     metrics: CollectorRegistry | None = None,
+    language: str = "en",
     web: WebOptions | None = None,
 ) -> Gamification:
     """Open the ledger, include the plugin's router in `dispatcher`, and hook its lifecycle.
@@ -152,10 +163,15 @@ async def setup_gamification(
     startup. `event_bus`: a bus shared with other features; without one the plugin opens its
     own: on NATS JetStream with `nats` (connected in the background: an unreachable server
     never stops the bot), else in-process. Both are put in the dispatcher's data, as
-    "gamification" and "event_bus".
+    "gamification" and "event_bus". `language`: what the bot speaks where neither the
+    chat's admins (/language) nor the person's Telegram settings choose one of its catalogs.
     Raises GamificationError (one sentence) when the ledger or the settings cannot be used.
     """
     settings = load_settings(config)
+    try:
+        i18n = open_catalogs(language)
+    except UnknownLanguageError as exc:
+        raise SettingsError(str(exc)) from None
     try:  # a path, sqlite:///…, postgresql://… (see storage/backends.py)
         options = DatabaseOptions.of(database)
     except LocationError as exc:
@@ -176,7 +192,10 @@ async def setup_gamification(
     stack = AsyncExitStack()
     stack.push_async_callback(services.close)
     try:
-        runtime = replace(await _wire_events(stack, bot, services, event_bus, nats), web=web)
+        speaker = Speaker(i18n, services.languages)
+        runtime = replace(
+            await _wire_events(stack, bot, services, event_bus, nats, speaker), web=web
+        )
         bus = runtime.bus
         assert bus is not None
         own = scheduler is None
@@ -184,7 +203,7 @@ async def setup_gamification(
             timezone=timezone or "UTC",
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 3600},
         )
-        _schedule(stack, scheduler, bot, services, admin_chat_id, timezone, own=own)
+        _schedule(stack, scheduler, bot, services, admin_chat_id, timezone, speaker, own=own)
         if own:
             dispatcher.startup.register(_starter(scheduler))
         if metrics is not None:
@@ -194,14 +213,18 @@ async def setup_gamification(
     except BaseException:
         await stack.aclose()
         raise
-    router = build_router()
+    router = build_router(ChatLocaleMiddleware(i18n, services.languages))
     dispatcher.include_router(router)
     dispatcher.workflow_data["gamification"] = services
     dispatcher.workflow_data["event_bus"] = bus
     dispatcher.workflow_data["gamification_runtime"] = runtime
-    user, admin = menu()
+    dispatcher.workflow_data["gamification_speaker"] = speaker
+    every = menus(i18n)
+    user, admin = every[language]
     pages = ChatPages(services, bot, web) if web is not None else None
-    handle = Gamification(services, bus, router, scheduler, runtime, user, admin, stack, pages)
+    handle = Gamification(
+        services, bus, router, scheduler, runtime, user, admin, stack, pages, menus=every
+    )
     dispatcher.shutdown.register(handle.close)
     return handle
 
@@ -212,6 +235,7 @@ async def _wire_events(
     services: Services,
     bus: EventBus | None,
     nats: NatsOptions | None,
+    speaker: Speaker,
 ) -> Runtime:
     """The bus, the outbox relay, inbound rules, announcements.
 
@@ -243,7 +267,9 @@ async def _wire_events(
     async def send(chat_id: int, text: str) -> object:
         return await bot.send_message(chat_id, text)
 
-    announcer = Announcer(config.progress, send, services.people.name_of, services.clock)
+    announcer = Announcer(
+        config.progress, send, name_getter(services), speaker, clock=services.clock
+    )
     for pattern in announcer.patterns():
         bus.subscribe(pattern, announcer.on_event, name=f"gamification.announcer {pattern}")
     stack.push_async_callback(announcer.close)
@@ -270,6 +296,7 @@ def _schedule(
     services: Services,
     admin_chat_id: int | None,
     timezone: str | None,
+    speaker: Speaker,
     *,
     own: bool,
 ) -> None:
@@ -288,7 +315,7 @@ def _schedule(
     scheduler.add_job(
         integrity_job,
         daily,
-        args=(services, notify, admin_chat_id, daily),
+        args=(services, notify, admin_chat_id, daily, speaker),
         id=INTEGRITY_JOB,
         name="ledger integrity check",
         replace_existing=True,
@@ -300,7 +327,7 @@ def _schedule(
         scheduler.add_job(
             weekly_job,
             every_week,
-            args=(services, notify, weekly.chats, every_week),
+            args=(services, notify, weekly.chats, every_week, speaker),
             id=WEEKLY_JOB,
             name="weekly leaderboard post",
             replace_existing=True,

@@ -46,7 +46,10 @@ async def test_run_polls_a_local_server_answers_and_stops_cleanly(tmp_path: Path
     assert TOKEN not in log
     assert TOKEN.split(":")[1] not in log
     commands = api.sent("setMyCommands")
-    assert len(commands) == 2
+    # Without a language code, and once for each language with a catalog: both scopes each.
+    assert sorted(c.get("language_code", "") for c in commands) == sorted(
+        ["", "", "en", "en", "es", "es", "ru", "ru"]
+    )
     assert any("award" in c["commands"] for c in commands)
     replies = [m["text"] for m in api.sent()]
     assert any("Alice: <b>" in reply for reply in replies), replies

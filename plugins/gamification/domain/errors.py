@@ -3,11 +3,24 @@
 from __future__ import annotations
 
 
+def N_(message: str) -> str:
+    """Marks a sentence for the message catalogs; the Telegram side translates it when it
+    shows the error to a person (the domain itself never translates)."""
+    return message
+
+
 class GamificationError(Exception):
     """Root of every error the gamification plugin raises on purpose.
 
-    The message is one sentence meant for a person; handlers may show it as is.
+    The message is one sentence meant for a person; handlers may show it as is. Raised with
+    a template and its `params` (`Error(N_("… #{tx_id} …"), tx_id=5)`), the Telegram side
+    shows the template translated, its numbers written for the reader's language.
     """
+
+    def __init__(self, message: str = "", /, **params: object) -> None:
+        self.template = message
+        self.params = params
+        super().__init__(message.format(**params) if params else message)
 
 
 class RequestError(GamificationError):
@@ -32,7 +45,9 @@ class DailyCapError(RequestError):
 
     def __init__(self, limit: int, today: int) -> None:
         super().__init__(
-            f"The day's cap of {limit:,} activity points is reached ({today:,} earned today)."
+            N_("The day's cap of {limit:,} activity points is reached ({today:,} earned today)."),
+            limit=limit,
+            today=today,
         )
         self.limit = limit
         self.today = today

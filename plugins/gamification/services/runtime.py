@@ -16,6 +16,7 @@ from plugins.gamification.domain.progression import ProgressRules
 from plugins.gamification.engine import LedgerPolicy, PointsEngine
 from plugins.gamification.services.engagement import EngagementService
 from plugins.gamification.services.gate_state import GateState, MemoryGateState
+from plugins.gamification.services.languages import ChatLanguages
 from plugins.gamification.services.moderation import Moderation
 from plugins.gamification.services.people import People
 from plugins.gamification.services.reports import IntegrityReports
@@ -48,6 +49,7 @@ class Services:
     scoring: Scoring
     thanks: Thanks
     reports: IntegrityReports
+    languages: ChatLanguages
     admin_ids: frozenset[int] = frozenset()
     admin_log_chat_id: int | None = None
     # (chat, user) -> (expires at, monotonic seconds; is admin); bounded by the handler.
@@ -121,6 +123,7 @@ def build_services(
         scoring=scoring,
         thanks=thanks,
         reports=IntegrityReports(),
+        languages=ChatLanguages(engine.store, engine.clock, retry),
         admin_ids=admin_ids,
         admin_log_chat_id=admin_log_chat_id,
     )

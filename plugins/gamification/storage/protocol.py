@@ -178,6 +178,16 @@ class LedgerStorage(Protocol):
         """(created_at, amount) of the account's transactions from `since` on, in order."""
         ...
 
+    async def chat_language(self, chat_id: int) -> str | None:
+        """The language the chat's admins chose; None: none chosen."""
+        ...
+
+    async def set_chat_language(
+        self, chat_id: int, language: str | None, at: str, audit: AdminAction
+    ) -> None:
+        """Store the chat's language (None: each person's own) with its audit row."""
+        ...
+
     # -- the engagement rules' reads of the ledger --------------------------------------
 
     async def member_days(self, chat_id: int, since: str, until: str) -> list[int]:

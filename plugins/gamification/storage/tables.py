@@ -1,6 +1,6 @@
 """Every table of a ledger, as both backends hold it: what `migrate` and a backup copy.
 
-The schemas (sqlite/schema.py version 8, postgres/schema.py version 3) have the same tables
+The schemas (sqlite/schema.py version 9, postgres/schema.py version 4) have the same tables
 and columns. The tables are listed parents first (transactions before the unlocks naming
 them, checkpoints before their heads); each is read in a fixed order, so two ledgers can be
 compared row for row. `booleans` are the columns SQLite keeps as 0/1 and PostgreSQL as
@@ -214,5 +214,14 @@ TABLES: tuple[Table, ...] = (
         "SELECT COUNT(*) FROM web_access",
         "INSERT INTO web_access (chat_id, public, changed_by, changed_at) VALUES (?, ?, ?, ?)",
         booleans=(1,),
+    ),
+    # What each chat's admins chose (its language): a moved ledger keeps speaking it.
+    Table(
+        "chat_settings",
+        ("chat_id", "language", "updated_at", "updated_by"),
+        "SELECT chat_id, language, updated_at, updated_by FROM chat_settings ORDER BY chat_id",
+        "SELECT COUNT(*) FROM chat_settings",
+        "INSERT INTO chat_settings (chat_id, language, updated_at, updated_by)"
+        " VALUES (?, ?, ?, ?)",
     ),
 )

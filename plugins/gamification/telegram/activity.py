@@ -10,7 +10,6 @@ message on that delivery; they do not see it twice.
 
 from __future__ import annotations
 
-import html
 import logging
 
 from aiogram.dispatcher.event.bases import SkipHandler
@@ -28,11 +27,15 @@ from plugins.gamification.telegram.facts import (
     replied_message,
     thanks_fact,
 )
+from plugins.gamification.telegram.i18n import Speaker, _, chat_locale, num
+from plugins.gamification.telegram.texts import esc, name_getter, signed
 
 log = logging.getLogger(__name__)
 
 
-async def on_message(message: Message, gamification: Services) -> None:
+async def on_message(
+    message: Message, gamification: Services, gamification_speaker: Speaker
+) -> None:
     """Remember the people in the message and score it when it is group activity, then
     raise SkipHandler so the plugin's commands and every router after it still see it.
 
@@ -42,7 +45,7 @@ async def on_message(message: Message, gamification: Services) -> None:
     remember_people(message, gamification)
     if message.chat.type in GROUP_TYPES and gamification.scoring.scores_messages:
         try:
-            await _score(message, gamification)
+            await _score(message, gamification, gamification_speaker)
         except TransientStorageError:
             # Already retried (see retry.py) and logged once for the whole outage.
             raise
@@ -93,16 +96,24 @@ async def _engage(message: Message, gamification: Services) -> None:
     )
 
 
-async def _score(message: Message, gamification: Services) -> None:
+async def _score(message: Message, gamification: Services, speaker: Speaker) -> None:
     thanked = await score_group_message(message, gamification)
-    if thanked is not None:
-        thanks, receipt = thanked
-        giver = await gamification.people.name_of(thanks.giver_id)
-        receiver = await gamification.people.name_of(thanks.receiver_id)
-        await message.reply(
-            f"{html.escape(receiver)} +{receipt.transaction.amount} "
-            f"(thanks from {html.escape(giver)}), now {receipt.balance}."
+    if thanked is None:
+        return
+    thanks, outcome = thanked
+    # The language is chosen only now that there is something to say.
+    language = await chat_locale(
+        speaker.i18n, gamification.languages, message.chat.id, message.from_user
+    )
+    name_of = name_getter(gamification)
+    with speaker.speaking(language):
+        text = _("{receiver} {change} (thanks from {giver}), now {balance}.").format(
+            receiver=esc(await name_of(thanks.receiver_id)),
+            change=signed(outcome.transaction.amount),
+            giver=esc(await name_of(thanks.giver_id)),
+            balance=num(outcome.balance),
         )
+    await message.reply(text)
 
 
 async def score_group_message(

@@ -1,4 +1,5 @@
-"""Admin commands: award, deduct, revert, freeze, unfreeze, audit, integrity, gstats."""
+"""Admin commands: award, deduct, revert, freeze, unfreeze, audit, integrity, gstats
+(/language is in language.py)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from aiogram import Bot, Router
 from aiogram.enums import ChatMemberStatus
 from aiogram.exceptions import TelegramAPIError
 from aiogram.filters import Command, CommandObject
-from aiogram.types import BotCommand, Message
+from aiogram.types import Message
 
 from plugins.gamification.domain.errors import (
     GamificationError,
@@ -19,11 +20,18 @@ from plugins.gamification.domain.errors import (
 )
 from plugins.gamification.domain.keys import admin_key
 from plugins.gamification.domain.models import Receipt
-from plugins.gamification.services.figures import QUANTILES, Figures
 from plugins.gamification.services.people import Person
 from plugins.gamification.services.runtime import Services
 from plugins.gamification.storage.records import AuditNote
 from plugins.gamification.telegram.facts import GROUP_TYPES, replied_message
+from plugins.gamification.telegram.i18n import (
+    N_,
+    _,
+    chat_language,
+    in_chat_language,
+    num,
+    refusal,
+)
 from plugins.gamification.telegram.parsing import (
     CommandSyntaxError,
     TargetSpec,
@@ -33,22 +41,25 @@ from plugins.gamification.telegram.parsing import (
     take_target,
     take_tx_id,
 )
+from plugins.gamification.telegram.reports import gstats_text, report_text
 from plugins.gamification.telegram.runtime import Runtime
-from plugins.gamification.telegram.texts import cut, esc, history_text, signed
+from plugins.gamification.telegram.texts import cut_text, esc, history_text, name_getter, signed
 from plugins.gamification.telegram.web import web_action
 
 log = logging.getLogger(__name__)
 
+# The menu's entries: their descriptions are translated for each language's menu.
 ADMIN_COMMANDS = (
-    BotCommand(command="award", description="give points: <target> <amount> [reason]"),
-    BotCommand(command="deduct", description="take points: <target> <amount> [reason] [--force]"),
-    BotCommand(command="revert", description="undo a transaction: <tx_id> [reason]"),
-    BotCommand(command="freeze", description="stop someone earning: <target> [reason]"),
-    BotCommand(command="unfreeze", description="let someone earn again: <target>"),
-    BotCommand(command="audit", description="last 20 changes of <target> with actors"),
-    BotCommand(command="integrity", description="check the ledger now"),
-    BotCommand(command="gstats", description="points service statistics"),
-    BotCommand(command="web", description="chat pages: /web public on|off"),
+    ("award", N_("give points: <target> <amount> [reason]")),
+    ("deduct", N_("take points: <target> <amount> [reason] [--force]")),
+    ("revert", N_("undo a transaction: <tx_id> [reason]")),
+    ("freeze", N_("stop someone earning: <target> [reason]")),
+    ("unfreeze", N_("let someone earn again: <target>")),
+    ("audit", N_("last 20 changes of <target> with actors")),
+    ("language", N_("the language I speak in this chat: /language [code]")),
+    ("integrity", N_("check the ledger now")),
+    ("gstats", N_("points service statistics")),
+    ("web", N_("chat pages: /web public on|off")),
 )
 # Commands that report on every chat the bot serves, not on the chat they are used in:
 # only the bot's own admins ([bot] admin_ids) may run them, in any chat or in private.
@@ -80,19 +91,21 @@ async def is_admin(bot: Bot, services: Services, chat_id: int, user_id: int) -> 
     return verdict
 
 
-async def _gate(message: Message, bot: Bot, services: Services, name: str) -> bool:
+async def gate(message: Message, bot: Bot, services: Services, name: str) -> bool:
     """Reply with the refusal and return False unless an admin may run this here."""
     user = message.from_user
     if message.forward_origin is not None:
-        await message.reply("Forwarded commands are not accepted.")
+        await message.reply(_("Forwarded commands are not accepted."))
         return False
     if message.chat.type not in GROUP_TYPES and name not in SERVICE_WIDE:
-        await message.reply(f"Use /{name} in the group it is about.")
+        await message.reply(_("Use /{command} in the group it is about.").format(command=name))
         return False
     if user is None or message.sender_chat is not None or user.id == ANONYMOUS_ADMIN_BOT:
         await message.reply(
-            "I can't tell who you are: admin commands need you to post as yourself,"
-            " not anonymously or as a channel."
+            _(
+                "I can't tell who you are: admin commands need you to post as yourself,"
+                " not anonymously or as a channel."
+            )
         )
         return False
     if name in SERVICE_WIDE:
@@ -100,10 +113,14 @@ async def _gate(message: Message, bot: Bot, services: Services, name: str) -> bo
             return True
         # A chat's own admins must not see (or, with /integrity, keep busy) what spans
         # every other chat.
-        await message.reply(f"/{name} covers every chat, so only the bot's own admins can use it.")
+        await message.reply(
+            _("/{command} covers every chat, so only the bot's own admins can use it.").format(
+                command=name
+            )
+        )
         return False
     if not await is_admin(bot, services, message.chat.id, user.id):
-        await message.reply(f"Only admins of this chat can use /{name}.")
+        await message.reply(_("Only admins of this chat can use /{command}.").format(command=name))
         return False
     return True
 
@@ -112,7 +129,7 @@ async def _resolve(message: Message, spec: TargetSpec, services: Services) -> Pe
     if spec.by_reply:
         target = replied_message(message)
         if target is None or target.from_user is None or target.sender_chat is not None:
-            raise CommandSyntaxError("That message has no person to act on.")
+            raise CommandSyntaxError(_("That message has no person to act on."))
         person = Person(
             target.from_user.id,
             target.from_user.username,
@@ -124,17 +141,19 @@ async def _resolve(message: Message, spec: TargetSpec, services: Services) -> Pe
         found = await services.people.find_username(spec.username)
         if found is None:
             raise CommandSyntaxError(
-                f"I don't know @{spec.username} yet: they need to write here first."
+                _("I don't know @{username} yet: they need to write here first.").format(
+                    username=spec.username
+                )
             )
         person = found
     else:
         assert spec.user_id is not None
         found = await services.people.person(spec.user_id)
         if found is None:
-            raise CommandSyntaxError(f"I have never seen user {spec.user_id}.")
+            raise CommandSyntaxError(_("I have never seen user {id}.").format(id=spec.user_id))
         person = found
     if person.is_bot:
-        raise CommandSyntaxError("Bots don't collect points.")
+        raise CommandSyntaxError(_("Bots don't collect points."))
     return person
 
 
@@ -157,7 +176,7 @@ def admin_command(name: str, action: Action) -> Callable[..., Awaitable[None]]:
     async def handler(
         message: Message, command: CommandObject, bot: Bot, gamification_runtime: Runtime
     ) -> None:
-        if not await _gate(message, bot, gamification_runtime.services, name):
+        if not await gate(message, bot, gamification_runtime.services, name):
             return
         try:
             reply = await action(message, split_args(command.args), gamification_runtime)
@@ -165,15 +184,18 @@ def admin_command(name: str, action: Action) -> Callable[..., Awaitable[None]]:
             # Retried to the bound: no reply now; the host delivers the command again
             # (`retry_update`) and the admin gets one answer when it is recorded.
             raise
-        except (CommandSyntaxError, GamificationError) as exc:
+        except CommandSyntaxError as exc:
             reply = esc(str(exc))
-        await message.reply(cut(reply))
+        except GamificationError as exc:
+            reply = esc(refusal(exc))
+        await message.reply(cut_text(reply))
 
     handler.__name__ = f"{name}_command"
     return handler
 
 
-async def _log(message: Message, services: Services, text: str) -> None:
+async def _log(message: Message, services: Services, phrase: Callable[[], str]) -> None:
+    """Post to the admin log chat, phrased (by `phrase`) in that chat's language."""
     chat_id = services.admin_log_chat_id
     if chat_id is None:
         return
@@ -181,6 +203,8 @@ async def _log(message: Message, services: Services, text: str) -> None:
     bot = message.bot
     if bot is None:
         return
+    with in_chat_language(await chat_language(services.languages, chat_id)):
+        text = phrase()
     try:
         await bot.send_message(chat_id, f"[{title}] {text}")
     except TelegramAPIError as exc:
@@ -192,11 +216,15 @@ FORCE = "--force"
 
 async def _change(message: Message, tokens: list[str], services: Services, sign: int) -> str:
     name = "award" if sign > 0 else "deduct"
-    usage = f"/{name} @username {'50' if sign > 0 else '20'} reason"
+    usage = _("/{command} @username {amount} reason").format(
+        command=name, amount=50 if sign > 0 else 20
+    )
     force = any(t.lower() == FORCE for t in tokens)
     if force:
         if sign > 0:
-            raise CommandSyntaxError(f"{FORCE} is for /deduct only: an award never overdraws.")
+            raise CommandSyntaxError(
+                _("{force} is for /deduct only: an award never overdraws.").format(force=FORCE)
+            )
         tokens = [t for t in tokens if t.lower() != FORCE]
     has_reply = replied_message(message) is not None
     spec, rest = take_target(tokens, has_reply, usage)
@@ -223,14 +251,20 @@ async def _change(message: Message, tokens: list[str], services: Services, sign:
     # Read back rather than receipt.balance: an achievement this change unlocked (or
     # revoked) moved the balance again in the same commit.
     balance = (await engine.balance(message.chat.id, person.user_id)).balance
-    summary = (
-        f"{esc(person.full_name)} {signed(tx.amount)} (#{tx.id})"
-        + (f": {esc(reason)}" if reason else "")
-        + (f". Balance {balance}, below zero." if balance < 0 else f". Balance {balance}.")
-    )
+
+    def summary() -> str:
+        head = f"{esc(person.full_name)} {signed(tx.amount)} (#{tx.id})"
+        if reason:
+            head += f": {esc(reason)}"
+        if balance < 0:
+            text = _("{change}. Balance {balance}, below zero.")
+        else:
+            text = _("{change}. Balance {balance}.")
+        return text.format(change=head, balance=num(balance))
+
     if not receipt.duplicate:
-        await _log(message, services, f"{esc(admin.full_name)} {name}: {summary}")
-    return summary
+        await _log(message, services, lambda: f"{esc(admin.full_name)} {name}: {summary()}")
+    return summary()
 
 
 async def _overdraft_refused(
@@ -239,9 +273,16 @@ async def _overdraft_refused(
     """One sentence: the balance, what the deduction would leave, and how to force it."""
     balance = (await services.engine.balance(message.chat.id, person.user_id)).balance
     command = " ".join((message.text or message.caption or "/deduct").split())
-    return (
-        f"Not deducted: {esc(person.full_name)} has {balance}, and taking {amount} would leave"
-        f" {balance - amount}, below zero. To deduct anyway: {esc(command)} {FORCE}"
+    return _(
+        "Not deducted: {name} has {balance}, and taking {amount} would leave {rest}, below"
+        " zero. To deduct anyway: {command} {force}"
+    ).format(
+        name=esc(person.full_name),
+        balance=num(balance),
+        amount=num(amount),
+        rest=num(balance - amount),
+        command=esc(command),
+        force=FORCE,
     )
 
 
@@ -254,7 +295,7 @@ async def _deduct(message: Message, tokens: list[str], services: Services) -> st
 
 
 async def _revert(message: Message, tokens: list[str], services: Services) -> str:
-    tx_id, rest = take_tx_id(tokens, "/revert 123 reason")
+    tx_id, rest = take_tx_id(tokens, _("/revert 123 reason"))
     reason = take_reason(rest)
     admin = message.from_user
     assert admin is not None
@@ -268,16 +309,23 @@ async def _revert(message: Message, tokens: list[str], services: Services) -> st
         audit=AuditNote("revert", f"#{tx_id} {reason}"),
     )
     tx = receipt.transaction
-    who = esc(await services.people.name_of(tx.user_id))
+    who = esc(await name_getter(services)(tx.user_id))
     balance = (await services.engine.balance(tx.chat_id, tx.user_id)).balance
-    summary = f"Reverted #{tx_id} with #{tx.id}: {who} {signed(tx.amount)}. Balance {balance}."
+
+    def summary() -> str:
+        return _(
+            "Reverted #{tx_id} with #{revert_id}: {name} {change}. Balance {balance}."
+        ).format(
+            tx_id=tx_id, revert_id=tx.id, name=who, change=signed(tx.amount), balance=num(balance)
+        )
+
     if not receipt.duplicate:
-        await _log(message, services, f"{esc(admin.full_name)} revert: {summary}")
-    return summary
+        await _log(message, services, lambda: f"{esc(admin.full_name)} revert: {summary()}")
+    return summary()
 
 
 async def _freeze(message: Message, tokens: list[str], services: Services) -> str:
-    spec, rest = take_target(tokens, replied_message(message) is not None, "/freeze @username")
+    spec, rest = take_target(tokens, replied_message(message) is not None, _("/freeze @username"))
     reason = take_reason(rest)
     person = await _resolve(message, spec, services)
     admin = message.from_user
@@ -285,92 +333,59 @@ async def _freeze(message: Message, tokens: list[str], services: Services) -> st
     if not await services.moderation.freeze(
         message.chat.id, person.user_id, admin.id, reason, audit=True
     ):
-        return f"{esc(person.full_name)} is already frozen here."
-    summary = f"{esc(person.full_name)} is frozen here and earns nothing until /unfreeze."
-    await _log(message, services, f"{esc(admin.full_name)} freeze: {summary} {esc(reason)}")
-    return summary
+        return _("{name} is already frozen here.").format(name=esc(person.full_name))
+
+    def summary() -> str:
+        return _("{name} is frozen here and earns nothing until /unfreeze.").format(
+            name=esc(person.full_name)
+        )
+
+    await _log(
+        message, services, lambda: f"{esc(admin.full_name)} freeze: {summary()} {esc(reason)}"
+    )
+    return summary()
 
 
 async def _unfreeze(message: Message, tokens: list[str], services: Services) -> str:
-    spec, _ = take_target(tokens, replied_message(message) is not None, "/unfreeze @username")
+    spec, _rest = take_target(
+        tokens, replied_message(message) is not None, _("/unfreeze @username")
+    )
     person = await _resolve(message, spec, services)
     admin = message.from_user
     assert admin is not None
     if not await services.moderation.unfreeze(message.chat.id, person.user_id, admin.id):
-        return f"{esc(person.full_name)} was not frozen here."
-    summary = f"{esc(person.full_name)} can earn points here again."
-    await _log(message, services, f"{esc(admin.full_name)} unfreeze: {summary}")
-    return summary
+        return _("{name} was not frozen here.").format(name=esc(person.full_name))
+
+    def summary() -> str:
+        return _("{name} can earn points here again.").format(name=esc(person.full_name))
+
+    await _log(message, services, lambda: f"{esc(admin.full_name)} unfreeze: {summary()}")
+    return summary()
 
 
 async def _audit(message: Message, tokens: list[str], services: Services) -> str:
-    spec, _ = take_target(tokens, replied_message(message) is not None, "/audit @username")
+    spec, _rest = take_target(tokens, replied_message(message) is not None, _("/audit @username"))
     person = await _resolve(message, spec, services)
     rows = await services.engine.history(message.chat.id, person.user_id, 20)
+    name_of = name_getter(services)
     actors = [
-        (await services.people.name_of(tx.actor_id)) if tx.actor_id is not None else "system"
-        for tx in rows
+        (await name_of(tx.actor_id)) if tx.actor_id is not None else _("system") for tx in rows
     ]
-    frozen = " (frozen)" if services.moderation.is_frozen(message.chat.id, person.user_id) else ""
-    title = f"<b>Audit of {esc(person.full_name)}{frozen}</b>"
-    return history_text(title, rows, actors)
+    if services.moderation.is_frozen(message.chat.id, person.user_id):
+        title = _("<b>Audit of {name} (frozen)</b>")
+    else:
+        title = _("<b>Audit of {name}</b>")
+    return history_text(title.format(name=esc(person.full_name)), rows, actors)
 
 
 async def _integrity(message: Message, tokens: list[str], services: Services) -> str:
     report = await services.engine.check()
     services.reports.record(report)
-    return f"<pre>{esc(report.to_text())}</pre>"
+    return f"<pre>{esc(report_text(report))}</pre>"
 
 
 async def _gstats(message: Message, tokens: list[str], runtime: Runtime) -> str:
-    f = runtime.figures()
-    refusals = ", ".join(f"{k} {v}" for k, v in f.refusals.most_common()) or "none"
-    p50, p95, p99 = (f.latency_ms[q] for q in QUANTILES)
-    return (
-        "<b>Points service</b>\n"
-        f"Awards: {f.awards} ({f.points} points), repeats ignored: {f.duplicates}\n"
-        f"Refused: {refusals}\n"
-        f"Award latency: p50 {p50:.2f} ms, p95 {p95:.2f} ms, p99 {p99:.2f} ms\n"
-        f"Writer: queue {f.queue_depth}, {f.writer_batches} batches,"
-        f" largest {f.writer_largest_batch}"
-        + _anti_abuse_line(f)
-        + _bus_line(f)
-        + _integrity_line(f)
-    )
-
-
-def _anti_abuse_line(f: Figures) -> str:
-    if f.anti_abuse_backend == "memory":
-        return ""
-    where = "shared in Redis" if f.anti_abuse_active == "redis" else "in memory (Redis away)"
-    return (
-        f"\nAnti-abuse state: {where}, {f.anti_abuse_fallbacks} fallbacks,"
-        f" {f.anti_abuse_conflicts} conflicts"
-    )
-
-
-def _integrity_line(f: Figures) -> str:
-    report = f.last_report
-    if report is None:
-        return ""
-    verdict = "clean" if report.ok else f"{report.violation_count} VIOLATIONS"
-    return f"\nLast integrity check: {verdict}, {report.transactions:,} transactions"
-
-
-def _bus_line(f: Figures) -> str:
-    relay = f.relay
-    if relay is None:
-        return ""
-    line = (
-        f"\nOutbox: {relay.delivered} delivered, {relay.lag} waiting,"
-        f" {relay.failures} failed publishes, breaker {relay.breaker_state}"
-    )
-    if relay.last_error:
-        line += f"\nLast outbox error: {esc(relay.last_error)}"
-    if relay.inbound:
-        counts = ", ".join(f"{k} {v}" for k, v in relay.inbound.most_common())
-        line += f"\nBus events in: {counts}"
-    return line
+    return gstats_text(runtime.figures())
 
 
 def admin_router() -> Router:

@@ -1,21 +1,24 @@
 """Posts unlocked achievements and reached levels to their chat, coalesced per chat.
 
 Announcements wait `delay` seconds so that a burst of them becomes one message, which
-keeps a busy chat far from Telegram's flood limits.
+keeps a busy chat far from Telegram's flood limits. They are phrased when posted, in the
+chat's language (its admins' choice, else the bot's).
 """
 
 from __future__ import annotations
 
 import asyncio
-import html
 import logging
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
+from contextlib import AbstractContextManager, nullcontext
 from datetime import timedelta
 
 from plugins.gamification.bus.events import Event
 from plugins.gamification.domain.clock import Clock, SystemClock
 from plugins.gamification.domain.config import ProgressSection
+from plugins.gamification.telegram.i18n import Speaker, _, num
+from plugins.gamification.telegram.phrasing import esc
 
 log = logging.getLogger(__name__)
 
@@ -33,13 +36,18 @@ class Announcer:
         settings: ProgressSection,
         send: Send,
         name_of: Namer,
+        speaker: Speaker | None = None,
         clock: Clock | None = None,
     ) -> None:
         self.settings = settings
         self._clock = clock or SystemClock()
         self._send = send
         self._name_of = name_of
-        self._pending: defaultdict[int, list[str]] = defaultdict(list)
+        self._speaker = speaker
+        # Per chat: (event type, user, payload), phrased when posted.
+        self._pending: defaultdict[int, list[tuple[str, int, dict[str, object]]]] = defaultdict(
+            list
+        )
         self._timers: dict[int, asyncio.TimerHandle] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self.sent = 0
@@ -59,18 +67,9 @@ class Announcer:
         if self._clock.now() - event.occurred_at > STALE_AFTER:
             self.stale += 1
             return
-        name = html.escape(await self._name_of(event.user_id), quote=False)
-        payload = event.payload
-        if event.type == "achievement.unlocked":
-            title = html.escape(str(payload.get("title", payload.get("achievement"))))
-            reward = payload.get("reward")
-            bonus = f" (+{reward})" if isinstance(reward, int) and reward > 0 else ""
-            line = f"🏆 {name} unlocked <b>{title}</b>{bonus}"
-        elif event.type == "level.reached":
-            line = f"⬆️ {name} reached level <b>{payload.get('level')}</b>"
-        else:
+        if event.type not in ("achievement.unlocked", "level.reached"):
             return
-        self._pending[event.chat_id].append(line)
+        self._pending[event.chat_id].append((event.type, event.user_id, dict(event.payload)))
         if event.chat_id not in self._timers:
             loop = asyncio.get_running_loop()
             self._timers[event.chat_id] = loop.call_later(
@@ -86,17 +85,42 @@ class Announcer:
         timer = self._timers.pop(chat_id, None)
         if timer is not None:
             timer.cancel()
-        lines = self._pending.pop(chat_id, [])
-        if not lines:
+        pending = self._pending.pop(chat_id, [])
+        if not pending:
             return
-        if len(lines) > MAX_LINES:
-            lines = [*lines[:MAX_LINES], f"… and {len(lines) - MAX_LINES} more"]
         try:
+            speaker = self._speaker
+            speaking: AbstractContextManager[None]
+            if speaker is None:
+                speaking = nullcontext()
+            else:
+                speaking = speaker.speaking(await speaker.language_of_chat(chat_id))
+            with speaking:
+                lines = [await self._line(*item) for item in pending[:MAX_LINES]]
+                if len(pending) > MAX_LINES:
+                    lines.append(
+                        _("… and {count} more").format(count=num(len(pending) - MAX_LINES))
+                    )
             await self._send(chat_id, "\n".join(lines))
             self.sent += 1
         except Exception:
             # An announcement is a courtesy: the points are committed whatever happens here.
             log.exception("could not announce to chat %s", chat_id)
+
+    async def _line(self, kind: str, user_id: int, payload: dict[str, object]) -> str:
+        name = esc(await self._name_of(user_id))
+        if kind == "achievement.unlocked":
+            title = esc(str(payload.get("title", payload.get("achievement"))))
+            reward = payload.get("reward")
+            if isinstance(reward, int) and reward > 0:
+                return _("🏆 {name} unlocked <b>{title}</b> ({reward})").format(
+                    name=name, title=title, reward=f"+{num(reward)}"
+                )
+            return _("🏆 {name} unlocked <b>{title}</b>").format(name=name, title=title)
+        level = payload.get("level")
+        return _("⬆️ {name} reached level <b>{level}</b>").format(
+            name=name, level=num(level) if isinstance(level, int) else esc(str(level))
+        )
 
     async def flush(self) -> None:
         """Post everything pending now (on shutdown, and in the demo between steps)."""

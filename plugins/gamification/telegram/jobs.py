@@ -11,19 +11,22 @@ Called without `schedule` (an operator's run on demand, a test), a job claims no
 
 from __future__ import annotations
 
-import html
 import logging
 import os
 import socket
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
 
 from plugins.gamification.domain.errors import GamificationError
 from plugins.gamification.domain.models import Period
 from plugins.gamification.services.runtime import Services
 from plugins.gamification.storage.integrity import IntegrityReport
-from plugins.gamification.telegram.phrasing import cut, standing_line
+from plugins.gamification.telegram.i18n import Speaker, _, num
+from plugins.gamification.telegram.phrasing import esc, standing_line
+from plugins.gamification.telegram.reports import report_message
 from plugins.gamification.telegram.slots import Trigger, slot_of
+from plugins.gamification.telegram.texts import name_getter
 
 log = logging.getLogger(__name__)
 
@@ -54,11 +57,14 @@ async def claimed(services: Services, job: str, schedule: Trigger | None) -> str
     return None
 
 
-def report_message(report: IntegrityReport) -> str:
-    """The report as posted to the admins: the verdict first, unmistakable on violations."""
-    head = "✅ Ledger check: clean." if report.ok else "🚨 LEDGER CHECK FAILED"
-    body = html.escape(report.to_text(listed=10), quote=False)
-    return cut(f"<b>{head}</b>\n<pre>{body}</pre>", marker="…</pre>")
+@asynccontextmanager
+async def _speaking(speaker: Speaker | None, chat_id: int) -> AsyncIterator[None]:
+    """Texts made inside are in the chat's language (English without a speaker)."""
+    if speaker is None:
+        yield
+        return
+    with speaker.speaking(await speaker.language_of_chat(chat_id)):
+        yield
 
 
 async def integrity_job(
@@ -66,6 +72,7 @@ async def integrity_job(
     notify: Notify,
     admin_chat_id: int | None,
     schedule: Trigger | None = None,
+    speaker: Speaker | None = None,
 ) -> IntegrityReport | None:
     """Check the whole ledger, store the result as the next checkpoint, tell the admins.
 
@@ -78,9 +85,10 @@ async def integrity_job(
     except GamificationError as exc:
         log.error("the integrity check could not run: %s", exc)
         if admin_chat_id is not None:
-            await notify(
-                admin_chat_id, f"🚨 The ledger check could not run: {html.escape(str(exc))}"
-            )
+            async with _speaking(speaker, admin_chat_id):
+                # The fault as the ledger worded it: for the admins, like a log line.
+                text = _("🚨 The ledger check could not run: {error}").format(error=esc(str(exc)))
+            await notify(admin_chat_id, text)
         return None
     services.reports.record(report)
     if not report.ok:
@@ -100,7 +108,9 @@ async def integrity_job(
     )
     if admin_chat_id is not None:
         try:
-            await notify(admin_chat_id, report_message(report))
+            async with _speaking(speaker, admin_chat_id):
+                text = report_message(report)
+            await notify(admin_chat_id, text)
         except Exception:
             # The report is stored; a failed post must not hide it from the logs.
             log.exception("could not post the integrity report to chat %s", admin_chat_id)
@@ -112,6 +122,7 @@ async def weekly_job(
     notify: Notify,
     chats: Sequence[int],
     schedule: Trigger | None = None,
+    speaker: Speaker | None = None,
 ) -> int:
     """Post this week's top 10 to each chat; returns how many posts went out.
 
@@ -130,9 +141,11 @@ async def weekly_job(
         board = await services.engine.leaderboard(chat_id, Period.WEEK, 10)
         if not board.lines:
             continue
-        lines = ["<b>🏆 Top of the week</b>"]
-        for line in board.lines:
-            lines.append(standing_line(line, await services.people.name_of(line.user_id)))
+        name_of = name_getter(services)
+        async with _speaking(speaker, chat_id):
+            lines = [_("<b>🏆 Top of the week</b>")]
+            for line in board.lines:
+                lines.append(standing_line(line, await name_of(line.user_id), num))
         try:
             await notify(chat_id, "\n".join(lines))
             posted += 1

@@ -6,6 +6,7 @@ Plain strings only (no aiogram), so the jobs and the handlers share one definiti
 from __future__ import annotations
 
 import html
+from collections.abc import Callable
 
 from plugins.gamification.domain.models import Standing
 
@@ -28,6 +29,7 @@ def cut(text: str, limit: int = MAX_MESSAGE, *, marker: str = "… (cut)") -> st
     return f"{kept}\n{marker}"
 
 
-def standing_line(standing: Standing, name: str) -> str:
-    """One leaderboard line: rank, the escaped name (never a mention), points."""
-    return f"{standing.rank}. {esc(name)}: {standing.points}"
+def standing_line(standing: Standing, name: str, number: Callable[[int], str] = str) -> str:
+    """One leaderboard line: rank, the escaped name (never a mention), points (written by
+    `number`, e.g. for the reader's language)."""
+    return f"{standing.rank}. {esc(name)}: {number(standing.points)}"

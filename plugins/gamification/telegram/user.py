@@ -1,52 +1,85 @@
-"""Commands for everyone: /points, /top, /history, /help and /start."""
+"""Commands for everyone: /points, /top, /history, /achievements, /help and /start."""
 
 from __future__ import annotations
 
 from aiogram import Router
 from aiogram.filters import Command, CommandObject, CommandStart
-from aiogram.types import BotCommand, Message
+from aiogram.types import Message
 
 from plugins.gamification.domain.models import Period
 from plugins.gamification.services.runtime import Services
 from plugins.gamification.telegram.facts import GROUP_TYPES
 from plugins.gamification.telegram.filters import InPrivate
+from plugins.gamification.telegram.i18n import N_, _, ngettext, num
 from plugins.gamification.telegram.runtime import Runtime
-from plugins.gamification.telegram.texts import cut, esc, history_text, leaderboard_text
+from plugins.gamification.telegram.texts import (
+    cut,
+    esc,
+    history_text,
+    leaderboard_text,
+    name_getter,
+)
 from plugins.gamification.telegram.web import start_markup, web_markup
 
+# The menu's entries: their descriptions are translated for each language's menu.
 USER_COMMANDS = (
-    BotCommand(command="points", description="your points, rank and lifetime total here"),
-    BotCommand(command="top", description="leaderboard: /top day, week, month or all"),
-    BotCommand(command="history", description="your last 10 point changes"),
-    BotCommand(command="achievements", description="your achievements and progress"),
-    BotCommand(command="help", description="how points work"),
+    ("points", N_("your points, rank and lifetime total here")),
+    ("top", N_("leaderboard: /top day, week, month or all")),
+    ("history", N_("your last 10 point changes")),
+    ("achievements", N_("your achievements and progress")),
+    ("help", N_("how points work")),
 )
 
-GROUP_ONLY = "Points are kept per group: send this command in the group."
-HELP = (
-    "<b>How points work</b>\n"
-    "You earn points for taking part in this group: messages and media count, with a"
-    " cooldown between scored messages and a daily cap. Reply to someone's message with"
-    " “thanks” or “+” to give them points.\n\n"
-    "/points: your balance, rank and lifetime total\n"
-    "/top [day|week|month|all]: the leaderboard (default: this week)\n"
-    "/history: your last 10 point changes and why\n"
-    "/achievements: what you unlocked and how far you are from the rest"
-)
-ADMIN_HELP = (
-    "\n\n<b>Admins</b>\n"
-    "/award, /deduct &lt;target&gt; &lt;amount&gt; [reason]; /revert &lt;tx&gt; [reason];"
-    " /freeze, /unfreeze, /audit &lt;target&gt;.\n"
-    "/deduct refuses to go below zero unless you add --force.\n"
-    "A target is a reply to the person's message, an @username or a numeric id.\n"
-    "The bot's own admins also have /integrity and /gstats, which cover every chat.\n"
-    "Reactions count as engagement only when I am an admin of the chat (Telegram sends"
-    " reactions to admins only)."
-)
-PRIVACY_HINT = (
-    "\n\n⚠️ I have not seen any ordinary message here yet. To score activity I must see"
-    " messages: turn privacy mode off with @BotFather (/setprivacy) or make me an admin."
-)
+
+GROUP_ONLY = N_("Points are kept per group: send this command in the group.")
+
+
+def group_only() -> str:
+    return _(GROUP_ONLY)
+
+
+def help_text() -> str:
+    return "\n".join(
+        [
+            _("<b>How points work</b>"),
+            _(
+                "You earn points for taking part in this group: messages and media count,"
+                " with a cooldown between scored messages and a daily cap. Reply to"
+                " someone's message with “thanks” or “+” to give them points."
+            ),
+            "",
+            _("/points: your balance, rank and lifetime total"),
+            _("/top [day|week|month|all]: the leaderboard (default: this week)"),
+            _("/history: your last 10 point changes and why"),
+            _("/achievements: what you unlocked and how far you are from the rest"),
+        ]
+    )
+
+
+def admin_help_text() -> str:
+    return "\n\n" + "\n".join(
+        [
+            _("<b>Admins</b>"),
+            _(
+                "/award, /deduct &lt;target&gt; &lt;amount&gt; [reason]; /revert &lt;tx&gt;"
+                " [reason]; /freeze, /unfreeze, /audit &lt;target&gt;; /language [code]."
+            ),
+            _("/deduct refuses to go below zero unless you add --force."),
+            _("A target is a reply to the person's message, an @username or a numeric id."),
+            _("The bot's own admins also have /integrity and /gstats, which cover every chat."),
+            _(
+                "Reactions count as engagement only when I am an admin of the chat (Telegram"
+                " sends reactions to admins only)."
+            ),
+        ]
+    )
+
+
+def privacy_hint() -> str:
+    return "\n\n" + _(
+        "⚠️ I have not seen any ordinary message here yet. To score activity I must see"
+        " messages: turn privacy mode off with @BotFather (/setprivacy) or make me an admin."
+    )
 
 
 async def start_command(
@@ -54,25 +87,28 @@ async def start_command(
 ) -> None:
     markup = start_markup(command.args, gamification_runtime)
     if markup is not None:  # from a group's button: that chat's pages, as a Mini App
-        await message.answer("Tap the button to open the chat's leaderboard.", reply_markup=markup)
+        await message.answer(
+            _("Tap the button to open the chat's leaderboard."), reply_markup=markup
+        )
         return
-    await message.answer(
+    greeting = _(
         "Hi! I keep score of activity in groups. Add me to a group (with privacy mode off)"
-        " and members earn points for taking part.\n\n" + HELP
+        " and members earn points for taking part."
     )
+    await message.answer(f"{greeting}\n\n{help_text()}")
 
 
 async def help_command(message: Message, gamification: Services) -> None:
-    text = HELP
+    text = help_text()
     user = message.from_user
     if user is not None and message.chat.type in GROUP_TYPES:
         from plugins.gamification.telegram.admin import is_admin
 
         bot = message.bot
         if bot is not None and await is_admin(bot, gamification, message.chat.id, user.id):
-            text += ADMIN_HELP
+            text += admin_help_text()
             if gamification.stats.messages_seen[message.chat.id] == 0:
-                text += PRIVACY_HINT
+                text += privacy_hint()
     await message.reply(text)
 
 
@@ -81,35 +117,45 @@ async def points_command(
 ) -> None:
     user = message.from_user
     if user is None or message.chat.type not in GROUP_TYPES:
-        await message.reply(GROUP_ONLY)
+        await message.reply(group_only())
         return
     engine = gamification.engine
     account = await engine.balance(message.chat.id, user.id)
     standing = await engine.standing(message.chat.id, user.id, Period.ALL)
     progress = await engine.progress(message.chat.id, user.id)
-    rank = f"rank #{standing.rank}" if standing else "no rank yet"
-    to_go = progress.next_level_at - progress.earned
-    streak = f"{progress.streak} day" + ("" if progress.streak == 1 else "s")
+    rank = _("rank #{rank}").format(rank=num(standing.rank)) if standing else _("no rank yet")
+    balance = ngettext("<b>{points}</b> point", "<b>{points}</b> points", account.balance).format(
+        points=num(account.balance)
+    )
+    first = _("{name}: {balance} ({rank}), {earned} earned in all.").format(
+        name=esc(user.full_name), balance=balance, rank=rank, earned=num(account.earned)
+    )
+    streak = ngettext("{count} day", "{count} days", progress.streak).format(
+        count=num(progress.streak)
+    )
+    second = _("Level {level} ({to_go} to level {next}), streak {streak} (best {best}).").format(
+        level=num(progress.level),
+        to_go=num(progress.next_level_at - progress.earned),
+        next=num(progress.level + 1),
+        streak=streak,
+        best=num(progress.best_streak),
+    )
     await message.reply(
-        f"{esc(user.full_name)}: <b>{account.balance}</b> points ({rank}),"
-        f" {account.earned} earned in all.\n"
-        f"Level {progress.level} ({to_go} to level {progress.level + 1}),"
-        f" streak {streak} (best {progress.best_streak}).",
-        reply_markup=await web_markup(message, gamification_runtime),
+        f"{first}\n{second}", reply_markup=await web_markup(message, gamification_runtime)
     )
 
 
 async def achievements_command(message: Message, gamification: Services) -> None:
     user = message.from_user
     if user is None or message.chat.type not in GROUP_TYPES:
-        await message.reply(GROUP_ONLY)
+        await message.reply(group_only())
         return
     progress = await gamification.engine.progress(message.chat.id, user.id)
     specs = gamification.config.progress.achievements
     if not specs:
-        await message.reply("There are no achievements in this chat.")
+        await message.reply(_("There are no achievements in this chat."))
         return
-    lines = [f"<b>Achievements of {esc(user.full_name)}</b>"]
+    lines = [_("<b>Achievements of {name}</b>").format(name=esc(user.full_name))]
     hidden = 0
     for spec in specs:
         if spec.id in progress.unlocked:
@@ -119,11 +165,18 @@ async def achievements_command(message: Message, gamification: Services) -> None
         else:
             value = min(progress.value_of(spec.condition), spec.condition.at_least)
             lines.append(
-                f"▫️ {esc(spec.title)}: {esc(spec.description)} ({value}/{spec.condition.at_least})"
+                f"▫️ {esc(spec.title)}: {esc(spec.description)}"
+                f" ({num(value)}/{num(spec.condition.at_least)})"
             )
     if hidden:
-        lines.append(f"…and {hidden} hidden, revealed when unlocked.")
-    await message.reply(cut("\n".join(lines)))
+        lines.append(
+            ngettext(
+                "…and {count} hidden, revealed when unlocked.",
+                "…and {count} hidden, revealed when unlocked.",
+                hidden,
+            ).format(count=num(hidden))
+        )
+    await message.reply(cut("\n".join(lines), marker=_("… (cut)")))
 
 
 async def top_command(
@@ -133,20 +186,20 @@ async def top_command(
     gamification_runtime: Runtime,
 ) -> None:
     if message.chat.type not in GROUP_TYPES:
-        await message.reply(GROUP_ONLY)
+        await message.reply(group_only())
         return
     arg = (command.args or "week").strip().lower()
     try:
         period = Period(arg)
     except ValueError:
-        await message.reply("Use /top day, /top week, /top month or /top all.")
+        await message.reply(_("Use /top day, /top week, /top month or /top all."))
         return
     engine = gamification.engine
     board = await engine.leaderboard(message.chat.id, period, 10)
     caller_id = message.from_user.id if message.from_user else 0
     caller = await engine.standing(message.chat.id, caller_id, period) if caller_id else None
     await message.reply(
-        await leaderboard_text(board, caller, caller_id, gamification.people.name_of),
+        await leaderboard_text(board, caller, caller_id, name_getter(gamification)),
         reply_markup=await web_markup(message, gamification_runtime),
     )
 
@@ -154,10 +207,14 @@ async def top_command(
 async def history_command(message: Message, gamification: Services) -> None:
     user = message.from_user
     if user is None or message.chat.type not in GROUP_TYPES:
-        await message.reply(GROUP_ONLY)
+        await message.reply(group_only())
         return
     rows = await gamification.engine.history(message.chat.id, user.id, 10)
-    title = f"<b>Last {len(rows)} changes for {esc(user.full_name)}</b>"
+    title = ngettext(
+        "<b>Last {count} change for {name}</b>",
+        "<b>Last {count} changes for {name}</b>",
+        len(rows),
+    ).format(count=num(len(rows)), name=esc(user.full_name))
     await message.reply(history_text(title, rows, [""] * len(rows)))
 
 

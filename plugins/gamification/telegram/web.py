@@ -13,12 +13,13 @@ from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup, Message, W
 
 from plugins.gamification.services.web_access import WebAccess, parse_chat_token
 from plugins.gamification.telegram.facts import GROUP_TYPES
+from plugins.gamification.telegram.i18n import N_, _
 from plugins.gamification.telegram.runtime import Runtime
 from plugins.gamification.telegram.texts import esc
 
-BUTTON = "🏆 Open the leaderboard"
-USAGE = "Use /web public on, or /web public off (this chat's admins only)."
-NOT_SERVED = "This bot serves no pages on the web (its operator can turn them on with [web])."
+BUTTON = N_("🏆 Open the leaderboard")
+USAGE = N_("Use /web public on, or /web public off (this chat's admins only).")
+NOT_SERVED = N_("This bot serves no pages on the web (its operator can turn them on with [web]).")
 
 
 async def web_markup(message: Message, runtime: Runtime) -> InlineKeyboardMarkup | None:
@@ -35,7 +36,7 @@ async def web_markup(message: Message, runtime: Runtime) -> InlineKeyboardMarkup
             if not me.username:
                 return None
             url = options.group_link(me.username, chat.id)
-        button = InlineKeyboardButton(text=BUTTON, url=url)
+        button = InlineKeyboardButton(text=_(BUTTON), url=url)
     else:
         return None
     return InlineKeyboardMarkup(inline_keyboard=[[button]])
@@ -49,7 +50,7 @@ def start_markup(payload: str | None, runtime: Runtime) -> InlineKeyboardMarkup 
     if options is None or chat_id is None:
         return None
     button = InlineKeyboardButton(
-        text=BUTTON, web_app=WebAppInfo(url=options.web_app_url(chat_id))
+        text=_(BUTTON), web_app=WebAppInfo(url=options.web_app_url(chat_id))
     )
     return InlineKeyboardMarkup(inline_keyboard=[[button]])
 
@@ -58,23 +59,31 @@ async def web_action(message: Message, tokens: list[str], runtime: Runtime) -> s
     """/web: where the pages are; /web public on|off: open them to anyone, or to members."""
     options = runtime.web
     if options is None:
-        return NOT_SERVED
+        return _(NOT_SERVED)
     access = WebAccess(runtime.services.engine)
     chat_id = message.chat.id
     if not tokens:
         if await access.is_public(chat_id):
-            return f"This chat's pages are public: {esc(options.board_url(chat_id))}"
-        return "This chat's pages open for its members from the button under /top and /points."
+            return _("This chat's pages are public: {url}").format(
+                url=esc(options.board_url(chat_id))
+            )
+        return _("This chat's pages open for its members from the button under /top and /points.")
     words = [token.lower() for token in tokens]
     if len(words) != 2 or words[0] != "public" or words[1] not in ("on", "off"):
-        return USAGE
+        return _(USAGE)
     admin = message.from_user
     assert admin is not None  # the admin gate let only a person through
     public = words[1] == "on"
     changed = await runtime.services.retry(access.set_public, chat_id, public, admin.id)
     if public:
         url = esc(options.board_url(chat_id))
-        state = "now public" if changed else "already public"
-        return f"This chat's pages are {state}: anyone with the link can see them: {url}"
-    state = "now" if changed else "already"
-    return f"This chat's pages are {state} for its members only (opened from /top or /points)."
+        if changed:
+            text = _("This chat's pages are now public: anyone with the link can see them: {url}")
+        else:
+            text = _(
+                "This chat's pages are already public: anyone with the link can see them: {url}"
+            )
+        return text.format(url=url)
+    if changed:
+        return _("This chat's pages are now for its members only (opened from /top or /points).")
+    return _("This chat's pages are already for its members only (opened from /top or /points).")

@@ -23,7 +23,7 @@ async def test_levels_reached_long_ago_are_not_posted() -> None:
         return f"user {user_id}"
 
     clock = FakeClock(NOW)
-    announcer = Announcer(ProgressSection(), send, name_of, clock)
+    announcer = Announcer(ProgressSection(), send, name_of, clock=clock)
     old = Event.new(
         "level.reached", chat_id=-1, user_id=5, payload={"level": 3},
         clock=FakeClock(NOW - STALE_AFTER - timedelta(seconds=1)),

@@ -1,9 +1,10 @@
 """The PostgreSQL ledger's schema and its versioned migrations.
 
-The tables, columns and their meaning are SQLite's (storage/sqlite/schema.py, version 7):
+The tables, columns and their meaning are SQLite's (storage/sqlite/schema.py, version 9):
 times are stored as the same UTC text and every hashed field has the same form, so a
 transaction hashes identically on either backend and `migrate` copies rows unchanged.
-Version 1 here is the whole of SQLite's version 6; version 2 is SQLite's 7.
+Version 1 here is the whole of SQLite's version 6; version 2 is SQLite's 7,
+version 3 its 8, version 4 its 9.
 
 The version lives in `ledger_schema`; migrations run under the ledger's advisory lock, so
 two processes starting at once cannot both apply the same one.
@@ -194,6 +195,15 @@ MIGRATIONS: tuple[str, ...] = (
         changed_at  TEXT    NOT NULL
     );
     CREATE INDEX admin_actions_chat ON admin_actions (chat_id, id);
+    """,
+    # 4: SQLite's version 9: settings a chat's admins choose (its language).
+    """
+    CREATE TABLE chat_settings (
+        chat_id     BIGINT  PRIMARY KEY,
+        language    TEXT,
+        updated_at  TEXT    NOT NULL,
+        updated_by  BIGINT
+    );
     """,
 )
 

@@ -84,6 +84,12 @@ CLAIM_JOB_RUN = (
 )
 SELECT_JOB_RUN = "SELECT claimed_by FROM job_runs WHERE job = $1 AND slot = $2"
 FORGET_JOB_RUNS = "DELETE FROM job_runs WHERE claimed_at < $1"
+SELECT_CHAT_LANGUAGE = "SELECT language FROM chat_settings WHERE chat_id = $1"
+UPSERT_CHAT_LANGUAGE = (
+    "INSERT INTO chat_settings (chat_id, language, updated_at, updated_by)"
+    " VALUES ($1, $2, $3, $4) ON CONFLICT (chat_id) DO UPDATE SET language = excluded.language,"
+    " updated_at = excluded.updated_at, updated_by = excluded.updated_by"
+)
 INSERT_SUSPICION = (
     "INSERT INTO suspicions (chat_id, user_id, reason, detail, created_at)"
     " VALUES ($1, $2, $3, $4, $5)"

@@ -228,6 +228,18 @@ class PostgresStore(PgReads, QueuedWrites):
             (s.SET_WEB_PUBLIC, (chat_id, public, audit.actor_id, at)), *_audit_rows(audit, at)
         )
 
+    async def chat_language(self, chat_id: int) -> str | None:
+        rows = await self._fetch(s.SELECT_CHAT_LANGUAGE, chat_id)
+        return str(rows[0][0]) if rows and rows[0][0] is not None else None
+
+    async def set_chat_language(
+        self, chat_id: int, language: str | None, at: str, audit: AdminAction
+    ) -> None:
+        await self.execute_all(
+            (s.UPSERT_CHAT_LANGUAGE, (chat_id, language, at, audit.actor_id)),
+            *_audit_rows(audit, at),
+        )
+
     def remember_person_later(
         self, person: KnownPerson, at: str, on_failure: Callable[[], None] | None = None
     ) -> None:

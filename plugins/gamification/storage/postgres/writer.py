@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 from plugins.gamification.domain.clock import format_utc
 from plugins.gamification.domain.errors import (
+    N_,
     GamificationError,
     IdempotencyConflictError,
     InsufficientBalanceError,
@@ -368,22 +369,24 @@ class PgBatchWriter:
         breakdown: str | None = None,
     ) -> Transaction:
         if p.amount == 0:
-            raise InvalidAmountError("The amount must not be zero.")
+            raise InvalidAmountError(N_("The amount must not be zero."))
         account = (p.chat_id, p.user_id)
         before = state.accounts.get(account) or AccountRow()
         new_balance = before.balance + p.amount
         if p.amount < 0 and new_balance < 0 and not p.allow_negative:
             raise InsufficientBalanceError(
-                f"The balance is {before.balance}; taking {-p.amount} would put it below zero."
+                N_("The balance is {balance:,}; taking {amount:,} would put it below zero."),
+                balance=before.balance,
+                amount=-p.amount,
             )
         if abs(new_balance) > MAX_BALANCE:
-            raise InvalidAmountError("The balance would leave the supported range.")
+            raise InvalidAmountError(N_("The balance would leave the supported range."))
         if p.day_limit is not None and self._effects is not None:
             # Under the account's row lock: no other process's batch can pass it meanwhile.
             self._effects.check_day_limit(p, before, state.moment)
         if p.key in state.keys:
             # A reward's or compensation's own key met again: never two rows for one key.
-            raise IdempotencyConflictError(f"The key {p.key!r} was already used.")
+            raise IdempotencyConflictError(N_("The key {key!r} was already used."), key=p.key)
         earned = before.earned
         if p.kind is TxKind.REVERT:
             earned -= max(-p.amount, 0)
@@ -590,7 +593,7 @@ def _repeat(state: _State, key: str, fingerprint: str) -> Receipt | None:
         return None
     if existing[1] != fingerprint:
         raise IdempotencyConflictError(
-            f"The key {key!r} was already used for a different operation."
+            N_("The key {key!r} was already used for a different operation."), key=key
         )
     return Receipt(existing[0], duplicate=True)
 
@@ -598,12 +601,20 @@ def _repeat(state: _State, key: str, fingerprint: str) -> Receipt | None:
 def _reversal_posting(state: _State, op: Reversal) -> tuple[Posting, Transaction]:
     original = state.txs.get(op.tx_id)
     if original is None or (op.chat_id is not None and original.chat_id != op.chat_id):
-        raise TransactionNotFoundError(f"There is no transaction #{op.tx_id} here.")
+        raise TransactionNotFoundError(
+            N_("There is no transaction #{tx_id} here."), tx_id=op.tx_id
+        )
     if original.kind is TxKind.REVERT:
-        raise RevertError(f"Transaction #{op.tx_id} is itself a revert and cannot be reverted.")
+        raise RevertError(
+            N_("Transaction #{tx_id} is itself a revert and cannot be reverted."), tx_id=op.tx_id
+        )
     earlier = state.reverted.get(op.tx_id)
     if earlier is not None:
-        raise RevertError(f"Transaction #{op.tx_id} was already reverted by #{earlier}.")
+        raise RevertError(
+            N_("Transaction #{tx_id} was already reverted by #{revert_id}."),
+            tx_id=op.tx_id,
+            revert_id=earlier,
+        )
     amount = -original.amount
     return Posting(
         chat_id=original.chat_id, user_id=original.user_id, amount=amount, kind=TxKind.REVERT,

@@ -216,6 +216,16 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX admin_actions_chat ON admin_actions (chat_id, id);
     """,
+    # 9: settings a chat's admins choose (its language), one row per chat. Not part of
+    # the chain: a setting is not points.
+    """
+    CREATE TABLE chat_settings (
+        chat_id     INTEGER PRIMARY KEY,
+        language    TEXT,
+        updated_at  TEXT    NOT NULL,
+        updated_by  INTEGER
+    );
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

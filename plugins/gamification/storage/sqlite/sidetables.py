@@ -87,3 +87,10 @@ SELECT_AMOUNTS_SINCE = (
     "SELECT created_at, amount FROM transactions"
     " WHERE chat_id = ? AND user_id = ? AND created_at >= ? ORDER BY id"
 )
+# A chat's settings: the row is replaced whole (NULL language: each person's own).
+SELECT_CHAT_LANGUAGE = "SELECT language FROM chat_settings WHERE chat_id = ?"
+UPSERT_CHAT_LANGUAGE = (
+    "INSERT INTO chat_settings (chat_id, language, updated_at, updated_by) VALUES (?, ?, ?, ?)"
+    " ON CONFLICT (chat_id) DO UPDATE SET language = excluded.language,"
+    " updated_at = excluded.updated_at, updated_by = excluded.updated_by"
+)

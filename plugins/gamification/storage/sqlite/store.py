@@ -395,6 +395,18 @@ class LedgerStore(QueuedWrites):
         rows = await self.fetchall(sidetables.SELECT_AMOUNTS_SINCE, (chat_id, user_id, since))
         return [(str(at), int(amount)) for at, amount in rows]
 
+    async def chat_language(self, chat_id: int) -> str | None:
+        rows = await self.fetchall(sidetables.SELECT_CHAT_LANGUAGE, (chat_id,))
+        return str(rows[0][0]) if rows and rows[0][0] is not None else None
+
+    async def set_chat_language(
+        self, chat_id: int, language: str | None, at: str, audit: AdminAction
+    ) -> None:
+        await self.execute_all(
+            (sidetables.UPSERT_CHAT_LANGUAGE, (chat_id, language, at, audit.actor_id)),
+            *self._audit_rows(audit, at),
+        )
+
     async def member_days(self, chat_id: int, since: str, until: str) -> list[int]:
         rows = await self.fetchall(sidetables.MEMBER_DAYS, (chat_id, since, until))
         return [int(row[0]) for row in rows]

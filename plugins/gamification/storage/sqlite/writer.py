@@ -14,6 +14,7 @@ from datetime import datetime
 
 from plugins.gamification.domain.clock import format_utc
 from plugins.gamification.domain.errors import (
+    N_,
     GamificationError,
     IdempotencyConflictError,
     InsufficientBalanceError,
@@ -200,7 +201,7 @@ class BatchWriter:
             return None
         if existing[-1] != fingerprint:
             raise IdempotencyConflictError(
-                f"The key {key!r} was already used for a different operation."
+                N_("The key {key!r} was already used for a different operation."), key=key
             )
         return Receipt(row_to_transaction(existing[:-1]), duplicate=True)
 
@@ -209,15 +210,22 @@ class BatchWriter:
     ) -> tuple[Posting, Transaction]:
         found = conn.execute(SELECT_TX_BY_ID, (op.tx_id,)).fetchone()
         if found is None or (op.chat_id is not None and found[1] != op.chat_id):
-            raise TransactionNotFoundError(f"There is no transaction #{op.tx_id} here.")
+            raise TransactionNotFoundError(
+                N_("There is no transaction #{tx_id} here."), tx_id=op.tx_id
+            )
         original = row_to_transaction(found)
         if original.kind is TxKind.REVERT:
             raise RevertError(
-                f"Transaction #{op.tx_id} is itself a revert and cannot be reverted."
+                N_("Transaction #{tx_id} is itself a revert and cannot be reverted."),
+                tx_id=op.tx_id,
             )
         earlier = conn.execute(SELECT_REVERT_OF, (op.tx_id,)).fetchone()
         if earlier is not None:
-            raise RevertError(f"Transaction #{op.tx_id} was already reverted by #{earlier[0]}.")
+            raise RevertError(
+                N_("Transaction #{tx_id} was already reverted by #{revert_id}."),
+                tx_id=op.tx_id,
+                revert_id=earlier[0],
+            )
         amount = -original.amount
         return Posting(
             chat_id=original.chat_id,
@@ -243,7 +251,7 @@ class BatchWriter:
         breakdown: str | None = None,
     ) -> Transaction:
         if p.amount == 0:
-            raise InvalidAmountError("The amount must not be zero.")
+            raise InvalidAmountError(N_("The amount must not be zero."))
         account = (p.chat_id, p.user_id)
         before = self._accounts.pop(account, None)
         if before is None:
@@ -252,10 +260,12 @@ class BatchWriter:
         new_balance = before.balance + p.amount
         if p.amount < 0 and new_balance < 0 and not p.allow_negative:
             raise InsufficientBalanceError(
-                f"The balance is {before.balance}; taking {-p.amount} would put it below zero."
+                N_("The balance is {balance:,}; taking {amount:,} would put it below zero."),
+                balance=before.balance,
+                amount=-p.amount,
             )
         if abs(new_balance) > MAX_BALANCE:
-            raise InvalidAmountError("The balance would leave the supported range.")
+            raise InvalidAmountError(N_("The balance would leave the supported range."))
         if p.day_limit is not None and self._effects is not None:
             self._effects.check_day_limit(p, before, state.moment)
         earned = before.earned

@@ -95,6 +95,7 @@ def build_sqlite_ledger(path: Path) -> None:
         "INSERT INTO job_runs VALUES ('integrity', '2026-03-02T02:00:00.000000Z',"
         " '2026-03-02T02:00:00.100000Z', 'host:1:abc')"
     )
+    conn.execute("INSERT INTO chat_settings VALUES (?, 'ru', '2026-03-02T00:00:00Z', 9)", (CHAT,))
     conn.executemany(
         "INSERT INTO web_access VALUES (?, ?, 9, '2026-03-02T00:00:00Z')",
         [(CHAT, 1), (OTHER, 0)],
