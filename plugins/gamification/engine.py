@@ -393,6 +393,12 @@ class PointsEngine:
     async def transaction(self, tx_id: int) -> Transaction | None:
         return await self.store.transaction(arguments.transaction_id(tx_id))
 
+    async def transaction_by_key(self, key: str) -> Transaction | None:
+        """The transaction written under idempotency key `key`, or None if none was."""
+        return await self.store.transaction_by_key(
+            arguments.text("An idempotency key", key, least=1, most=MAX_KEY_LENGTH)
+        )
+
     async def leaderboard(
         self, chat_id: int, period: Period = Period.WEEK, limit: int = 10
     ) -> Leaderboard:

@@ -221,7 +221,7 @@ async def setup_gamification(
     dispatcher.workflow_data["gamification_speaker"] = speaker
     every = menus(i18n)
     user, admin = every[language]
-    pages = ChatPages(services, bot, web) if web is not None else None
+    pages = ChatPages(services, bot, web, language=language) if web is not None else None
     handle = Gamification(
         services, bus, router, scheduler, runtime, user, admin, stack, pages, menus=every
     )

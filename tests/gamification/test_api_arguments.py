@@ -142,6 +142,10 @@ METHODS: dict[str, tuple[Call, dict[str, list[Any]]]] = {
         lambda e, kw: e.transaction(**{"tx_id": 1, **kw}),
         {"tx_id": TX_IDS},
     ),
+    "transaction_by_key": (
+        lambda e, kw: e.transaction_by_key(**{"key": "k", **kw}),
+        {"key": KEYS},
+    ),
     "leaderboard": (
         lambda e, kw: e.leaderboard(**{"chat_id": CHAT, **kw}),
         {"chat_id": REQUIRED_IDS, "period": PERIODS, "limit": LIMITS},

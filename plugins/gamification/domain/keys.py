@@ -31,3 +31,9 @@ def event_key(event_id: str) -> str:
 def thanks_key(chat_id: int, message_id: int) -> str:
     """A thanks reply; apart from msg: because the same message also scores as activity."""
     return f"thx:{chat_id}:{message_id}"
+
+
+def grant_key(file_digest: str, user_id: int) -> str:
+    """One row of a grant file (`python -m bot grant`): the file's digest names the
+    operation, and a file holds at most one row per person."""
+    return f"grt:{file_digest}:{user_id}"

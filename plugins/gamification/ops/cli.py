@@ -1,5 +1,6 @@
-"""The plugin's operator commands (check, backup, export, rebuild-balances, migrate), for any
-host CLI; each works on a SQLite file or a PostgreSQL database (storage/tasks.py)."""
+"""The plugin's operator commands (check, backup, export, rebuild-balances, migrate; demo and
+grant come from their own modules), for any host CLI; each works on a SQLite file or a
+PostgreSQL database (storage/tasks.py)."""
 
 from __future__ import annotations
 
@@ -266,10 +267,12 @@ def _operator() -> str:
 
 def cli_commands() -> list[Command]:
     from plugins.gamification.ops.demo import demo_command
+    from plugins.gamification.ops.grant_cli import grant_command
     from plugins.gamification.ops.history_import import import_history_command
 
     return [
         demo_command(),
+        grant_command(),
         import_history_command(),
         Command(
             name="check",

@@ -69,6 +69,10 @@ class LedgerStorage(Protocol):
 
     async def transaction(self, tx_id: int) -> Transaction | None: ...
 
+    async def transaction_by_key(self, key: str) -> Transaction | None:
+        """The transaction written under idempotency key `key`, if any."""
+        ...
+
     async def last_transaction_id(self) -> int: ...
 
     async def standings(

@@ -33,7 +33,7 @@ from plugins.gamification.web.auth import (
     TelegramUnavailableError,
     verify_init_data,
 )
-from plugins.gamification.web.texts import DEFAULT_LANGUAGE, language_of
+from plugins.gamification.web.texts import DEFAULT_LANGUAGE, language_of, languages
 
 log = logging.getLogger(__name__)
 
@@ -79,16 +79,22 @@ def _whole(value: str) -> int:
     return number
 
 
-def _language_hint(request: web.Request) -> str:
+def _browser_language(request: web.Request) -> str | None:
+    """The first language of the browser's Accept-Language ("ru-RU,ru;q=0.9" -> "ru-RU")."""
+    first = request.headers.get("Accept-Language", "").split(",")[0]
+    return first.split(";")[0].strip() or None
+
+
+def _language_hint(request: web.Request) -> str | None:
     """The language of a refusal page: the one the launch data names, signed or not (it
-    only picks the words of the refusal)."""
+    only picks the words of the refusal), else the browser's."""
     auth = request.query.get("auth")
     if not auth:
-        return DEFAULT_LANGUAGE
+        return language_of(_browser_language(request))
     try:
         user = parse_webapp_init_data(auth).user
     except (ValueError, ValidationError, TypeError):
-        return DEFAULT_LANGUAGE
+        return None
     return language_of(user.language_code if user else None)
 
 
@@ -98,8 +104,13 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 class ChatPages:
     """The routes, on the services the bot already runs (no second ledger connection)."""
 
-    def __init__(self, services: Services, bot: Bot, options: WebOptions) -> None:
+    def __init__(
+        self, services: Services, bot: Bot, options: WebOptions, *, language: str = "en"
+    ) -> None:
         self._services = services
+        # What the pages speak where neither the chat's admins (/language) nor the viewer's
+        # Telegram (or browser) choose a language with a catalog: the bot's own.
+        self._default = language_of(language) or DEFAULT_LANGUAGE
         self._bot = bot
         self._options = options
         self._data = PageData(services.engine, services.people, services.config)
@@ -120,14 +131,14 @@ class ChatPages:
             try:
                 response = await handler(request)
             except PageError as exc:
-                language = _language_hint(request)
+                language = _language_hint(request) or self._default
                 response = self._html(
                     pages.error_page(language, exc.status, admin_only=exc.admin_only),
                     status=exc.status,
                 )
             except (GamificationError, TelegramUnavailableError) as exc:
                 log.warning("page %s not served: %s", request.path, exc)
-                response = self._html(pages.error_page(DEFAULT_LANGUAGE, 503), status=503)
+                response = self._html(pages.error_page(self._default, 503), status=503)
             response.headers["Content-Security-Policy"] = CSP
             response.headers["X-Content-Type-Options"] = "nosniff"
             response.headers["Referrer-Policy"] = "no-referrer"
@@ -142,8 +153,8 @@ class ChatPages:
         response.headers["Cache-Control"] = "public, max-age=30" if public else "no-store"
         return response
 
-    def _sign_in(self, auth: str) -> tuple[int, str, int | None]:
-        """(user id, page language, chat named by the launch's start parameter)."""
+    def _sign_in(self, auth: str) -> tuple[int, str | None, int | None]:
+        """(user id, their Telegram language, chat named by the launch's start parameter)."""
         clock = self._services.clock
         try:
             data = verify_init_data(
@@ -154,14 +165,23 @@ class ChatPages:
             raise PageError(401) from None
         assert data.user is not None
         chat = parse_chat_token(data.start_param) if data.start_param else None
-        return data.user.id, language_of(data.user.language_code), chat
+        return data.user.id, data.user.language_code, chat
+
+    async def _language(self, chat_id: int, code: str | None) -> str:
+        """The chat's admins' choice, else the viewer's own language, else the bot's: the
+        order the chat's replies follow."""
+        chosen = await self._services.languages.of(chat_id)
+        if chosen is not None and chosen in languages():
+            return chosen
+        return language_of(code) or self._default
 
     async def _viewer(self, request: web.Request, chat_id: int) -> Viewer:
         auth = request.query.get("auth")
         if auth:
-            user_id, language, _ = self._sign_in(auth)
+            user_id, code, _ = self._sign_in(auth)
             if not await self._data.chat_known(chat_id):
                 raise PageError(404)
+            language = await self._language(chat_id, code)
             membership = await self._members.of(chat_id, user_id)
             if membership.member:
                 return Viewer(user_id, membership.admin, language, auth)
@@ -172,10 +192,12 @@ class ChatPages:
             raise PageError(404)
         if not await self._access.is_public(chat_id):
             raise PageError(401)
-        return Viewer(None, False, DEFAULT_LANGUAGE, None)
+        language = await self._language(chat_id, _browser_language(request))
+        return Viewer(None, False, language, None)
 
     async def _app(self, request: web.Request) -> web.StreamResponse:
-        return self._html(pages.app_page(DEFAULT_LANGUAGE))
+        language = language_of(_browser_language(request)) or self._default
+        return self._html(pages.app_page(language))
 
     async def _open(self, request: web.Request) -> web.StreamResponse:
         auth = request.query.get("auth", "")

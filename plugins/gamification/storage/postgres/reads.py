@@ -108,6 +108,10 @@ class PgReads:
         rows = await self._fetch(s.SELECT_TX_BY_ID, tx_id)
         return row_to_transaction(tuple(rows[0])) if rows else None
 
+    async def transaction_by_key(self, key: str) -> Transaction | None:
+        rows = await self._fetch(s.SELECT_TX_BY_KEY, key)
+        return row_to_transaction(tuple(rows[0])) if rows else None
+
     async def last_transaction_id(self) -> int:
         """The id of the newest transaction (0 for an empty ledger)."""
         return int(await self._value(s.SELECT_LAST_ID))

@@ -11,6 +11,10 @@ SELECT_TX_BY_ID = (
     "SELECT id, chat_id, user_id, seq, amount, balance_after, kind, idem_key, actor_id, reason,"
     " breakdown, created_at, reverts_id, prev_hash, hash FROM transactions WHERE id = $1"
 )
+SELECT_TX_BY_KEY = (
+    "SELECT id, chat_id, user_id, seq, amount, balance_after, kind, idem_key, actor_id, reason,"
+    " breakdown, created_at, reverts_id, prev_hash, hash FROM transactions WHERE idem_key = $1"
+)
 SELECT_HISTORY = (
     "SELECT id, chat_id, user_id, seq, amount, balance_after, kind, idem_key, actor_id, reason,"
     " breakdown, created_at, reverts_id, prev_hash, hash FROM transactions"

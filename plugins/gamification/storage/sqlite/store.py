@@ -50,6 +50,7 @@ from plugins.gamification.storage.sqlite.integrity import IntegrityReport, run_c
 from plugins.gamification.storage.sqlite.rows import (
     SELECT_HISTORY,
     SELECT_TX_BY_ID,
+    SELECT_TX_BY_KEY,
     row_to_transaction,
 )
 from plugins.gamification.storage.sqlite.schema import ledger_version, migrate
@@ -209,6 +210,10 @@ class LedgerStore(QueuedWrites):
     async def transaction(self, tx_id: int) -> Transaction | None:
         rows = await self.fetchall(SELECT_TX_BY_ID, (tx_id,))
         return row_to_transaction(rows[0]) if rows else None
+
+    async def transaction_by_key(self, key: str) -> Transaction | None:
+        rows = await self.fetchall(SELECT_TX_BY_KEY, (key,))
+        return row_to_transaction(rows[0][:-1]) if rows else None
 
     async def last_transaction_id(self) -> int:
         """The id of the newest transaction (0 for an empty ledger)."""
