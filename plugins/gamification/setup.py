@@ -273,7 +273,9 @@ async def _wire_events(
     async def send(chat_id: int, text: str) -> object:
         return await bot.send_message(chat_id, text)
 
-    announcer = Announcer(config.progress, send, name_getter(services), speaker)
+    announcer = Announcer(
+        config.progress, send, name_getter(services), speaker, clock=services.clock
+    )
     for pattern in announcer.patterns():
         bus.subscribe(pattern, announcer.on_event, name=f"gamification.announcer {pattern}")
     stack.push_async_callback(announcer.close)

@@ -268,10 +268,12 @@ def _operator() -> str:
 def cli_commands() -> list[Command]:
     from plugins.gamification.ops.demo import demo_command
     from plugins.gamification.ops.grant_cli import grant_command
+    from plugins.gamification.ops.history_import import import_history_command
 
     return [
         demo_command(),
         grant_command(),
+        import_history_command(),
         Command(
             name="check",
             help=(

@@ -146,8 +146,12 @@ async def open_services(
     clock: Clock | None = None,
     admin_ids: Iterable[int] = (),
     admin_log_chat_id: int | None = None,
+    gate_state: GateState | None = None,
 ) -> Services:
-    """Open the ledger at `database` and load the state that survives restarts."""
+    """Open the ledger at `database` and load the state that survives restarts.
+
+    `gate_state`: the anti-abuse backend, when not the one the config names (a replay of
+    a chat's history judges on its own memory, by its own clock)."""
     if database.backend == "sqlite":  # a server's database is never a folder to create
         try:
             database.path.parent.mkdir(parents=True, exist_ok=True)
@@ -181,6 +185,7 @@ async def open_services(
         admin_ids=frozenset(admin_ids),
         admin_log_chat_id=admin_log_chat_id,
         retry_seconds=database.retry_seconds,
+        gate_state=gate_state,
     )
     state = services.gate_state
     try:

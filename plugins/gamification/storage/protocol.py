@@ -140,6 +140,14 @@ class LedgerStorage(Protocol):
 
     async def thanks_between(self, chat_id: int, receiver: int, giver: int, since: str) -> int: ...
 
+    async def first_transaction_at(self, chat_id: int) -> str | None:
+        """When the chat's earliest transaction happened (as stored), or None: no rows."""
+        ...
+
+    async def last_admin_action(self, chat_id: int, action: str) -> str | None:
+        """The detail of the chat's latest admin_actions row of `action`, or None."""
+        ...
+
     async def thanks_given(self, chat_id: int, giver: int, since: str) -> int: ...
 
     async def claim_job_run(

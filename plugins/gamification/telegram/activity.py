@@ -15,6 +15,7 @@ import logging
 from aiogram.dispatcher.event.bases import SkipHandler
 from aiogram.types import Message, MessageReactionUpdated
 
+from plugins.gamification.domain.activity import ThanksFact
 from plugins.gamification.domain.errors import GamificationError, TransientStorageError
 from plugins.gamification.domain.models import Receipt
 from plugins.gamification.services.runtime import Services
@@ -96,13 +97,41 @@ async def _engage(message: Message, gamification: Services) -> None:
 
 
 async def _score(message: Message, gamification: Services, speaker: Speaker) -> None:
+    thanked = await score_group_message(message, gamification)
+    if thanked is None:
+        return
+    thanks, outcome = thanked
+    # The language is chosen only now that there is something to say.
+    language = await chat_locale(
+        speaker.i18n, gamification.languages, message.chat.id, message.from_user
+    )
+    name_of = name_getter(gamification)
+    with speaker.speaking(language):
+        text = _("{receiver} {change} (thanks from {giver}), now {balance}.").format(
+            receiver=esc(await name_of(thanks.receiver_id)),
+            change=signed(outcome.transaction.amount),
+            giver=esc(await name_of(thanks.giver_id)),
+            balance=num(outcome.balance),
+        )
+    await message.reply(text)
+
+
+async def score_group_message(
+    message: Message, gamification: Services
+) -> tuple[ThanksFact, Receipt] | None:
+    """Score a group message as activity or as a thanks, and engage what it replies to.
+
+    Returns a new thanks award for the caller to announce; the live listener replies with
+    it, a replay of a chat's history (ops/history_import.py) only counts it. Both go
+    through here, so history earns by exactly the rules live messages do.
+    """
     thanks = thanks_fact(message, gamification.config, gamification.thanks.triggers)
     if thanks is None:
         fact = activity_fact(message, gamification.config)
         if fact is not None:
             await gamification.scoring.score_message(fact)
         await _engage(message, gamification)
-        return
+        return None
     # A thanks earns through the thanks rules; it is not also engagement (a ring of
     # accounts thanking each other would lift each other's engagement record).
     # A thanks earns the thanked person points; it is not also activity of its own,
@@ -110,16 +139,5 @@ async def _score(message: Message, gamification: Services, speaker: Speaker) -> 
     gamification.stats.messages_seen[message.chat.id] += 1
     outcome = await gamification.thanks.thank(thanks)
     if isinstance(outcome, Receipt) and not outcome.duplicate:
-        # The language is chosen only now that there is something to say.
-        language = await chat_locale(
-            speaker.i18n, gamification.languages, message.chat.id, message.from_user
-        )
-        name_of = name_getter(gamification)
-        with speaker.speaking(language):
-            text = _("{receiver} {change} (thanks from {giver}), now {balance}.").format(
-                receiver=esc(await name_of(thanks.receiver_id)),
-                change=signed(outcome.transaction.amount),
-                giver=esc(await name_of(thanks.giver_id)),
-                balance=num(outcome.balance),
-            )
-        await message.reply(text)
+        return thanks, outcome
+    return None

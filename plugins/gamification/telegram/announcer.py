@@ -12,8 +12,10 @@ import logging
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractContextManager, nullcontext
+from datetime import timedelta
 
 from plugins.gamification.bus.events import Event
+from plugins.gamification.domain.clock import Clock, SystemClock
 from plugins.gamification.domain.config import ProgressSection
 from plugins.gamification.telegram.i18n import Speaker, _, num
 from plugins.gamification.telegram.phrasing import esc
@@ -23,6 +25,9 @@ log = logging.getLogger(__name__)
 Send = Callable[[int, str], Awaitable[object]]
 Namer = Callable[[int], Awaitable[str]]
 MAX_LINES = 20
+# Older news is not posted: a level reached months ago in a chat's imported history
+# (`import-history` writes such events with their original times) would only flood the chat.
+STALE_AFTER = timedelta(hours=1)
 
 
 class Announcer:
@@ -32,8 +37,10 @@ class Announcer:
         send: Send,
         name_of: Namer,
         speaker: Speaker | None = None,
+        clock: Clock | None = None,
     ) -> None:
         self.settings = settings
+        self._clock = clock or SystemClock()
         self._send = send
         self._name_of = name_of
         self._speaker = speaker
@@ -44,6 +51,7 @@ class Announcer:
         self._timers: dict[int, asyncio.TimerHandle] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self.sent = 0
+        self.stale = 0
 
     def patterns(self) -> list[str]:
         wanted = []
@@ -55,6 +63,9 @@ class Announcer:
 
     async def on_event(self, event: Event) -> None:
         if event.chat_id is None or event.user_id is None:
+            return
+        if self._clock.now() - event.occurred_at > STALE_AFTER:
+            self.stale += 1
             return
         if event.type not in ("achievement.unlocked", "level.reached"):
             return

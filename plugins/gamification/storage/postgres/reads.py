@@ -177,6 +177,14 @@ class PgReads:
         """Thanks `giver` gave `receiver` in the chat since `since`."""
         return int(await self._value(s.COUNT_THANKS_PAIR, chat_id, receiver, giver, since) or 0)
 
+    async def first_transaction_at(self, chat_id: int) -> str | None:
+        value = await self._value(s.FIRST_TRANSACTION_AT, chat_id)
+        return None if value is None else str(value)
+
+    async def last_admin_action(self, chat_id: int, action: str) -> str | None:
+        value = await self._value(s.LAST_ADMIN_ACTION, chat_id, action)
+        return None if value is None else str(value)
+
     async def thanks_given(self, chat_id: int, giver: int, since: str) -> int:
         """Thanks `giver` gave anyone in the chat since `since`."""
         return int(await self._value(s.COUNT_THANKS_GIVEN, chat_id, giver, since) or 0)

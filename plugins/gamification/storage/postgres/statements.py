@@ -123,6 +123,10 @@ COUNT_THANKS_PAIR = (
     "SELECT COUNT(*) FROM transactions WHERE chat_id = $1 AND user_id = $2 AND actor_id = $3"
     " AND kind = 'thanks' AND created_at >= $4"
 )
+FIRST_TRANSACTION_AT = "SELECT MIN(created_at) FROM transactions WHERE chat_id = $1"
+LAST_ADMIN_ACTION = (
+    "SELECT detail FROM admin_actions WHERE chat_id = $1 AND action = $2 ORDER BY id DESC LIMIT 1"
+)
 COUNT_THANKS_GIVEN = (
     "SELECT COUNT(*) FROM transactions WHERE chat_id = $1 AND actor_id = $2"
     " AND kind = 'thanks' AND created_at >= $3"

@@ -124,7 +124,10 @@ class Effects:
             return account
         today, day, _ = self._at(tx.created_at)
         activity_day, activity_today = account.activity_day, account.activity_today
-        if tx.kind is TxKind.ACTIVITY:
+        # A day before the account's last active one (a chat's history imported after the
+        # bot went live) leaves that day's total alone: the daily cap goes on measuring the
+        # latest day, and the streak keeps its last day (streak_if_active leaves it).
+        if tx.kind is TxKind.ACTIVITY and (activity_day is None or day >= activity_day):
             activity_today = (activity_today if activity_day == day else 0) + tx.amount
             activity_day = day
         length, best = account.streak_length, account.streak_best

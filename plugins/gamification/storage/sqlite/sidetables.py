@@ -32,6 +32,10 @@ LAST_THANKS_PAIR = (
     "SELECT COUNT(*) FROM transactions WHERE chat_id = ? AND user_id = ? AND actor_id = ?"
     " AND kind = 'thanks' AND created_at >= ?"
 )
+FIRST_TRANSACTION_AT = "SELECT MIN(created_at) FROM transactions WHERE chat_id = ?"
+LAST_ADMIN_ACTION = (
+    "SELECT detail FROM admin_actions WHERE chat_id = ? AND action = ? ORDER BY id DESC LIMIT 1"
+)
 COUNT_THANKS_GIVEN = (
     "SELECT COUNT(*) FROM transactions WHERE chat_id = ? AND actor_id = ?"
     " AND kind = 'thanks' AND created_at >= ?"

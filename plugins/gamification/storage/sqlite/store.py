@@ -351,6 +351,14 @@ class LedgerStore(QueuedWrites):
         rows = await self.fetchall(sidetables.LAST_THANKS_PAIR, (chat_id, receiver, giver, since))
         return int(rows[0][0]) if rows else 0
 
+    async def first_transaction_at(self, chat_id: int) -> str | None:
+        rows = await self.fetchall(sidetables.FIRST_TRANSACTION_AT, (chat_id,))
+        return str(rows[0][0]) if rows and rows[0][0] is not None else None
+
+    async def last_admin_action(self, chat_id: int, action: str) -> str | None:
+        rows = await self.fetchall(sidetables.LAST_ADMIN_ACTION, (chat_id, action))
+        return str(rows[0][0]) if rows else None
+
     async def thanks_given(self, chat_id: int, giver: int, since: str) -> int:
         """Thanks `giver` gave anyone in the chat since `since`."""
         rows = await self.fetchall(sidetables.COUNT_THANKS_GIVEN, (chat_id, giver, since))
