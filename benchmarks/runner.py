@@ -18,6 +18,7 @@ from typing import TextIO, TypeVar
 
 from benchmarks import (
     app,
+    cards,
     check,
     ledger,
     memory,
@@ -147,6 +148,9 @@ async def measure(scale: Scale, session: Session) -> Results:
     r.memory = await session.attempt(
         "memory (in a child process)",
         lambda p: memory.rss_growth_in_child(p, scale.memory_awards, scale.memory_accounts),
+    )
+    r.cards = await session.attempt(
+        "rank card render", lambda _: asyncio.to_thread(cards.card_renders, scale.cards)
     )
     return r
 

@@ -31,6 +31,8 @@ class Scale:
     integrity_accounts: int
     memory_awards: int
     memory_accounts: int
+    # Rank cards drawn one after another.
+    cards: int
 
     @property
     def scaled(self) -> bool:
@@ -69,6 +71,7 @@ FULL = Scale(
     integrity_accounts=100_000,
     memory_awards=FULL_MEMORY_AWARDS,
     memory_accounts=FULL_MEMORY_ACCOUNTS,
+    cards=2_000,
 )
 
 QUICK = Scale(
@@ -88,6 +91,7 @@ QUICK = Scale(
     integrity_accounts=10_000,
     memory_awards=20_000,
     memory_accounts=2_000,
+    cards=300,
 )
 
 # Only for the test that proves the harness runs end to end; its figures mean nothing.
@@ -108,6 +112,7 @@ TINY = Scale(
     integrity_accounts=200,
     memory_awards=1_000,
     memory_accounts=100,
+    cards=20,
 )
 
 SCALES = {scale.name: scale for scale in (FULL, QUICK, TINY)}

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from benchmarks import app, webhook_table
 from benchmarks.baselines import RawLimit
+from benchmarks.cards import CardRenders
 from benchmarks.check import IntegrityRun
 from benchmarks.ledger import BURST, Flight
 from benchmarks.memory import Memory
@@ -37,10 +38,11 @@ BUS_IN = "event bus in: events turned into awards"
 BUS_OUT = "event bus out: events delivered by the relay"
 INTEGRITY = "integrity check"
 MEMORY = "memory: RSS growth"
+CARDS = "rank card render (draw + PNG)"
 # Every row the table always has, in order (integrity and memory labels get their counts).
 LABELS = (SINGLE_P50, SINGLE_P99, *IN_FLIGHT.values(), BURST_LABEL, END_TO_END,
           webhook_table.SQLITE, BUS_IN,
-          BUS_OUT, INTEGRITY, MEMORY)  # fmt: skip
+          BUS_OUT, INTEGRITY, MEMORY, CARDS)  # fmt: skip
 
 
 @dataclass(slots=True)
@@ -59,6 +61,7 @@ class Results:
     outbound: Outbound | None = None
     integrity: IntegrityRun | None = None
     memory: Memory | None = None
+    cards: CardRenders | None = None
     journal_mode: str = "unknown"
     failures: list[str] = field(default_factory=list)
 
@@ -190,6 +193,18 @@ def memory_row(label: str, run: Memory | None, scale: Scale) -> Row:
     )
 
 
+def cards_row(label: str, run: CardRenders | None) -> Row:
+    if run is None:
+        return Row(label, FAILED)
+    p50, p99 = percentile(run.times, 50), percentile(run.times, 99)
+    return Row(
+        label,
+        f"p50 {ms(p50)}, p99 {ms(p99)} over {len(run.times):,} {plural(len(run.times), 'card')}"
+        f" (CPU p50 {ms(percentile(run.cpu, 50))}; 800x280, up to {run.png_bytes / 1024:,.0f} KB)",
+        targets=(Target("< 30 ms (p50)", p50 < 30),),
+    )
+
+
 def rows(r: Results, scale: Scale) -> list[Row]:
     table = single_rows(r.single, r.naive_single)
     for width, label in IN_FLIGHT.items():
@@ -201,6 +216,7 @@ def rows(r: Results, scale: Scale) -> list[Row]:
     table.append(outbound_row(BUS_OUT, r.outbound))
     table.append(integrity_row(INTEGRITY, r.integrity, scale))
     table.append(memory_row(MEMORY, r.memory, scale))
+    table.append(cards_row(CARDS, r.cards))
     return table
 
 

@@ -6,6 +6,7 @@ own response parsing (`check_response`), so handlers receive the same objects as
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import json
 import time
@@ -19,13 +20,19 @@ from aiogram.methods import (
     DeleteMyCommands,
     DeleteWebhook,
     GetChatMember,
+    GetFile,
     GetMe,
+    GetUserProfilePhotos,
     SendMessage,
+    SendPhoto,
     SetMyCommands,
     TelegramMethod,
 )
 from aiogram.methods.base import TelegramType
-from aiogram.types import Update
+from aiogram.types import InputFile, Update
+from aiohttp import ClientResponseError, RequestInfo
+from multidict import CIMultiDict, CIMultiDictProxy
+from yarl import URL
 
 BOT_USER = {"id": 1000000000, "is_bot": True, "first_name": "Points", "username": "points_bot"}
 
@@ -35,13 +42,19 @@ class UnexpectedCallError(AssertionError):
 
 
 class RecordingSession(BaseSession):
-    """Answers getMe, sendMessage, getChatMember, setMyCommands, deleteMyCommands and
-    deleteWebhook offline.
+    """Answers getMe, sendMessage, sendPhoto, getChatMember, getUserProfilePhotos, getFile,
+    setMyCommands, deleteMyCommands and deleteWebhook offline, and serves file downloads
+    from `files`.
 
     `admins` maps a chat id to the user ids that are its administrators; `members`, to the
     only other users in it (a chat left out of `members` has everyone as a member; anyone
     else in a listed chat has left). With `strict`, any other method raises
     UnexpectedCallError, so a test notices a call it did not plan.
+
+    `profile_photos` maps a user id to the bytes of their profile photo (one, in two sizes);
+    anyone else has none. A photo uploaded with sendPhoto is read as the real session would
+    send it and kept in `uploads` (file name, bytes); a file path nobody put in `files` is
+    answered with 404, as Telegram's file server does.
     """
 
     def __init__(
@@ -61,9 +74,17 @@ class RecordingSession(BaseSession):
         self.flood: list[int] = []
         self._now = now
         self._ids = itertools.count(1_000_000)
+        self.profile_photos: dict[int, bytes] = {}
+        self.files: dict[str, bytes] = {}
+        self.uploads: list[tuple[str, bytes]] = []
+        # True: every download is answered with 404, as for a file Telegram no longer has.
+        self.downloads_fail = False
         self._answers: dict[type[TelegramMethod[Any]], Callable[[Any], Any]] = {
             GetMe: lambda _: BOT_USER,
             SendMessage: self._send_message,
+            SendPhoto: self._send_photo,
+            GetUserProfilePhotos: self._profile_photos,
+            GetFile: self._file,
             GetChatMember: self._chat_member,
             SetMyCommands: lambda _: True,
             DeleteMyCommands: lambda _: True,
@@ -73,6 +94,10 @@ class RecordingSession(BaseSession):
     @property
     def sent(self) -> list[SendMessage]:
         return [call for call in self.calls if isinstance(call, SendMessage)]
+
+    @property
+    def photos(self) -> list[SendPhoto]:
+        return [call for call in self.calls if isinstance(call, SendPhoto)]
 
     def texts(self, chat_id: int | None = None) -> list[str]:
         return [m.text for m in self.sent if chat_id is None or m.chat_id == chat_id]
@@ -86,6 +111,10 @@ class RecordingSession(BaseSession):
         self.calls.append(method)
         if self.flood and isinstance(method, SendMessage):
             raise TelegramRetryAfter(method, "Too Many Requests", self.flood.pop(0))
+        if isinstance(method, SendPhoto) and isinstance(method.photo, InputFile):
+            # What the real session puts in the multipart form: the file's bytes, read here.
+            data = b"".join([chunk async for chunk in method.photo.read(bot)])
+            self.uploads.append((method.photo.filename or "file", data))
         answer = self._answers.get(type(method))
         if answer is None:
             if self.strict:
@@ -106,6 +135,47 @@ class RecordingSession(BaseSession):
             "text": method.text,
         }
 
+    def _send_photo(self, method: SendPhoto) -> dict[str, Any]:
+        chat_id = int(method.chat_id)
+        if isinstance(method.photo, str):  # sent again by its file_id
+            file_id = method.photo
+        else:
+            file_id = f"sent-photo-{len(self.uploads)}"
+        size = {"file_id": file_id, "file_unique_id": file_id, "width": 800, "height": 280}
+        return {
+            "message_id": next(self._ids),
+            "date": int(self._now()),
+            "chat": {"id": chat_id, "type": "supergroup" if chat_id < 0 else "private"},
+            "from": BOT_USER,
+            "photo": [size],
+            **({"caption": method.caption} if method.caption else {}),
+        }
+
+    def _profile_photos(self, method: GetUserProfilePhotos) -> dict[str, Any]:
+        photo = self.profile_photos.get(method.user_id)
+        if photo is None:
+            return {"total_count": 0, "photos": []}
+        unique = hashlib.sha256(photo).hexdigest()[:16]
+        sizes = [
+            {
+                "file_id": f"avatar-{method.user_id}-{side}-{unique}",
+                "file_unique_id": f"{unique}-{side}",
+                "width": side,
+                "height": side,
+            }
+            for side in (160, 640)
+        ]
+        for size in sizes:
+            self.files.setdefault(f"photos/{size['file_id']}.jpg", photo)
+        return {"total_count": 1, "photos": [sizes]}
+
+    def _file(self, method: GetFile) -> dict[str, Any]:
+        return {
+            "file_id": method.file_id,
+            "file_unique_id": method.file_id,
+            "file_path": f"photos/{method.file_id}.jpg",
+        }
+
     def _chat_member(self, method: GetChatMember) -> dict[str, Any]:
         user = {"id": method.user_id, "is_bot": False, "first_name": f"user {method.user_id}"}
         if method.user_id in self.admins.get(int(method.chat_id), set()):
@@ -123,11 +193,15 @@ class RecordingSession(BaseSession):
         chunk_size: int = 65536,
         raise_for_status: bool = True,
     ) -> AsyncGenerator[bytes, None]:
-        nothing: tuple[bytes, ...] = ()
-        if self.strict:
-            raise UnexpectedCallError("file downloads are not available offline")
-        for chunk in nothing:
-            yield chunk
+        path = url.rsplit("/", 2)[-2:]
+        data = None if self.downloads_fail else self.files.get("/".join(path))
+        if data is None:
+            if self.strict and not self.files and not self.downloads_fail:
+                raise UnexpectedCallError(f"unexpected download of {url}")
+            info = RequestInfo(URL(url), "GET", CIMultiDictProxy(CIMultiDict()), URL(url))
+            raise ClientResponseError(info, (), status=404, message="Not Found")
+        for start in range(0, len(data), chunk_size):
+            yield data[start : start + chunk_size]
 
     async def close(self) -> None:
         return None

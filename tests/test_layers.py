@@ -70,14 +70,15 @@ LAYERS: dict[str, frozenset[str]] = {
     "storage": frozenset({"domain"}),
     "engine": frozenset({"storage", "domain"}),
     "services": frozenset({"engine", "storage", "domain"}),
+    "cards": frozenset({"domain"}),
     "bus": frozenset({"services", "engine", "storage", "domain"}),
-    "telegram": frozenset({"bus", "services", "engine", "storage", "domain"}),
+    "telegram": frozenset({"bus", "cards", "services", "engine", "storage", "domain"}),
     "web": frozenset({"services", "engine", "storage", "domain"}),
     "ops": frozenset(
-        {"setup", "telegram", "web", "bus", "services", "engine", "storage", "domain"}
+        {"setup", "telegram", "web", "bus", "cards", "services", "engine", "storage", "domain"}
     ),
     "setup": frozenset(
-        {"ops", "telegram", "web", "bus", "services", "engine", "storage", "domain"}
+        {"ops", "telegram", "web", "bus", "cards", "services", "engine", "storage", "domain"}
     ),
 }
 LAYER_WHY = {
@@ -85,6 +86,7 @@ LAYER_WHY = {
     "storage": "storage sits on the domain only",
     "engine": "the engine talks to storage and the domain only",
     "services": "services sit on the engine, storage and the domain",
+    "cards": "rank cards are drawing only: they know the domain's config, nothing else",
     "bus": "the bus sits on services and below, and never knows Telegram",
     "telegram": "Telegram handlers sit on the bus, services and below",
     "web": "the chat pages sit on the services and below, beside the Telegram handlers",

@@ -43,6 +43,7 @@ from plugins.gamification.services.web_access import WebOptions
 from plugins.gamification.storage.options import DatabaseOptions, Location, LocationError
 from plugins.gamification.telegram import Menu, build_router, menus
 from plugins.gamification.telegram.announcer import Announcer
+from plugins.gamification.telegram.cards import RankCards
 from plugins.gamification.telegram.i18n import (
     ChatLocaleMiddleware,
     Speaker,
@@ -192,9 +193,14 @@ async def setup_gamification(
     stack = AsyncExitStack()
     stack.push_async_callback(services.close)
     try:
+        cards = RankCards(settings.cards) if settings.cards.enabled else None
+        if cards is not None:
+            stack.callback(cards.close)
         speaker = Speaker(i18n, services.languages)
         runtime = replace(
-            await _wire_events(stack, bot, services, event_bus, nats, speaker), web=web
+            await _wire_events(stack, bot, services, event_bus, nats, speaker),
+            web=web,
+            cards=cards,
         )
         bus = runtime.bus
         assert bus is not None

@@ -82,9 +82,17 @@ def test_run_without_a_usable_token(tmp_path: Path, token: str, expected: str) -
 
 def test_demo_runs_offline_and_keeps_the_database(tmp_path: Path) -> None:
     db = tmp_path / "demo.sqlite3"
-    result = bot("demo", "--db", str(db), cwd=tmp_path)
+    cards = tmp_path / "cards"
+    result = bot("demo", "--db", str(db), "--cards", str(cards), cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     out = result.stdout
+    # /points answers with a rank card, saved as a file that the transcript names; the
+    # same card asked for again is sent again, not drawn again.
+    first, second = cards / "card-01.png", cards / "card-02.png"
+    assert out.count(f"[card: {first}]") == 2
+    assert out.count(f"[card: {second}]") == 1
+    assert sorted(cards.iterdir()) == [first, second]
+    assert first.read_bytes().startswith(b"\x89PNG")
     assert "Final leaderboard" in out
     assert "Only admins of this chat can use /award." in out
     assert "not scored: burst" in out

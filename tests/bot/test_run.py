@@ -52,7 +52,10 @@ async def test_run_polls_a_local_server_answers_and_stops_cleanly(tmp_path: Path
     )
     assert any("award" in c["commands"] for c in commands)
     replies = [m["text"] for m in api.sent()]
-    assert any("Alice: <b>" in reply for reply in replies), replies
+    # /points: a rank card uploaded as multipart, the text reply as its caption.
+    (card,) = api.sent("sendPhoto")
+    assert str(card["caption"]).startswith("Alice: <b>"), card
+    assert str(card["photo"]).startswith("attach://")  # the file in a part of its own
     assert any("+50" in reply for reply in replies), replies
     conn = sqlite3.connect(db)
     rows = conn.execute("SELECT kind, amount FROM transactions ORDER BY id").fetchall()
@@ -132,7 +135,8 @@ async def test_run_webhook_answers_once_handled_never_sets_the_webhook_and_stops
             while not await answered():
                 assert asyncio.get_running_loop().time() < deadline, statuses
                 await asyncio.sleep(0.1)
-            assert len(api.sent()) == 1  # the /points reply went out before the answer
+            # The /points reply (a rank card) went out before the answer.
+            assert len(api.sent("sendPhoto")) == 1
             assert await post({"update_id": 2, "message": message(2, ALICE, "/top")}, "no") == 401
             # A second instance on the same address: one sentence, exit 2.
             taken = await asyncio.to_thread(
@@ -152,7 +156,7 @@ async def test_run_webhook_answers_once_handled_never_sets_the_webhook_and_stops
     assert "Stopped cleanly." in log
     assert secret not in log
     assert TOKEN.split(":")[1] not in log
-    assert len(api.sent()) == 1
+    assert len(api.sent("sendPhoto")) == 1
     methods = {name for name, _ in api.calls}
     assert "setWebhook" not in methods
     assert "deleteWebhook" not in methods

@@ -62,7 +62,7 @@ async def demo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator
     context = CommandContext(
         database=DatabaseOptions.of(ledger), settings=GamificationConfig(), offline=OFFLINE
     )
-    assert await replay(context, ledger, out=io.StringIO()) == 0
+    assert await replay(context, ledger, out=io.StringIO(), cards=ledger.parent / "cards") == 0
     harness = TelegramHarness(
         ledger,
         admins={CHAT_ID: {ADMIN["id"]}},

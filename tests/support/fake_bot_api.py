@@ -137,6 +137,21 @@ class FakeBotAPI:
                 "from": BOT_USER,
                 "text": params.get("text", ""),
             }
+        if method == "sendPhoto":  # a multipart upload: the photo is a file field
+            chat_id = int(params["chat_id"])
+            upload = str(params.get("photo", ""))
+            file_id = f"photo-{len(self.calls)}" if upload.startswith("attach://") else upload
+            size = {"file_id": file_id, "file_unique_id": file_id, "width": 800, "height": 280}
+            return {
+                "message_id": next(self._message_ids),
+                "date": int(time.time()),
+                "chat": {"id": chat_id, "type": "supergroup" if chat_id < 0 else "private"},
+                "from": BOT_USER,
+                "photo": [size],
+                "caption": params.get("caption", ""),
+            }
+        if method == "getUserProfilePhotos":
+            return {"total_count": 0, "photos": []}
         if method in ("setWebhook", "deleteWebhook", "getWebhookInfo"):
             return self._webhook(method, params)
         if method == "getChatMember":

@@ -93,7 +93,8 @@ def make_config(
     exact balances in tests of other features are not moved by rewards; so is engagement
     weighting (monologue factor, engagement record, relative cap, engagement bonuses,
     reaction points, thanks givers' history and pair decay), which a lone test person in
-    an empty chat would otherwise meet at once. `shipped=True` keeps every default.
+    an empty chat would otherwise meet at once; and rank cards (/points answers in text).
+    `shipped=True` keeps every default.
     """
     registry = default_registry()
     config = load_config(None, plugin_models=registry.config_models(), environ={})
@@ -104,6 +105,7 @@ def make_config(
         quiet["anti_abuse"].update(monologue_factor=1, engaged_share=0, relative_cap=0)
         quiet["engagement"]["enabled"] = False
         quiet["reactions"]["enabled"] = False
+        quiet["cards"]["enabled"] = False
         quiet["thanks"].update(min_giver_messages=0, thanks_per_message=1000, pair_decay_days=0)
     section = GamificationConfig.model_validate(_merge(quiet, gamification or {}))
     return config.model_copy(

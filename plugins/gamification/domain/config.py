@@ -460,6 +460,16 @@ class IntegritySection(Section):
         return None if value is None else check_timezone(value)
 
 
+class CardsSection(Section):
+    """/points as a picture: a rank card (PNG) with the text reply as its caption."""
+
+    enabled: bool = True
+    # How long fetching a profile photo may take before the card shows initials instead.
+    avatar_seconds: Annotated[float, within(0.1, 30, unit="seconds")] = 2.0
+    # Rendered cards kept in memory (each about 60 KB); the least recently used go first.
+    cache_size: Annotated[int, within(1, 10_000)] = 256
+
+
 class GamificationConfig(Section):
     ledger: LedgerSection = LedgerSection()
     activity: ActivitySection = ActivitySection()
@@ -473,6 +483,7 @@ class GamificationConfig(Section):
     events: EventsSection = EventsSection()
     weekly: WeeklySection = WeeklySection()
     integrity: IntegritySection = IntegritySection()
+    cards: CardsSection = CardsSection()
 
     @model_validator(mode="after")
     def _amounts_within_ledger(self) -> GamificationConfig:

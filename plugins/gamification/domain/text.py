@@ -26,7 +26,7 @@ import unicodedata
 from plugins.gamification.domain.text_tables import BIGRAMS, CONFUSABLES
 
 # Fillers that are letters by category, yet show nothing.
-_FILLERS = frozenset("\u115f\u1160\u3164\uffa0\u2800\u034f\u17b4\u17b5")
+FILLERS = frozenset("\u115f\u1160\u3164\uffa0\u2800\u034f\u17b4\u17b5")
 _SKELETON = {ord(CONFUSABLES[i]): CONFUSABLES[i + 1] for i in range(0, len(CONFUSABLES), 2)}
 # ASCII look-alikes of the skeleton too (UTS #39 maps 0 to O and 1 to l).
 _SKELETON |= {ord("0"): "o", ord("1"): "l"}
@@ -48,7 +48,7 @@ _UNSEEN = 14
 
 
 def _ignorable(ch: str) -> bool:
-    if ch in _FILLERS:
+    if ch in FILLERS:
         return True
     category = unicodedata.category(ch)
     if category == "Cf":  # zero-width, bidi controls, tags, soft hyphen, word joiner...

@@ -24,8 +24,9 @@ from aiogram.client.session.middlewares.base import (
     NextRequestMiddlewareType,
 )
 from aiogram.enums import ParseMode
-from aiogram.methods import Response, SendMessage, TelegramMethod
+from aiogram.methods import Response, SendMessage, SendPhoto, TelegramMethod
 from aiogram.methods.base import TelegramType
+from aiogram.types import BufferedInputFile, Message
 
 from plugins.gamification.bus.events import Event, InProcessBus
 from plugins.gamification.domain.clock import FakeClock
@@ -67,6 +68,14 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
             " refused: the demo writes sample data); default: a temporary file"
         ),
     )
+    parser.add_argument(
+        "--cards",
+        metavar="DIR",
+        help=(
+            "save the rank cards the bot sends (PNG) in DIR, made if missing; default: a new"
+            " temporary folder, named in the transcript"
+        ),
+    )
 
 
 async def _demo(args: argparse.Namespace, context: CommandContext) -> int:
@@ -74,12 +83,13 @@ async def _demo(args: argparse.Namespace, context: CommandContext) -> int:
         print("demo: this program offers no offline Telegram session to run it.", file=sys.stderr)
         return 2
     try:
+        cards = Path(args.cards) if args.cards else None
         if args.db:
             database = Path(args.db)
             claim_new_file(database)
-            return await replay(context, database)
+            return await replay(context, database, cards=cards)
         with tempfile.TemporaryDirectory(prefix="points-demo-") as folder:
-            return await replay(context, Path(folder) / "demo.sqlite3")
+            return await replay(context, Path(folder) / "demo.sqlite3", cards=cards)
     except GamificationError as exc:
         print(f"demo: {exc}", file=sys.stderr)
         return 2
@@ -108,10 +118,15 @@ def claim_new_file(path: Path) -> None:
 
 
 class Transcript(BaseRequestMiddleware):
-    """Remembers what the bot said, whichever session carries it."""
+    """Remembers what the bot said, whichever session carries it; a photo (a rank card) is
+    saved as a file in `cards` and named, with its caption."""
 
-    def __init__(self) -> None:
+    def __init__(self, cards: Path | None = None) -> None:
         self.sent: list[str] = []
+        self.cards = cards
+        self.saved: list[Path] = []
+        # Telegram's id of each card sent -> its file, for a card sent again by id.
+        self._files: dict[str, Path] = {}
 
     async def __call__(
         self,
@@ -121,11 +136,33 @@ class Transcript(BaseRequestMiddleware):
     ) -> Response[TelegramType]:
         if isinstance(method, SendMessage):
             self.sent.append(method.text)
-        return await make_request(bot, method)
+        response = await make_request(bot, method)
+        if isinstance(method, SendPhoto):
+            self._photo(method, response)  # the result itself, whatever the annotation says
+        return response
+
+    def _photo(self, method: SendPhoto, result: object) -> None:
+        path: Path | None = None
+        if isinstance(method.photo, BufferedInputFile):
+            if self.cards is None:
+                self.cards = Path(tempfile.mkdtemp(prefix="points-demo-cards-"))
+            self.cards.mkdir(parents=True, exist_ok=True)
+            path = self.cards / f"card-{len(self.saved) + 1:02d}.png"
+            path.write_bytes(method.photo.data)
+            self.saved.append(path)
+            if isinstance(result, Message) and result.photo:
+                self._files[result.photo[-1].file_id] = path
+        elif isinstance(method.photo, str):
+            path = self._files.get(method.photo)
+        shown = f"[card: {path}]" if path is not None else "[photo]"
+        self.sent.append(f"{shown}\n{method.caption or ''}".rstrip())
 
 
-async def replay(context: CommandContext, database: Path, out: Any = None) -> int:
-    """Feed every step of the script to a real Dispatcher and print what happens."""
+async def replay(
+    context: CommandContext, database: Path, out: Any = None, cards: Path | None = None
+) -> int:
+    """Feed every step of the script to a real Dispatcher and print what happens; the rank
+    cards it sends are saved in `cards` (default: a new temporary folder)."""
     assert context.offline is not None
     offline: OfflineTelegram = context.offline
     out = out or sys.stdout
@@ -149,7 +186,7 @@ async def replay(context: CommandContext, database: Path, out: Any = None) -> in
         session=offline.session(admins, now),
         default=DefaultBotProperties(parse_mode=ParseMode.HTML, link_preview_is_disabled=True),
     )
-    transcript = Transcript()
+    transcript = Transcript(cards)
     bot.session.middleware(transcript)
     dispatcher = Dispatcher()
     try:
@@ -208,7 +245,11 @@ async def replay(context: CommandContext, database: Path, out: Any = None) -> in
             for sent in transcript.sent:
                 for line in plain(sent).splitlines():
                     print(f"          🤖 {line}", file=out)
-        return await _summary(services, chat["id"], out)
+        code = await _summary(services, chat["id"], out)
+        if transcript.saved:
+            folder = transcript.saved[0].parent
+            print(f"\nRank cards drawn: {len(transcript.saved)}, saved in {folder}", file=out)
+        return code
     finally:
         await dispatcher.emit_shutdown()  # commits what is queued, closes the ledger
         await bot.session.close()

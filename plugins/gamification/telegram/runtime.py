@@ -12,6 +12,7 @@ from plugins.gamification.services.figures import Figures, RelayFigures, read_fi
 from plugins.gamification.services.runtime import Services
 from plugins.gamification.services.web_access import WebOptions
 from plugins.gamification.telegram.announcer import Announcer
+from plugins.gamification.telegram.cards import RankCards
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,6 +31,8 @@ class Runtime:
     announcer: Announcer | None = None
     # Where the chat pages are served ([web]); None: the bot serves none.
     web: WebOptions | None = None
+    # /points as a picture ([gamification.cards]); None: the text reply alone.
+    cards: RankCards | None = None
 
     def figures(self) -> Figures:
         """One read of everything /gstats and the Prometheus collector report."""

@@ -8,7 +8,8 @@ from aiogram.types import Message
 
 from plugins.gamification.domain.models import Period
 from plugins.gamification.services.runtime import Services
-from plugins.gamification.telegram.facts import GROUP_TYPES
+from plugins.gamification.telegram.cards import card_data
+from plugins.gamification.telegram.facts import GROUP_TYPES, replied_message
 from plugins.gamification.telegram.filters import InPrivate
 from plugins.gamification.telegram.i18n import N_, _, ngettext, num
 from plugins.gamification.telegram.runtime import Runtime
@@ -30,6 +31,8 @@ USER_COMMANDS = (
     ("help", N_("how points work")),
 )
 
+# Achievements a rank card names, newest first.
+LATEST_ACHIEVEMENTS = 3
 
 GROUP_ONLY = N_("Points are kept per group: send this command in the group.")
 
@@ -119,6 +122,11 @@ async def points_command(
     if user is None or message.chat.type not in GROUP_TYPES:
         await message.reply(group_only())
         return
+    # As a reply to someone's message: their points.
+    target = replied_message(message)
+    person = target.from_user if target is not None and target.sender_chat is None else None
+    if person is not None and not person.is_bot:
+        user = person
     engine = gamification.engine
     account = await engine.balance(message.chat.id, user.id)
     standing = await engine.standing(message.chat.id, user.id, Period.ALL)
@@ -140,9 +148,24 @@ async def points_command(
         streak=streak,
         best=num(progress.best_streak),
     )
-    await message.reply(
-        f"{first}\n{second}", reply_markup=await web_markup(message, gamification_runtime)
+    text = f"{first}\n{second}"
+    markup = await web_markup(message, gamification_runtime)
+    cards = gamification_runtime.cards
+    if cards is None:
+        await message.reply(text, reply_markup=markup)
+        return
+    titles = {spec.id: spec.title for spec in gamification.config.progress.achievements}
+    newest = sorted(progress.unlocked.items(), key=lambda item: item[1], reverse=True)
+    achievements = tuple(titles.get(key, key) for key, _at in newest[:LATEST_ACHIEVEMENTS])
+    data = card_data(
+        user.id,
+        user.full_name,
+        account.balance,
+        standing.rank if standing else None,
+        progress,
+        achievements,
     )
+    await cards.reply(message, data, text, markup)
 
 
 async def achievements_command(message: Message, gamification: Services) -> None:
