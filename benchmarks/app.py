@@ -81,21 +81,55 @@ def _words(rng: random.Random, count: int) -> str:
     return sentence(rng, count, count)
 
 
-def message_rounds(bot: Bot, users: int, rounds: int, step: float) -> list[list[Update]]:
-    """`rounds` lists of updates, each with one text message from every user, dated `step`
-    seconds apart and mounted on `bot` as polling would deliver them."""
+# Rounds of messages per day: five messages of about 20 points each stay under the default
+# daily cap of a chat without history (`relative_cap_floor`, 200 points).
+ROUNDS_A_DAY = 5
+STEP = 61.0  # seconds between rounds of one day: past the default 60 s cooldown
+
+
+def round_time(number: int) -> datetime:
+    """When round `number` is sent: ROUNDS_A_DAY rounds STEP seconds apart each day."""
+    day, within = divmod(number, ROUNDS_A_DAY)
+    return START + timedelta(days=day, seconds=within * STEP)
+
+
+def message_rounds(bot: Bot, users: int, rounds: int) -> list[list[Update]]:
+    """`rounds` lists of updates, each with one text message from every user, dated by
+    `round_time` and mounted on `bot` as polling would deliver them.
+
+    A conversation, not a row of monologues: from the second round on, half of each chat's
+    members answer (reply to) the previous round's message of another member, a different
+    one each time, and every member is answered every other round. So everyone keeps the
+    engagement record that full points need (`[gamification.anti_abuse] engaged_share`),
+    and each answer is engagement that the bot also handles (and pays its bonus for).
+    The first round of a day answers nothing (yesterday's messages are past the window).
+    """
     rng = random.Random(20260311)
     stamp = START.timestamp()
     factory = UpdateFactory(now=lambda: stamp)
     chats = [UpdateFactory.group(-1_002_000_000_000 - n, f"bench chat {n}") for n in range(CHATS)]
     people = [UpdateFactory.user(200_000 + n, f"user{n}", f"user{n}") for n in range(users)]
+    # Member m of chat c is person c + CHATS * m.
+    members = max(1, users // CHATS)
+    previous: dict[int, int] = {}  # person -> their message id of the round before
     result = []
     for round_number in range(rounds):
-        stamp = START.timestamp() + round_number * step
-        updates = [
-            factory.message(chats[n % CHATS], person, _words(rng, 8))
-            for n, person in enumerate(people)
-        ]
+        stamp = round_time(round_number).timestamp()
+        answering = round_number % ROUNDS_A_DAY != 0
+        updates, sent = [], {}
+        for n, person in enumerate(people):
+            chat, m = n % CHATS, n // CHATS
+            reply_to = None
+            if answering and members > 1 and (m + round_number) % 2 == 0:
+                # An odd distance reaches the other half; it moves on every two rounds.
+                distance = 2 * ((round_number // 2) % max(1, members // 2)) + 1
+                target = chat + CHATS * ((m + distance) % members)
+                reply_to = previous.get(target)
+            update = factory.message(chats[chat], person, _words(rng, 8), reply_to=reply_to)
+            assert update.message is not None
+            sent[n] = update.message.message_id
+            updates.append(update)
+        previous = sent
         # A polled update arrives bound to its bot; an unbound one costs feed_update a JSON
         # round trip, which polling never pays.
         result.append(
@@ -181,7 +215,6 @@ async def end_to_end(database: Path, messages: int, users: int) -> EndToEnd:
     and the clock moves past the cooldown between rounds. Round 0, in which each person is
     first seen (remembered, their daily total and streak read), is a warm-up, timed apart."""
     rounds = max(1, -(-messages // users))
-    step = 61.0  # past the default 60 s cooldown
     quiet = logging.getLogger("aiogram.event")
     level = quiet.level
     # aiogram logs one INFO line per update; that would time the terminal, not the bot.
@@ -190,7 +223,7 @@ async def end_to_end(database: Path, messages: int, users: int) -> EndToEnd:
     try:
         async with running_app(database, clock) as app:
             services = services_of(app)
-            plan = message_rounds(app.bot, users, rounds + 1, step)
+            plan = message_rounds(app.bot, users, rounds + 1)
             timed = [u for updates in plan[1:] for u in updates]
             noop = noop_dispatcher()
             with frozen_inputs():
@@ -201,7 +234,7 @@ async def end_to_end(database: Path, messages: int, users: int) -> EndToEnd:
                 awards, refusals = services.stats.awards, services.stats.refusals.copy()
                 took = Took(0.0, 0.0)
                 for number, updates in enumerate(plan[1:], 1):
-                    clock.set(START + timedelta(seconds=number * step))
+                    clock.set(round_time(number))
                     took += await feed(app.dispatcher, app.bot, updates)
             scored = services.stats.awards - awards
             refused = dict(services.stats.refusals - refusals)

@@ -448,10 +448,10 @@ class AntiAbuseGate:
         track.seen.append(t)
         while len(track.seen) > s.burst_messages + 1:
             track.seen.popleft()
-        others = sum(
-            1
+        # Whether anyone in good standing is here: the first such person is enough.
+        lively = any(
+            view.in_good_standing(fact.chat_id, user)
             for user in chat.people_within(fact.user_id, t, s.presence_seconds)
-            if view.in_good_standing(fact.chat_id, user)
         )
         answer = (
             fact.reply_to_user is not None and fact.reply_to_user != fact.user_id
@@ -488,7 +488,7 @@ class AntiAbuseGate:
                 self._give_token(track)
                 return Verdict(refusal=Refusal.NO_ENGAGEMENT)
             own.append(record)
-        if others == 0:
+        if not lively:
             own.append(self._alone)
         today = track.today or 0
         limit = s.daily_cap if cap is None else min(s.daily_cap, cap)

@@ -22,6 +22,7 @@ from __future__ import annotations
 import functools
 import re
 import unicodedata
+from itertools import repeat
 
 from plugins.gamification.domain.text_tables import BIGRAMS, CONFUSABLES
 
@@ -114,59 +115,94 @@ def _script(ch: str) -> str | None:
 
 
 class _Model:
-    __slots__ = ("index", "levels", "script", "width")
+    """One language's letter-pair levels, looked up by the pair itself ("^" starts a
+    word, "$" ends it): a pair with a letter the model never saw is _UNSEEN."""
+
+    __slots__ = ("pairs", "script")
 
     def __init__(self, script: str, alphabet: str, levels: str) -> None:
         self.script = script
         symbols = "^" + alphabet + "$"
-        self.index = {ch: i for i, ch in enumerate(symbols)}
-        self.width = len(symbols)
-        self.levels = bytes(int(level, 36) for level in levels)
+        width = len(symbols)
+        table = bytes(int(level, 36) for level in levels)
+        self.pairs = {
+            a + b: table[i * width + j] for i, a in enumerate(symbols) for j, b in enumerate(symbols)
+        }
 
-    def level(self, word: str) -> int:
-        """Sum of the levels of the word's letter pairs, start and end included."""
-        index, levels, width = self.index, self.levels, self.width
-        total, previous = 0, 0  # "^"
-        for ch in word + "$":
-            i = index.get(ch)
-            if i is None:
-                total += _UNSEEN
-                previous = -1
-                continue
-            total += _UNSEEN if previous < 0 else levels[previous * width + i]
-            previous = i
-        return total
+    def level(self, pairs: list[str]) -> int:
+        """Sum of the levels of `pairs` (see `_pairs`), in one pass in C."""
+        return sum(map(self.pairs.get, pairs, repeat(_UNSEEN)))
 
 
 _MODELS = tuple(_Model(script, alphabet, levels) for _, script, alphabet, levels in BIGRAMS)
+# Per script, its models with the one that last made sense of a text first: a chat mostly
+# writes one language, so `is_letter_soup` usually stops after the first model.
+_BY_SCRIPT: dict[str, list[_Model]] = {}
+for _model in _MODELS:
+    _BY_SCRIPT.setdefault(_model.script, []).append(_model)
+
+
+class _Visible(dict[int, int | None]):
+    """str.translate table that drops ignorable code points, filled as they are met."""
+
+    def __missing__(self, code: int) -> int | None:
+        kept = None if _ignorable(chr(code)) else code
+        if len(self) < 65_536:
+            self[code] = kept
+        return kept
+
+
+_VISIBLE = _Visible()
+
+
+def _pairs(text: str) -> tuple[dict[str, list[str]], int]:
+    """The letter pairs of the text's words per modelled script, each word framed by "^"
+    and "$", and how many letters those words have."""
+    by_script: dict[str, list[str]] = {}
+    letters = 0
+    plain = _NAMES.sub(" ", unicodedata.normalize("NFKC", text[:2000]).casefold())
+    ascii_only = plain.isascii()
+    for word in _WORDS.findall(plain):
+        if not ascii_only:
+            word = word.translate(_VISIBLE)
+            if not word:
+                continue
+        script = _script(word[0])
+        if script is None:
+            continue
+        framed = "^" + word + "$"
+        by_script.setdefault(script, []).extend(map(str.__add__, framed[:-1], framed[1:]))
+        letters += len(word)
+    return by_script, letters
 
 
 def soup_level(text: str) -> float | None:
     """Mean pair level of the text under its best-fitting language; None when there are
     too few letters of a modelled script to judge."""
-    words_by_script: dict[str, list[str]] = {}
-    letters = 0
-    plain = _NAMES.sub(" ", unicodedata.normalize("NFKC", text[:2000]).casefold())
-    for word in _WORDS.findall(plain):
-        word = "".join(ch for ch in word if not _ignorable(ch))
-        script = _script(word[0]) if word else None
-        if script is None:
-            continue
-        words_by_script.setdefault(script, []).append(word)
-        letters += len(word)
+    by_script, letters = _pairs(text)
     if letters < SOUP_MIN_LETTERS:
         return None
-    best: float | None = None
-    for script, words in words_by_script.items():
-        pairs = sum(len(w) + 1 for w in words)
-        for model in _MODELS:
-            if model.script == script:
-                mean = sum(model.level(w) for w in words) / pairs
-                best = mean if best is None else min(best, mean)
-    return best
+    means = [
+        model.level(pairs) / len(pairs)
+        for script, pairs in by_script.items()
+        for model in _BY_SCRIPT[script]
+    ]
+    return min(means) if means else None
 
 
 def is_letter_soup(text: str) -> bool:
-    """True when the text has enough letters to judge and no language makes sense of it."""
-    level = soup_level(text)
-    return level is not None and level > SOUP_LEVEL
+    """True when the text has enough letters to judge and no language makes sense of it
+    (the same answer as comparing `soup_level` with SOUP_LEVEL, mostly from one model)."""
+    by_script, letters = _pairs(text)
+    if letters < SOUP_MIN_LETTERS:
+        return False
+    judged = False
+    for script, pairs in by_script.items():
+        models = _BY_SCRIPT[script]
+        for position, model in enumerate(models):
+            judged = True
+            if model.level(pairs) / len(pairs) <= SOUP_LEVEL:
+                if position:
+                    models.insert(0, models.pop(position))
+                return False
+    return judged

@@ -14,12 +14,14 @@ their own engage others, and only they can thank.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import statistics
 from collections import OrderedDict
 from contextlib import suppress
 from datetime import datetime, timedelta
 from decimal import Decimal
+from functools import partial
 
 from plugins.gamification.domain.activity import ActivityFact, ReactionFact
 from plugins.gamification.domain.anti_abuse import Refusal
@@ -68,6 +70,7 @@ class EngagementService:
         self.shared = gate.share(self.book)
         self._bonus = Multiplier("engaged", config.engagement.bonus)
         self._caps: dict[int, tuple[float, int | None]] = {}
+        self._cap_reads: dict[int, asyncio.Future[int]] = {}
         self._history: OrderedDict[tuple[int, int, int], tuple[float, int]] = OrderedDict()
 
     # -- relative cap -------------------------------------------------------------------
@@ -81,6 +84,23 @@ class EngagementService:
         cached = self._caps.get(chat_id)
         if cached is not None and now - cached[0] < CAP_REFRESH_SECONDS:
             return cached[1]
+        # One read per chat at a time: the messages that arrive while it runs (a busy
+        # chat's first messages of the hour) wait for it instead of each reading again.
+        reading = self._cap_reads.get(chat_id)
+        if reading is None:
+            reading = asyncio.ensure_future(self._read_cap(chat_id, now))
+            self._cap_reads[chat_id] = reading
+            reading.add_done_callback(partial(self._cap_read, chat_id))
+        return await asyncio.shield(reading)
+
+    def _cap_read(self, chat_id: int, reading: asyncio.Future[int]) -> None:
+        if self._cap_reads.get(chat_id) is reading:
+            del self._cap_reads[chat_id]
+        if not reading.cancelled():
+            reading.exception()  # retrieved here too: every waiter may have gone
+
+    async def _read_cap(self, chat_id: int, now: float) -> int:
+        s = self.config.anti_abuse
         today = self.today()
         start = datetime.fromisoformat(today.replace("Z", "+00:00"))
         since = format_utc(start - timedelta(days=s.relative_cap_days))

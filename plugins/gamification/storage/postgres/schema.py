@@ -205,6 +205,12 @@ MIGRATIONS: tuple[str, ...] = (
         updated_by  BIGINT
     );
     """,
+    # 5: SQLite's version 10: one person's activity over a time range, without scanning
+    # the whole chat's recent rows.
+    """
+    CREATE INDEX transactions_account_activity ON transactions (chat_id, user_id, created_at)
+        WHERE kind = 'activity';
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -226,6 +226,13 @@ MIGRATIONS: tuple[str, ...] = (
         updated_by  INTEGER
     );
     """,
+    # 10: one person's activity over a time range (their scored messages, the engagement
+    # their messages drew): read for every answer and every new day, it must not scan the
+    # whole chat's recent rows, which is what (chat_id, created_at) left it to do.
+    """
+    CREATE INDEX transactions_account_activity ON transactions (chat_id, user_id, created_at)
+        WHERE kind = 'activity';
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)
