@@ -126,7 +126,9 @@ class _Model:
         width = len(symbols)
         table = bytes(int(level, 36) for level in levels)
         self.pairs = {
-            a + b: table[i * width + j] for i, a in enumerate(symbols) for j, b in enumerate(symbols)
+            a + b: table[i * width + j]
+            for i, a in enumerate(symbols)
+            for j, b in enumerate(symbols)
         }
 
     def level(self, pairs: list[str]) -> int:
