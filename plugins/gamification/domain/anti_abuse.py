@@ -41,7 +41,7 @@ import enum
 import hashlib
 from array import array
 from collections import OrderedDict, deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from decimal import Decimal
@@ -216,27 +216,36 @@ def media_shape(media_id: str) -> frozenset[int]:
     return frozenset({int.from_bytes(digest, "big", signed=True)})
 
 
-def similarity(a: frozenset[int], b: frozenset[int]) -> float:
-    """Estimated Jaccard similarity of two sketches: 1.0 for the same text, ~0 if unrelated."""
+def similarity(a: frozenset[int], b: Collection[int]) -> float:
+    """Estimated Jaccard similarity of two sketches: 1.0 for the same text, ~0 if unrelated.
+
+    `b` may be a remembered sketch as it is stored (a memoryview of its hashes, see
+    `hashes`): no set is built for it.
+    """
     if not a or not b:
         return 0.0
     # Sorting two sketches of at most SKETCH values is cheaper than heapq.nsmallest here.
-    union = sorted(a | b)[:SKETCH]
-    both = a & b
+    union = sorted(a.union(b))[:SKETCH]
+    both = a.intersection(b)
     return sum(1 for h in union if h in both) / len(union)
 
 
-def at_least_as_similar(a: frozenset[int], b: frozenset[int], threshold: float) -> bool:
+def at_least_as_similar(a: frozenset[int], b: Collection[int], threshold: float) -> bool:
     """similarity(a, b) >= threshold (for a threshold above 0), mostly without computing it.
 
     The estimate counts shared hashes among the smallest of the union, so it is at most
     (shared hashes) / (size of that part of the union); most pairs of messages share too
-    few to reach the threshold, and are told apart by two set operations.
+    few to reach the threshold, and are told apart by one intersection count in C.
     """
-    both = a & b
-    if len(both) < threshold * min(SKETCH, len(a) + len(b) - len(both)):
+    both = len(a.intersection(b))
+    if both < threshold * min(SKETCH, len(a) + len(b) - both):
         return False
     return similarity(a, b) >= threshold
+
+
+def hashes(packed: bytes) -> memoryview:
+    """A remembered sketch's hashes, read in place (see Track.texts)."""
+    return memoryview(packed).cast("q")
 
 
 def meaningful_length(text: str) -> int:
@@ -584,7 +593,7 @@ class AntiAbuseGate:
         if track.shared_bits(shape) < threshold * min(SKETCH, len(shape)):
             return False
         return any(
-            t - when <= window and at_least_as_similar(shape, unpack(earlier), threshold)
+            t - when <= window and at_least_as_similar(shape, hashes(earlier), threshold)
             for when, earlier, _ in track.texts
         )
 

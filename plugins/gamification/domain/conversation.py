@@ -63,8 +63,9 @@ class ChatTrack:
 
     def copy_candidates(
         self, shape: frozenset[int], user: int, t: float, window: float
-    ) -> list[frozenset[int]]:
-        """Other people's sketches within `window` sharing one of `shape`'s smallest hashes."""
+    ) -> list[memoryview]:
+        """Other people's sketches within `window` sharing one of `shape`'s smallest hashes,
+        as their hashes read in place from the packed sketch (no set built per candidate)."""
         numbers = {n for h in sorted(shape)[:INDEXED] for n in self.index.get(h, ())}
         if not numbers:
             return []
@@ -73,7 +74,7 @@ class ChatTrack:
         for number in numbers:
             _, when, author, packed = self.entries[number - first]
             if author != user and t - when <= window:
-                found.append(frozenset(memoryview(packed).cast("q")))
+                found.append(memoryview(packed).cast("q"))
         return found
 
 

@@ -114,14 +114,20 @@ class EngagementService:
 
     # -- history ------------------------------------------------------------------------
 
-    async def scored_messages(self, chat_id: int, user_id: int, days: int) -> int:
-        """The member's scored messages in the chat over the last `days` days."""
+    async def scored_messages(
+        self, chat_id: int, user_id: int, days: int, *, enough: int = HISTORY_TRUSTED
+    ) -> int:
+        """The member's scored messages in the chat over the last `days` days.
+
+        A count of at least `enough` (all the caller needs to know) is taken from the
+        cache for HISTORY_SECONDS; a lower one is read again each time: a newcomer's
+        history grows by the minute.
+        """
         now = self.clock.now()
         key = (chat_id, user_id, days)
         cached = self._history.get(key)
-        # A low count is read again each time: a newcomer's history grows by the minute.
         fresh = cached is not None and now.timestamp() - cached[0] < HISTORY_SECONDS
-        if cached is not None and fresh and cached[1] >= HISTORY_TRUSTED:
+        if cached is not None and fresh and cached[1] >= min(enough, HISTORY_TRUSTED):
             return cached[1]
         since = format_utc(now - timedelta(days=days))
         count = await self.engine.store.scored_messages(chat_id, user_id, since)
@@ -144,7 +150,9 @@ class EngagementService:
         e = self.config.engagement
         if e.min_history_messages <= 0:
             return True
-        count = await self.scored_messages(chat_id, user_id, e.history_days)
+        count = await self.scored_messages(
+            chat_id, user_id, e.history_days, enough=e.min_history_messages
+        )
         return count >= e.min_history_messages
 
     # -- responses ----------------------------------------------------------------------
