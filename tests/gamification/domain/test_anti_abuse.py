@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import random
 import tracemalloc
+from array import array
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -19,6 +20,7 @@ from plugins.gamification.domain.anti_abuse import (
     Verdict,
     at_least_as_similar,
     fingerprint,
+    hashes,
     meaningful_length,
     similarity,
     unpack,
@@ -419,8 +421,13 @@ def test_the_quick_similarity_test_agrees_with_the_estimate() -> None:
     agreed = 0
     for a in shapes:
         for b in shapes:
+            # A remembered sketch is compared as stored, its hashes read in place.
+            stored = hashes(array("q", b).tobytes())
+            assert similarity(a, stored) == similarity(a, b)
             for threshold in (0.1, 0.5, 0.75, 1.0):
-                assert at_least_as_similar(a, b, threshold) == (similarity(a, b) >= threshold)
+                expected = similarity(a, b) >= threshold
+                assert at_least_as_similar(a, b, threshold) == expected
+                assert at_least_as_similar(a, stored, threshold) == expected
                 agreed += 1
     assert agreed == len(shapes) ** 2 * 4
 

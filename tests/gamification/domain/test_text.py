@@ -95,3 +95,27 @@ def test_dictionary_sentences_stay_below_the_soup_level() -> None:
     rng = random.Random(3)
     levels = [soup_level(sentence(rng)) or 0.0 for _ in range(2000)]
     assert max(levels) < SOUP_LEVEL  # measured: 6.2 at most
+
+
+def test_the_quick_soup_verdict_is_the_level_compared_with_the_threshold() -> None:
+    """is_letter_soup stops at the first language that makes sense of a text, trying the
+    last one that did first; whatever the order, its answer is soup_level's."""
+    from benchmarks.farming import sentence
+
+    rng = random.Random(11)
+    letters = "abcdefghijklmnopqrstuvwxyzéñöабвгдежзийклмнопрстуфхцчшщыэюяієї"
+    texts = [sentence(rng) for _ in range(300)]
+    texts += [
+        "".join(rng.choice(letters + "  ") for _ in range(rng.randint(5, 60))) for _ in range(600)
+    ]
+    texts += [
+        "Ich habe heute keine Zeit, aber morgen gerne",
+        "¿Dónde está la biblioteca? Necesito un libro",
+        "Привет всем, кто идёт сегодня на встречу?",
+        "Добрий вечір, ми з України",
+        "mixed: hello друзья, comment ça va? x\u200by\u3164z",
+    ]
+    rng.shuffle(texts)  # the languages come in any order
+    for text in texts:
+        level = soup_level(text)
+        assert is_letter_soup(text) == (level is not None and level > SOUP_LEVEL), text

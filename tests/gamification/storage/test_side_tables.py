@@ -16,6 +16,7 @@ from plugins.gamification import FakeClock, PointsEngine, TxKind
 from plugins.gamification.domain.keys import engagement_key, message_key, thanks_key
 from plugins.gamification.storage.protocol import LedgerStorage
 from plugins.gamification.storage.records import KnownPerson, OutboxEvent
+from plugins.gamification.storage.sqlite import sidetables
 
 CHAT, ALICE, BOB, CAROL = -100, 1, 2, 3
 NOW = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
@@ -98,3 +99,32 @@ async def test_the_engagement_counts_read_the_ledger(engine: PointsEngine) -> No
     assert await store.member_days(CHAT, until, "2026-03-04T00:00:00.000000Z") == []
     assert await store.thanks_between(CHAT, BOB, ALICE, SINCE) == 1
     assert await store.thanks_given(CHAT, ALICE, SINCE) == 1
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        sidetables.COUNT_SCORED_MESSAGES,
+        sidetables.ENGAGED_BY,
+        sidetables.COUNT_ENGAGED_PAIR,
+    ],
+)
+async def test_one_persons_activity_is_read_through_their_own_rows(
+    engine: PointsEngine, tmp_path: Path, sql: str
+) -> None:
+    """The reads every answer and every new day make must not scan the chat: in a busy
+    chat that is every recent row, milliseconds per read. The planner sees many other
+    people's rows in the chat here (statistics gathered as on a ledger in use)."""
+    for n in range(300):
+        await engine.award(CHAT, 1000 + n % 60, 10, key=message_key(CHAT, n))
+    path = tmp_path / "ledger.sqlite3"
+    conn = sqlite3.connect(path)
+    try:
+        conn.execute("ANALYZE")
+        arguments = (CHAT, ALICE, BOB, SINCE) if sql.count("?") == 4 else (CHAT, ALICE, SINCE)
+        plan = " ".join(
+            str(row[-1]) for row in conn.execute("EXPLAIN QUERY PLAN " + sql, arguments)
+        )
+    finally:
+        conn.close()
+    assert "transactions_account_activity (chat_id=? AND user_id=?" in plan, plan

@@ -3,10 +3,12 @@ from members with history, reaction points, monologues, relative caps, thanks ru
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import random
 from typing import Any
 
+import pytest
 from aiogram.types import Update
 
 from benchmarks.farming import sentence
@@ -160,3 +162,58 @@ async def test_thanks_need_a_giver_with_activity_and_pairs_decay(
     amounts = [r[1] for r in rows(h, "thx")]
     assert amounts == [5, 3]
     assert '["pair x1","0.5"]' in rows(h, "thx")[1][3]
+
+
+async def test_messages_waiting_for_the_relative_cap_share_one_read(
+    make_harness: MakeHarness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A busy chat's first messages of the hour all need the cap; the ledger is read once
+    for them, and again only when the hour is over."""
+    h = await shipped(make_harness)
+    store = h.services.engine.store
+    reads: list[int] = []
+    member_days = store.member_days
+
+    async def counted(chat_id: int, since: str, until: str) -> list[int]:
+        reads.append(chat_id)
+        await asyncio.sleep(0.01)  # long enough for every caller to arrive meanwhile
+        return await member_days(chat_id, since, until)
+
+    monkeypatch.setattr(store, "member_days", counted)
+    engagement = h.services.engagement
+    caps = await asyncio.gather(*(engagement.chat_cap(CHAT_ID) for _ in range(50)))
+    assert reads == [CHAT_ID]
+    assert set(caps) == {h.services.config.anti_abuse.relative_cap_floor}
+    assert await engagement.chat_cap(CHAT_ID) == caps[0]
+    assert reads == [CHAT_ID]
+    h.clock.advance(3601)
+    await engagement.chat_cap(CHAT_ID)
+    assert reads == [CHAT_ID, CHAT_ID]
+
+
+async def test_a_member_with_enough_history_is_not_read_again_for_each_answer(
+    make_harness: MakeHarness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    h = await shipped(make_harness)
+    for n in range(3):
+        await say(h, 1, SENTENCES[n])
+    store = h.services.engine.store
+    reads: list[int] = []
+    scored_messages = store.scored_messages
+
+    async def counted(chat_id: int, user_id: int, since: str) -> int:
+        reads.append(user_id)
+        return await scored_messages(chat_id, user_id, since)
+
+    monkeypatch.setattr(store, "scored_messages", counted)
+    engagement = h.services.engagement
+    assert h.services.config.engagement.min_history_messages <= 3
+    assert await engagement.has_history(CHAT_ID, 1)
+    assert await engagement.has_history(CHAT_ID, 1)
+    assert reads == [1]  # three scored messages: enough, cached for a few minutes
+    assert not await engagement.has_history(CHAT_ID, 2)
+    assert not await engagement.has_history(CHAT_ID, 2)
+    assert reads == [1, 2, 2]  # a newcomer is read each time: their history grows
+    h.clock.advance(301)
+    assert await engagement.has_history(CHAT_ID, 1)
+    assert reads == [1, 2, 2, 1]
