@@ -139,9 +139,9 @@ class _Model:
 _MODELS = tuple(_Model(script, alphabet, levels) for _, script, alphabet, levels in BIGRAMS)
 # Per script, its models with the one that last made sense of a text first: a chat mostly
 # writes one language, so `is_letter_soup` usually stops after the first model.
-_BY_SCRIPT: dict[str, list[_Model]] = {}
+_BY_SCRIPT: dict[str, tuple[_Model, ...]] = {}
 for _model in _MODELS:
-    _BY_SCRIPT.setdefault(_model.script, []).append(_model)
+    _BY_SCRIPT[_model.script] = (*_BY_SCRIPT.get(_model.script, ()), _model)
 
 
 class _Visible(dict[int, int | None]):
@@ -205,6 +205,8 @@ def is_letter_soup(text: str) -> bool:
             judged = True
             if model.level(pairs) / len(pairs) <= SOUP_LEVEL:
                 if position:
-                    models.insert(0, models.pop(position))
+                    # A new tuple, not a change in place: another thread judging at the
+                    # same time goes on through the order it started with.
+                    _BY_SCRIPT[script] = (model, *(m for m in models if m is not model))
                 return False
     return judged
