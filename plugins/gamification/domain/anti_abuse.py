@@ -49,7 +49,7 @@ from typing import Any, Protocol
 
 from plugins.gamification.domain.activity import ActivityFact
 from plugins.gamification.domain.config import AntiAbuseSection
-from plugins.gamification.domain.conversation import Chats, ChatTrack
+from plugins.gamification.domain.conversation import Chats, ChatTrack, hashes
 from plugins.gamification.domain.models import Multiplier
 from plugins.gamification.domain.rules import apply_multipliers
 from plugins.gamification.domain.text import comparable, content_length, is_letter_soup
@@ -188,7 +188,7 @@ class Track:
 
 def unpack(packed: bytes) -> frozenset[int]:
     """A sketch as remembered (see Track.texts), back as a frozenset."""
-    return frozenset(memoryview(packed).cast("q"))
+    return frozenset(hashes(packed))
 
 
 def fingerprint(text: str) -> frozenset[int]:
@@ -204,10 +204,10 @@ def fingerprint(text: str) -> frozenset[int]:
     # Trigrams as tuples of code points: the hash of a tuple of ints is not salted per
     # process like a str's, so the same messages get the same verdicts after a restart;
     # and it is computed without a Python call per trigram.
-    hashes = set(map(hash, zip(codes, codes[1:], codes[2:], strict=False)))
-    if len(hashes) > SKETCH:
-        return frozenset(sorted(hashes)[:SKETCH])
-    return frozenset(hashes)
+    trigrams = set(map(hash, zip(codes, codes[1:], codes[2:], strict=False)))
+    if len(trigrams) > SKETCH:
+        return frozenset(sorted(trigrams)[:SKETCH])
+    return frozenset(trigrams)
 
 
 def media_shape(media_id: str) -> frozenset[int]:
@@ -241,11 +241,6 @@ def at_least_as_similar(a: frozenset[int], b: Collection[int], threshold: float)
     if both < threshold * min(SKETCH, len(a) + len(b) - both):
         return False
     return similarity(a, b) >= threshold
-
-
-def hashes(packed: bytes) -> memoryview:
-    """A remembered sketch's hashes, read in place (see Track.texts)."""
-    return memoryview(packed).cast("q")
 
 
 def meaningful_length(text: str) -> int:

@@ -22,6 +22,11 @@ PRESENCE = 24
 INDEXED = 4
 
 
+def hashes(packed: bytes) -> memoryview:
+    """A remembered sketch's hashes (packed as int64s), read in place: no set is built."""
+    return memoryview(packed).cast("q")
+
+
 @dataclass(slots=True)
 class ChatTrack:
     """One chat's recent presence and sketches; bounded by `memory` sketches."""
@@ -53,7 +58,7 @@ class ChatTrack:
             self.index.setdefault(h, []).append(self.serial)
         while len(self.entries) > self.memory:
             number, _, _, packed = self.entries.popleft()
-            for h in sorted(memoryview(packed).cast("q"))[:INDEXED]:
+            for h in sorted(hashes(packed))[:INDEXED]:
                 bucket = self.index.get(h)
                 if bucket is not None:
                     if number in bucket:
@@ -74,7 +79,7 @@ class ChatTrack:
         for number in numbers:
             _, when, author, packed = self.entries[number - first]
             if author != user and t - when <= window:
-                found.append(memoryview(packed).cast("q"))
+                found.append(hashes(packed))
         return found
 
 
