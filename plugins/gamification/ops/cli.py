@@ -12,7 +12,14 @@ import sys
 from pathlib import Path
 
 from plugins.gamification.domain.errors import GamificationError, StorageError
-from plugins.gamification.ops.commands import Command, CommandContext
+from plugins.gamification.ops.commands import (
+    CHAT_ID_MAX,
+    CHAT_ID_MIN,
+    Command,
+    CommandContext,
+    add_ledger_argument,
+    ledger_location,
+)
 from plugins.gamification.storage import tasks
 from plugins.gamification.storage.export import ExportFormat
 from plugins.gamification.storage.integrity import CheckpointNotStoredError
@@ -27,24 +34,10 @@ from plugins.gamification.storage.sqlite.maintenance import partial_name, refuse
 from plugins.gamification.storage.transfer import TransferMismatchError
 
 EXIT_CLEAN, EXIT_VIOLATIONS, EXIT_CANNOT_RUN = 0, 1, 2
-CHAT_ID_MIN, CHAT_ID_MAX = -(2**63), 2**63 - 1
-LEDGER_HELP = (
-    "the ledger: a file path, sqlite:///path or postgresql://user@host:port/database"
-    " (default: the configured [storage] url or database)"
-)
-
-
-def _database(args: argparse.Namespace, context: CommandContext) -> Location:
-    """--db, or the configured ledger; LocationError (one sentence) for a bad one."""
-    return parse_location(args.db) if args.db else context.database.location
-
-
-def _add_db(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--db", metavar="LEDGER", help=LEDGER_HELP)
 
 
 def _add_check_arguments(parser: argparse.ArgumentParser) -> None:
-    _add_db(parser)
+    add_ledger_argument(parser)
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     parser.add_argument(
         "--no-record",
@@ -56,7 +49,7 @@ def _add_check_arguments(parser: argparse.ArgumentParser) -> None:
 async def _check(args: argparse.Namespace, context: CommandContext) -> int:
     unstored: CheckpointNotStoredError | None = None
     try:
-        report = await tasks.check(_database(args, context), record=not args.no_record)
+        report = await tasks.check(ledger_location(args, context), record=not args.no_record)
     except CheckpointNotStoredError as exc:
         # The verdict stands; only the anchor for the next check is missing.
         report, unstored = exc.report, exc
@@ -76,13 +69,13 @@ def _add_backup_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="DEST",
         help="the backup file to create; must not exist (never a link, device or ledger file)",
     )
-    _add_db(parser)
+    add_ledger_argument(parser)
 
 
 async def _backup(args: argparse.Namespace, context: CommandContext) -> int:
     dest = Path(args.dest)
     try:
-        source = _database(args, context)
+        source = ledger_location(args, context)
         report = await tasks.backup(source, dest)
     except (GamificationError, LocationError) as exc:
         print(f"backup: {exc}", file=sys.stderr)
@@ -102,7 +95,7 @@ def _add_export_arguments(parser: argparse.ArgumentParser) -> None:
         help="csv: a header row, then one row per transaction; jsonl: one JSON object per line",
     )
     parser.add_argument("--chat", metavar="ID", type=int, help="only this chat's transactions")
-    _add_db(parser)
+    add_ledger_argument(parser)
     parser.add_argument(
         "--out",
         metavar="FILE",
@@ -122,7 +115,7 @@ async def _export(args: argparse.Namespace, context: CommandContext) -> int:
         )
         return EXIT_CANNOT_RUN
     try:
-        location = _database(args, context)
+        location = ledger_location(args, context)
         if args.out is None:
             if _stdout_is_part_of(location):
                 raise OperationRefusedError(
@@ -175,7 +168,7 @@ async def _export_to_file(
 
 
 def _add_rebuild_arguments(parser: argparse.ArgumentParser) -> None:
-    _add_db(parser)
+    add_ledger_argument(parser)
     parser.add_argument(
         "--apply",
         action="store_true",
@@ -186,7 +179,7 @@ def _add_rebuild_arguments(parser: argparse.ArgumentParser) -> None:
 async def _rebuild(args: argparse.Namespace, context: CommandContext) -> int:
     try:
         differences = await tasks.rebuild_balances(
-            _database(args, context), apply=args.apply, actor=f"cli:{_operator()}"
+            ledger_location(args, context), apply=args.apply, actor=f"cli:{_operator()}"
         )
     except RebuildRefusedError as exc:
         _print_differences(exc.differences)

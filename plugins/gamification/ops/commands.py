@@ -15,7 +15,14 @@ from aiogram.client.session.base import BaseSession
 from aiogram.types import Update
 
 from plugins.gamification.domain.config import GamificationConfig
-from plugins.gamification.storage.options import DatabaseOptions
+from plugins.gamification.storage.options import DatabaseOptions, Location, parse_location
+
+LEDGER_HELP = (
+    "the ledger: a file path, sqlite:///path or postgresql://user@host:port/database"
+    " (default: the configured [storage] url or database)"
+)
+# Telegram's chat ids are signed 64-bit integers.
+CHAT_ID_MIN, CHAT_ID_MAX = -(2**63), 2**63 - 1
 
 
 class UpdateSource(Protocol):
@@ -61,3 +68,13 @@ class Command:
     help: str
     add_arguments: Callable[[argparse.ArgumentParser], None]
     run: Callable[[argparse.Namespace, CommandContext], Coroutine[Any, Any, int]]
+
+
+def add_ledger_argument(parser: argparse.ArgumentParser) -> None:
+    """`--db LEDGER`, the same on every command that opens the ledger."""
+    parser.add_argument("--db", metavar="LEDGER", help=LEDGER_HELP)
+
+
+def ledger_location(args: argparse.Namespace, context: CommandContext) -> Location:
+    """--db, or the configured ledger; LocationError (one sentence) for a bad one."""
+    return parse_location(args.db) if args.db else context.database.location

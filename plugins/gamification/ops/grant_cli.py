@@ -11,15 +11,21 @@ from pathlib import Path
 from plugins.gamification.domain.errors import GamificationError
 from plugins.gamification.domain.progression import ProgressRules
 from plugins.gamification.engine import LedgerPolicy, PointsEngine
-from plugins.gamification.ops.commands import Command, CommandContext
+from plugins.gamification.ops.commands import (
+    CHAT_ID_MAX,
+    CHAT_ID_MIN,
+    Command,
+    CommandContext,
+    add_ledger_argument,
+    ledger_location,
+)
 from plugins.gamification.ops.grant import GrantOutcome, GrantPlan, apply_grant, plan_grant
 from plugins.gamification.ops.grant_file import GrantFileError, GrantMode, read_grant_file
 from plugins.gamification.services.people import People
 from plugins.gamification.storage.operations import MAX_BALANCE
-from plugins.gamification.storage.options import Location, LocationError, parse_location
+from plugins.gamification.storage.options import Location, LocationError
 
 EXIT_DONE, EXIT_REFUSED, EXIT_CANNOT_RUN = 0, 1, 2
-CHAT_ID_MIN, CHAT_ID_MAX = -(2**63), 2**63 - 1
 # Bad rows listed one sentence each; past this, only their number.
 LISTED = 20
 MAX_FILE_BYTES = 64 * 1024 * 1024
@@ -59,14 +65,7 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="allow deductions that take a balance below zero when [ledger] allow_negative is off",
     )
-    parser.add_argument(
-        "--db",
-        metavar="LEDGER",
-        help=(
-            "the ledger: a file path, sqlite:///path or postgresql://user@host:port/database"
-            " (default: the configured [storage] url or database)"
-        ),
-    )
+    add_ledger_argument(parser)
 
 
 async def _grant(args: argparse.Namespace, context: CommandContext) -> int:
@@ -75,7 +74,7 @@ async def _grant(args: argparse.Namespace, context: CommandContext) -> int:
     mode: GrantMode = "set" if args.set_balances else "add"
     path = Path(args.file)
     try:
-        location = parse_location(args.db) if args.db else context.database.location
+        location = ledger_location(args, context)
     except LocationError as exc:
         return _cannot(str(exc))
     data = _read(path)

@@ -34,10 +34,16 @@ from plugins.gamification.domain.anti_abuse import AntiAbuseGate
 from plugins.gamification.domain.clock import FakeClock, SystemClock, format_utc, parse_utc
 from plugins.gamification.domain.config import GamificationConfig
 from plugins.gamification.domain.errors import GamificationError
-from plugins.gamification.ops.commands import Command, CommandContext
+from plugins.gamification.ops.commands import (
+    Command,
+    CommandContext,
+    add_ledger_argument,
+    ledger_location,
+)
 from plugins.gamification.ops.telegram_export import (
     SUPERGROUP_TYPES,
     CountingReader,
+    ExportError,
     ExportHeader,
     read_header,
     read_messages,
@@ -49,7 +55,6 @@ from plugins.gamification.storage.options import (
     DatabaseOptions,
     Location,
     LocationError,
-    parse_location,
 )
 from plugins.gamification.storage.records import AdminAction
 from plugins.gamification.telegram.activity import score_group_message
@@ -57,10 +62,6 @@ from plugins.gamification.telegram.history import HistoryReader, Skip
 
 ACTION = "import-history"
 EXIT_DONE, EXIT_INTERRUPTED, EXIT_CANNOT_RUN = 0, 1, 2
-LEDGER_HELP = (
-    "the ledger: a file path, sqlite:///path or postgresql://user@host:port/database"
-    " (default: the configured [storage] url or database)"
-)
 CHECKPOINT_EVERY = 2_000
 EVERYONE = 10**9
 
@@ -92,6 +93,8 @@ class ImportSummary:
     names: dict[int, str] = field(default_factory=dict)
     seconds: float = 0.0
     interrupted: bool = False
+    # Why it stopped early, when not by Ctrl-C (the export's JSON broke off midway).
+    stopped_by: str | None = None
 
     def to_text(self, top: int = 10) -> str:
         what = "Dry run (nothing written)" if self.dry_run else "Imported"
@@ -246,7 +249,7 @@ async def _run(
     stats = services.stats
     refusals_before, awards_before = Counter(stats.refusals), stats.awards
     duplicates_before = stats.duplicates
-    last = through
+    last = recorded = through
     size = request.export.stat().st_size
     bar = Progress(progress, size) if progress is not None else None
     try:
@@ -270,8 +273,9 @@ async def _run(
                 else:
                     await _one(services, clock, reader, entry, sent_at, summary)
                     last = max(last, message_id)
-                if summary.read % CHECKPOINT_EVERY == 0:
+                if summary.read % CHECKPOINT_EVERY == 0 and last != recorded:
                     await _record(services, chat_id, last, live_from)
+                    recorded = last
                 if bar is not None:
                     bar.update(stream.position, summary.read)
                 if on_message is not None:
@@ -280,10 +284,14 @@ async def _run(
             bar.update(size, summary.read, final=True)
     except asyncio.CancelledError:
         summary.interrupted = True
+    except ExportError as exc:  # broken midway: what came before stays, as after Ctrl-C
+        summary.interrupted = True
+        summary.stopped_by = str(exc)
     finally:
         # Recorded after every award of the messages it covers has committed (each was
         # awaited), so a re-run never skips a message whose points are not written.
-        await asyncio.shield(_record(services, chat_id, last, live_from))
+        if last != recorded:
+            await asyncio.shield(_record(services, chat_id, last, live_from))
         summary.awards = stats.awards - awards_before
         summary.already = stats.duplicates - duplicates_before
         summary.refused = Counter(stats.refusals) - refusals_before
@@ -311,7 +319,7 @@ async def _one(
     if user is not None and user.is_bot:
         summary.skipped["from a bot"] += 1
         return
-    if user is not None and len(summary.names) < EVERYONE:
+    if user is not None:
         summary.names[user.id] = user.first_name
     summary.replayed += 1
     clock.set(sent_at)
@@ -319,7 +327,12 @@ async def _one(
 
 
 async def _checkpoint(services: Services, chat_id: int) -> tuple[int, datetime | None]:
-    """(the last message already replayed, when the bot began scoring the chat live)."""
+    """(the last message already replayed, when the bot began scoring the chat live).
+
+    The first import of a chat records the second before it writes anything: its own
+    awards carry the messages' old times, and a re-run after a hard kill must not take the
+    first of them for the start of live scoring.
+    """
     store = services.engine.store
     detail = await store.last_admin_action(chat_id, ACTION)
     if detail is not None:
@@ -327,7 +340,9 @@ async def _checkpoint(services: Services, chat_id: int) -> tuple[int, datetime |
         live = recorded.get("live_from")
         return int(recorded["through"]), parse_utc(live) if live else None
     first = await store.first_transaction_at(chat_id)
-    return 0, parse_utc(first) if first else None
+    live_from = parse_utc(first) if first else None
+    await _record(services, chat_id, 0, live_from)
+    return 0, live_from
 
 
 async def _record(
@@ -349,6 +364,16 @@ def _since(text: str) -> date:
         return date.fromisoformat(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a date like 2024-01-31") from None
+
+
+def _top(text: str) -> int:
+    try:
+        top = int(text)
+    except ValueError:
+        top = -1
+    if top < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of people (0 or more)")
+    return top
 
 
 def _add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -387,15 +412,13 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="USER_ID",
         help="a bot's user id (repeatable): exports do not mark bots, and bots never earn",
     )
-    parser.add_argument("--top", type=int, default=10, metavar="N", help="people listed (10)")
-    parser.add_argument("--db", metavar="LEDGER", help=LEDGER_HELP)
+    parser.add_argument("--top", type=_top, default=10, metavar="N", help="people listed (10)")
+    add_ledger_argument(parser)
 
 
 async def _import(args: argparse.Namespace, context: CommandContext) -> int:
     try:
-        database = context.database
-        if args.db:
-            database = replace(database, location=parse_location(args.db))
+        database = replace(context.database, location=ledger_location(args, context))
         request = ImportRequest(
             args.export, args.chat, args.dry_run, args.since, frozenset(args.bots)
         )
@@ -403,14 +426,18 @@ async def _import(args: argparse.Namespace, context: CommandContext) -> int:
     except (GamificationError, LocationError) as exc:
         print(f"import-history: {exc}", file=sys.stderr)
         return EXIT_CANNOT_RUN
-    print(summary.to_text(top=max(args.top, 0)))
+    print(summary.to_text(top=args.top))
     if summary.interrupted:
         sys.stdout.flush()
-        print(
-            "import-history: interrupted; everything replayed so far is committed, and"
-            " running the same command again continues from there.",
-            file=sys.stderr,
-        )
+        if args.dry_run:
+            after = "nothing was written (a dry run)."
+        else:
+            after = (
+                "everything replayed so far is committed, and running the same command"
+                " again continues from there."
+            )
+        why = f"{summary.stopped_by} So" if summary.stopped_by else "interrupted;"
+        print(f"import-history: {why} {after}", file=sys.stderr)
         return EXIT_INTERRUPTED
     return EXIT_DONE
 

@@ -113,6 +113,5 @@ def read_messages(stream: CountingReader) -> Iterator[dict[str, Any]]:
     except ijson.JSONError as exc:
         reason = str(exc).splitlines()[0] if str(exc) else "not JSON"
         raise ExportError(
-            f"The export's JSON breaks off near byte {stream.position:,} ({reason}); what came"
-            " before it is imported, and a re-run with a good copy continues after it."
+            f"The export's JSON breaks off near byte {stream.position:,} ({reason})."
         ) from None

@@ -90,9 +90,6 @@ class HistoryReader:
         self._sent: OrderedDict[int, Sent] = OrderedDict()
         self._memory = memory
 
-    def is_bot(self, user_id: int) -> bool:
-        return user_id in self._bots
-
     def when(self, entry: Mapping[str, Any]) -> datetime | None:
         """The entry's time: `date_unixtime`, or (exports before 2021 lack it) `date` read
         in the ledger's timezone."""

@@ -386,3 +386,69 @@ def test_ctrl_c_leaves_a_consistent_ledger_and_a_rerun_finishes(tmp_path: Path) 
     again = subprocess.run(command, env=environ, capture_output=True, text=True, timeout=300)
     assert again.returncode == 0
     assert ledger_of(ledger) == finished
+
+
+def test_an_export_broken_midway_keeps_what_came_before_and_a_rerun_continues(
+    tmp_path: Path, export: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Whole at both ends (so it passes the check before anything is written) but broken
+    in the middle: stopped there like an interrupt, with the summary and one sentence."""
+    data = export.read_bytes()
+    middle = data.index(b'"id":', len(data) // 2)
+    broken = _write(tmp_path / "broken.json", data[:middle] + b"}{ not json" + data[middle:])
+    ledger = asyncio.run(new_ledger(tmp_path / "ledger.sqlite3"))
+    args = ("--chat", str(CHAT_ID), "--db", str(ledger))
+
+    code, out, err = cli(str(broken), "--dry-run", *args, capsys=capsys)
+    assert code == 1, err
+    assert "Dry run (nothing written)" in out
+    assert err.splitlines()[-1].startswith("import-history: The export's JSON breaks off")
+    assert err.splitlines()[-1].endswith("So nothing was written (a dry run).")
+
+    code, out, err = cli(str(broken), *args, capsys=capsys)
+    assert code == 1, err
+    assert "Imported: the history of 'Builders Lounge'" in out
+    last = err.splitlines()[-1]
+    assert "breaks off near byte" in last
+    assert "running the same command again" in last
+    assert "Traceback" not in err
+    partial = ledger_of(ledger)
+    assert partial
+    assert asyncio.run(tasks.check(Location("sqlite", path=ledger), record=False)).ok
+
+    code, out, err = cli(str(export), *args, capsys=capsys)
+    assert code == 0, err
+    assert partial.items() <= ledger_of(ledger).items()
+    assert "imported before" in out
+
+
+async def test_a_hard_kill_before_the_first_checkpoint_does_not_end_the_import(
+    tmp_path: Path, export: Path
+) -> None:
+    """The import records where live scoring began before it writes: after a crash that
+    left its first awards but no progress, a re-run still replays the rest."""
+    ledger = await new_ledger(tmp_path / "ledger.sqlite3")
+    task: asyncio.Task[ImportSummary] | None = None
+
+    def stop_at(read: int) -> None:
+        if read == 100 and task is not None:
+            task.cancel()
+
+    task = asyncio.create_task(
+        run_import(
+            ImportRequest(export, CHAT_ID), where(ledger), settings(ledger), on_message=stop_at
+        )
+    )
+    assert (await task).interrupted
+    # What a kill -9 before the first checkpoint leaves: the awards, and no progress.
+    conn = sqlite3.connect(ledger)
+    with conn:
+        conn.execute(
+            "DELETE FROM admin_actions WHERE action = 'import-history'"
+            " AND json_extract(detail, '$.through') != 0"
+        )
+    conn.close()
+    assert ledger_of(ledger)
+    rest = await replay(export, ledger)
+    assert rest.skipped["seen by the bot live"] == 0
+    assert rest.replayed > COUNT - 150
