@@ -466,7 +466,7 @@ class CardsSection(Section):
     enabled: bool = True
     # How long fetching a profile photo may take before the card shows initials instead.
     avatar_seconds: Annotated[float, within(0.1, 30, unit="seconds")] = 2.0
-    # Rendered cards kept in memory (each about 60 KB); the least recently used go first.
+    # Rendered cards kept in memory (each 20-45 KB); the least recently used go first.
     cache_size: Annotated[int, within(1, 10_000)] = 256
 
 

@@ -107,20 +107,23 @@ class RankCards:
         """Answer `message` with the card of `data`, `caption` under it."""
         bot = message.bot
         assert bot is not None  # a handler's message always carries its bot
-        size = await self._profile_photo(bot, data.user_id)
+        loop = asyncio.get_running_loop()
+        # One limit for the whole fetch (the photo's id, then its file), as configured.
+        deadline = loop.time() + self.avatar_seconds
+        size = await self._profile_photo(bot, data.user_id, deadline)
         data = replace(data, avatar_id=size.file_unique_id if size else None)
         card = self.cache.get(data)
         if card is None:
-            photo = await self._download(bot, size) if size else None
+            photo = await self._download(bot, size, deadline) if size else None
             if photo is None and data.avatar_id is not None:
+                # Not fetched this time: the card with initials, and another try next time.
                 data = replace(data, avatar_id=None)
                 card = self.cache.get(data)
             if card is None:
                 async with self._pending:
-                    loop = asyncio.get_running_loop()
                     drawn = await loop.run_in_executor(self._executor, render_card, data, photo)
-                if not drawn.avatar_drawn:
-                    data = replace(data, avatar_id=None)
+                # Kept under the photo it was drawn for, even when that photo could not be
+                # read (initials again for the same photo: nothing to draw twice).
                 card = self.cache.put(data, drawn.png)
         if card.file_id is not None:
             try:
@@ -139,10 +142,10 @@ class RankCards:
         if sent.photo:
             card.file_id = sent.photo[-1].file_id
 
-    async def _profile_photo(self, bot: Bot, user_id: int) -> PhotoSize | None:
+    async def _profile_photo(self, bot: Bot, user_id: int, deadline: float) -> PhotoSize | None:
         """The smallest size of the newest profile photo that fills the avatar, or None."""
         try:
-            async with asyncio.timeout(self.avatar_seconds):
+            async with asyncio.timeout_at(deadline):
                 found = await bot.get_user_profile_photos(user_id, limit=1)
         except _FETCH_ERRORS as exc:
             log.info("no profile photo for the card of user %s: %s", user_id, exc)
@@ -152,14 +155,15 @@ class RankCards:
         sizes = sorted(found.photos[0], key=lambda size: size.width)
         return next((s for s in sizes if s.width >= AVATAR_SIDE), sizes[-1])
 
-    async def _download(self, bot: Bot, size: PhotoSize) -> bytes | None:
+    async def _download(self, bot: Bot, size: PhotoSize, deadline: float) -> bytes | None:
         cached = self._photos.get(size.file_unique_id)
         if cached is not None:
+            self._photos.move_to_end(size.file_unique_id)
             return cached
         if size.file_size is not None and size.file_size > MAX_PHOTO_BYTES:
             return None
         try:
-            async with asyncio.timeout(self.avatar_seconds):
+            async with asyncio.timeout_at(deadline):
                 file = await bot.get_file(size.file_id)
                 if file.file_path is None:
                     return None
@@ -186,7 +190,8 @@ async def _read(bot: Bot, file_path: str) -> bytes | None:
         await bot.download_file(file_path, out)
     else:
         url = api.file_url(bot.token, file_path)
-        async for chunk in bot.session.stream_content(url, timeout=30):
+        # The caller's deadline bounds the whole download.
+        async for chunk in bot.session.stream_content(url):
             out.write(chunk)
             if out.tell() > MAX_PHOTO_BYTES:
                 return None

@@ -151,6 +151,9 @@ class ChatPages:
         response = web.Response(text=body, status=status, content_type="text/html")
         # A signed-in page carries the viewer's sign-in in its links: never stored.
         response.headers["Cache-Control"] = "public, max-age=30" if public else "no-store"
+        if public:
+            # Its words follow the browser's language: a shared cache must keep one per language.
+            response.headers["Vary"] = "Accept-Language"
         return response
 
     def _sign_in(self, auth: str) -> tuple[int, str | None, int | None]:

@@ -11,7 +11,7 @@ from aiogram.types import BufferedInputFile, InlineKeyboardMarkup
 from PIL import Image
 
 from plugins.gamification.cards.card import HEIGHT, WIDTH
-from plugins.gamification.telegram.runtime import Runtime
+from plugins.gamification.telegram.cards import RankCards
 from tests.gamification.conftest import MakeHarness
 from tests.support.chat import ALICE, BOB, CHAT, CHAT_ID, FIXED, MOD, SENTENCES
 from tests.support.telegram_harness import TelegramHarness
@@ -29,15 +29,23 @@ def portrait(colour: tuple[int, int, int] = (10, 200, 30)) -> bytes:
     return out.getvalue()
 
 
-def cards_of(h: TelegramHarness) -> Runtime:
-    assert h.runtime.cards is not None
-    return h.runtime
+def cards_of(h: TelegramHarness) -> RankCards:
+    cards = h.runtime.cards
+    assert cards is not None
+    return cards
 
 
 def decoded(data: bytes) -> Image.Image:
     image = Image.open(io.BytesIO(data))
     image.load()
     return image
+
+
+def rgb(data: bytes, xy: tuple[int, int]) -> tuple[int, ...]:
+    """The colour of one pixel of a card."""
+    pixel = decoded(data).convert("RGB").getpixel(xy)
+    assert isinstance(pixel, tuple)
+    return pixel
 
 
 @pytest.fixture
@@ -87,11 +95,11 @@ async def test_the_profile_photo_is_drawn_when_it_can_be_fetched(h: TelegramHarn
     await h.say(CHAT, ALICE, "/points")
     ((_, data),) = h.session.uploads
     # The avatar's centre is the photo's green, not a colour of initials.
-    red, green, blue = decoded(data).convert("RGB").getpixel((112, 120))  # type: ignore[misc]
+    red, green, blue = rgb(data, (112, 120))
     assert green > 150
     assert red < 60
     assert blue < 80
-    assert cards_of(h).cards.cache.renders == 1  # type: ignore[union-attr]
+    assert cards_of(h).cache.renders == 1
 
 
 async def test_a_failed_photo_download_gives_initials(h: TelegramHarness) -> None:
@@ -103,19 +111,28 @@ async def test_a_failed_photo_download_gives_initials(h: TelegramHarness) -> Non
     (photo,) = h.session.photos
     assert photo.caption == ALICE_TEXT
     ((_, data),) = h.session.uploads
-    image = decoded(data).convert("RGB")
-    assert image.size == (WIDTH, HEIGHT)
+    assert decoded(data).size == (WIDTH, HEIGHT)
     # The avatar is Alice's colour with her initial, not the photo's green.
-    red, green, blue = image.getpixel((60, 70))  # type: ignore[misc]
+    red, green, blue = rgb(data, (60, 70))
     assert not (green > 150 and red < 60 and blue < 80)
+
+
+async def test_a_photo_that_is_not_an_image_is_drawn_as_initials_once(
+    h: TelegramHarness,
+) -> None:
+    h.session.profile_photos[ALICE["id"]] = b"not an image"
+    await h.say(CHAT, ALICE, "/points")
+    await h.say(CHAT, ALICE, "/points")
+    assert len(h.session.photos) == 2
+    # Kept under that photo: the same photo again is the same card, not a new drawing.
+    assert cards_of(h).cache.renders == 1
+    assert len(h.session.uploads) == 1
 
 
 async def test_a_second_points_reuses_the_card_until_the_balance_changes(
     h: TelegramHarness,
 ) -> None:
-    runtime = cards_of(h)
-    cards = runtime.cards
-    assert cards is not None
+    cards = cards_of(h)
     await h.say(CHAT, ALICE, SENTENCES[0])
     await h.say(CHAT, ALICE, "/points")
     await h.say(CHAT, ALICE, "/points")
@@ -138,8 +155,7 @@ async def test_a_second_points_reuses_the_card_until_the_balance_changes(
 
 
 async def test_a_rejected_file_id_uploads_the_card_again(h: TelegramHarness) -> None:
-    cards = cards_of(h).cards
-    assert cards is not None
+    cards = cards_of(h)
     await h.say(CHAT, ALICE, "/points")
     for cached in cards.cache._cards.values():
         cached.file_id = "gone"
@@ -179,19 +195,18 @@ async def test_a_refused_photo_lookup_gives_initials(h: TelegramHarness) -> None
     assert photo.caption.startswith("Alice: <b>0</b> points")
     assert not [call for call in h.session.calls if isinstance(call, GetFile)]
     ((_, data),) = h.session.uploads
-    red, green, _ = decoded(data).convert("RGB").getpixel((60, 70))  # type: ignore[misc]
+    red, green, _ = rgb(data, (60, 70))
     assert (red, green) != (10, 200)
 
 
 async def test_a_new_photo_draws_a_new_card(h: TelegramHarness) -> None:
-    cards = cards_of(h).cards
-    assert cards is not None
+    cards = cards_of(h)
     h.session.profile_photos[ALICE["id"]] = portrait((10, 200, 30))
     await h.say(CHAT, ALICE, "/points")
     h.session.profile_photos[ALICE["id"]] = portrait((200, 20, 20))
     await h.say(CHAT, ALICE, "/points")
     assert cards.cache.renders == 2
-    red, green, _ = decoded(h.session.uploads[-1][1]).convert("RGB").getpixel((112, 120))  # type: ignore[misc]
+    red, green, _ = rgb(h.session.uploads[-1][1], (112, 120))
     assert red > 150
     assert green < 80
 
@@ -213,8 +228,7 @@ async def test_the_card_speaks_the_chat_language(make_harness: MakeHarness) -> N
     await h.say(CHAT, ALICE, SENTENCES[0])
     await h.services.engine.award(CHAT_ID, ALICE["id"], 1224, key="bonus:ru")
     await h.say(CHAT, ALICE, "/points")
-    cards = cards_of(h).cards
-    assert cards is not None
+    cards = cards_of(h)
     ((data, _),) = cards.cache._cards.items()
     assert (data.labels.points, data.labels.rank, data.labels.streak) == (
         "Очки",

@@ -162,6 +162,7 @@ async def test_public_pages_need_no_sign_in_once_admins_say_so(h: TelegramHarnes
         status, page, headers = await get(f"{base}/c/{CHAT_ID}")
         assert status == 200
         assert headers["Cache-Control"].startswith("public")
+        assert headers["Vary"] == "Accept-Language"  # the words follow the browser
         assert "auth=" not in page
         assert "/admin" not in page
         assert (await get(f"{base}/c/{CHAT_ID}/admin"))[0] == 403
