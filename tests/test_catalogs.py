@@ -5,28 +5,14 @@ compiling its .po gives, byte for byte (tools/i18n.py extract|update|compile).""
 from __future__ import annotations
 
 import gettext
-import importlib.util
 import io
-import sys
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 
+import tools.i18n as tool
+
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def load_tool() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("i18n_tool", ROOT / "tools" / "i18n.py")
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while being built
-    spec.loader.exec_module(module)
-    return module
-
-
-tool = load_tool()
 CATALOGS = [
     pytest.param(package, language, id=f"{package.domain}-{language}")
     for package in tool.PACKAGES
@@ -41,13 +27,13 @@ def test_every_package_ships_the_same_languages() -> None:
 
 
 @pytest.mark.parametrize(("package", "language"), CATALOGS)
-def test_the_catalog_matches_the_code(package: object, language: str) -> None:
+def test_the_catalog_matches_the_code(package: tool.Package, language: str) -> None:
     assert list(tool.differences(package, language)) == []
 
 
 @pytest.mark.parametrize(("package", "language"), CATALOGS)
-def test_the_committed_mo_is_the_compiled_po(package: object, language: str) -> None:
-    po = package.po(language)  # type: ignore[attr-defined]
+def test_the_committed_mo_is_the_compiled_po(package: tool.Package, language: str) -> None:
+    po = package.po(language)
     assert po.with_suffix(".mo").read_bytes() == tool.render_mo(tool.read(po))
 
 

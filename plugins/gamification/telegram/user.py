@@ -8,7 +8,7 @@ from aiogram.types import Message
 
 from plugins.gamification.domain.models import Period
 from plugins.gamification.services.runtime import Services
-from plugins.gamification.telegram.cards import card_data
+from plugins.gamification.telegram.cards import card_data, streak_text
 from plugins.gamification.telegram.facts import GROUP_TYPES, replied_message
 from plugins.gamification.telegram.filters import InPrivate
 from plugins.gamification.telegram.i18n import N_, _, ngettext, num
@@ -138,9 +138,7 @@ async def points_command(
     first = _("{name}: {balance} ({rank}), {earned} earned in all.").format(
         name=esc(user.full_name), balance=balance, rank=rank, earned=num(account.earned)
     )
-    streak = ngettext("{count} day", "{count} days", progress.streak).format(
-        count=num(progress.streak)
-    )
+    streak = streak_text(progress.streak)
     second = _("Level {level} ({to_go} to level {next}), streak {streak} (best {best}).").format(
         level=num(progress.level),
         to_go=num(progress.next_level_at - progress.earned),

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 from aiogram.methods import DeleteMyCommands, SetMyCommands
+from aiogram.types import BotCommandScopeChat, BotCommandScopeChatAdministrators
 
 from bot.config import ConfigError, load_config
 from bot.registry import default_registry
@@ -173,11 +174,10 @@ async def test_menus_are_registered_per_language_and_follow_the_chat(h: Telegram
     h.session.clear()
     await reply(h, MOD, "/language ru")
     chat_menus = [c for c in h.session.calls if isinstance(c, SetMyCommands)]
-    assert [(c.scope.type, c.language_code) for c in chat_menus] == [
-        ("chat", None),
-        ("chat_administrators", None),
+    assert [(c.scope, c.language_code) for c in chat_menus] == [
+        (BotCommandScopeChat(chat_id=CHAT_ID), None),
+        (BotCommandScopeChatAdministrators(chat_id=CHAT_ID), None),
     ]
-    assert all(c.scope.chat_id == CHAT_ID for c in chat_menus)  # type: ignore[union-attr]
     assert (
         chat_menus[0].commands[0].description
         == "ваши баллы, место и сколько заработано здесь за всё время"
@@ -185,7 +185,10 @@ async def test_menus_are_registered_per_language_and_follow_the_chat(h: Telegram
     h.session.clear()
     await reply(h, MOD, "/language auto")
     removed = [c for c in h.session.calls if isinstance(c, DeleteMyCommands)]
-    assert [c.scope.type for c in removed] == ["chat", "chat_administrators"]  # type: ignore[union-attr]
+    assert [c.scope for c in removed] == [
+        BotCommandScopeChat(chat_id=CHAT_ID),
+        BotCommandScopeChatAdministrators(chat_id=CHAT_ID),
+    ]
 
 
 async def test_announcements_and_reports_speak_the_chat_language(
