@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Collection, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -46,11 +46,6 @@ def open_catalogs(default: str) -> I18n:
             f" {', '.join(sorted(i18n.available_locales))}."
         )
     return i18n
-
-
-def shipped_languages() -> tuple[str, ...]:
-    """The languages with a catalog, without loading them (for config validation)."""
-    return tuple(sorted(p.parent.parent.name for p in LOCALES.glob(f"*/LC_MESSAGES/{DOMAIN}.po")))
 
 
 def language_of(code: str | None, available: Collection[str]) -> str | None:
@@ -102,10 +97,6 @@ def num(value: int) -> str:
 def decimal(value: float) -> str:
     """A measure with two decimals: 1,234.50 (en), 1 234,50 (ru), 1234,50 (es)."""
     return format_decimal(value, "#,##0.00", locale=locale())
-
-
-def day(value: date) -> str:
-    return format_date(value, "medium", locale=locale())
 
 
 def moment(value: datetime) -> str:
