@@ -41,7 +41,11 @@ OFFLINE_TOKEN = "1000000000:offline-token-that-never-leaves-this-process"
 
 
 class HostData(TypedDict):
-    """The host's entries in the dispatcher's workflow data, available to every handler."""
+    """The host's entries in the dispatcher's workflow data, available to every handler.
+
+    Once every plugin is set up the host adds `command_menu` (`App.menu`): the whole bot's
+    command menu in a language, for a chat that gets menus of its own.
+    """
 
     config: AppConfig
     scheduler: AsyncIOScheduler
@@ -65,13 +69,20 @@ class App:
     # The same menus per language code, registered with it.
     menus: dict[str, tuple[list[BotCommand], list[BotCommand]]] = field(default_factory=dict)
 
+    def menu(self, language: str | None) -> tuple[list[BotCommand], list[BotCommand]]:
+        """(everyone's commands, the admins' extra ones) in `language` (None: the bot's)."""
+        if language is None:
+            return self.user_commands, self.admin_commands
+        return self.menus.get(language, (self.user_commands, self.admin_commands))
+
     async def register_menus(self) -> None:
         """setMyCommands for every scope the bot uses: without a language code (the
         `[bot] language` menus) and once per language a plugin has menus in."""
         everyone, admins = BotCommandScopeDefault(), BotCommandScopeAllChatAdministrators()
         await self.bot.set_my_commands(self.user_commands, scope=everyone)
         await self.bot.set_my_commands(self.user_commands + self.admin_commands, scope=admins)
-        for code, (user, admin) in sorted(self.menus.items()):
+        for code in sorted(self.menus):
+            user, admin = self.menu(code)
             await self.bot.set_my_commands(user, scope=everyone, language_code=code)
             await self.bot.set_my_commands(user + admin, scope=admins, language_code=code)
 
@@ -118,6 +129,7 @@ async def build_app(
     dispatcher.errors.register(on_error, not_for_redelivery)
     stack = AsyncExitStack()
     app = App(bot, dispatcher, scheduler, stack, [], CollectorRegistry())
+    contexts: list[PluginContext] = []
     if config.web.listen:
         app.web = web.Application()
     try:
@@ -142,11 +154,18 @@ async def build_app(
             dispatcher.workflow_data.update(ctx.workflow_data)
             app.user_commands.extend(ctx.user_commands)
             app.admin_commands.extend(ctx.admin_commands)
-            for code, (user, admin) in ctx.menus.items():
-                menu = app.menus.setdefault(code, ([], []))
-                menu[0].extend(user)
-                menu[1].extend(admin)
+            contexts.append(ctx)
             app.plugins.append(plugin.name)
+        # A language's menu has every plugin's commands: in that language where the plugin
+        # has them, else as it gave them (a plugin without translations keeps its commands).
+        for code in sorted({code for ctx in contexts for code in ctx.menus}):
+            user, admin = app.menus.setdefault(code, ([], []))
+            for ctx in contexts:
+                theirs = ctx.menus.get(code, (ctx.user_commands, ctx.admin_commands))
+                user.extend(theirs[0])
+                admin.extend(theirs[1])
+        # For a chat's own menus in its language (/language): the whole bot's, not one plugin's.
+        dispatcher.workflow_data["command_menu"] = app.menu
         try:
             app.metrics_server = serve_metrics(app.metrics, config.metrics)
         except OSError as exc:

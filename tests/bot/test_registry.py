@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 from aiogram import Router
+from aiogram.methods import SetMyCommands
+from aiogram.types import BotCommandScopeChat, BotCommandScopeChatAdministrators
 from pydantic import BaseModel
 
 from bot import registry
@@ -22,7 +24,7 @@ from plugins.gamification.storage.options import Location
 ECHO_MODULE = '''
 """A third-party plugin another distribution ships (the test's fake distribution)."""
 from aiogram import F, Router
-from aiogram.types import Message
+from aiogram.types import BotCommand, Message
 from pydantic import BaseModel, ConfigDict
 
 
@@ -38,6 +40,8 @@ class EchoPlugin:
     async def setup(self, ctx):
         router = Router(name="echo")
         prefix = ctx.section.prefix
+        # Commands without translations: they belong in every language's menu.
+        ctx.user_commands.append(BotCommand(command="echo", description="say it back"))
 
         @router.message(F.text)
         async def echo(message: Message) -> None:
@@ -104,6 +108,46 @@ async def test_an_entry_point_plugin_is_found_enabled_by_config_and_runs(tmp_pat
         services = app.dispatcher.workflow_data["gamification"]
         assert isinstance(services, Services)
         assert (await services.engine.balance(-5, 7)).balance > 0
+    finally:
+        await app.close()
+
+
+@pytest.mark.usefixtures("echo_installed")
+async def test_every_plugins_commands_are_in_every_languages_menu(tmp_path: Path) -> None:
+    """The gamification plugin has menus in en, es and ru; the echo plugin has one command
+    and no translations. Each language's menu, and a chat's own after /language, has both."""
+    reg = registry.default_registry()
+    path = tmp_path / "config.toml"
+    path.write_text(
+        f'[bot]\nadmin_ids = [7]\n[storage]\ndatabase = "{tmp_path / "l.sqlite3"}"\n'
+        '[plugins]\nenabled = ["gamification", "echo"]\n',
+        encoding="utf-8",
+    )
+    config = load_config(path, plugin_models=reg.config_models(), environ={})
+    session = RecordingSession()
+    app = await build_app(config, reg, session=session)
+    try:
+        await app.register_menus()
+        menus = [c for c in session.calls if isinstance(c, SetMyCommands)]
+        assert {c.language_code for c in menus} == {None, "en", "es", "ru"}
+        for call in menus:
+            commands = [c.command for c in call.commands]
+            assert "points" in commands
+            assert "echo" in commands, call.language_code
+        session.calls.clear()
+        chat = UpdateFactory.group(-5, "g")
+        admin = UpdateFactory.user(7, "Ann")
+        await app.dispatcher.feed_update(
+            app.bot, UpdateFactory().message(chat, admin, "/language ru")
+        )
+        chat_menus = [c for c in session.calls if isinstance(c, SetMyCommands)]
+        assert [c.scope for c in chat_menus] == [
+            BotCommandScopeChat(chat_id=-5),
+            BotCommandScopeChatAdministrators(chat_id=-5),
+        ]
+        for call in chat_menus:
+            assert "echo" in [c.command for c in call.commands]
+            assert call.commands[0].description == app.menu("ru")[0][0].description
     finally:
         await app.close()
 

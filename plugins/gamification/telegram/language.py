@@ -4,6 +4,7 @@ menus follow. Also the menus themselves, in every language with a catalog."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 from aiogram import Bot
 from aiogram.exceptions import TelegramAPIError
@@ -49,17 +50,17 @@ def menus(i18n: I18n) -> dict[str, Menu]:
     return {language: menu_in(i18n, language) for language in sorted(i18n.available_locales)}
 
 
-async def set_chat_menus(bot: Bot, i18n: I18n, chat_id: int, language: str | None) -> None:
-    """The chat's own menus in its language (None: the chat's own are removed, so everyone
+async def set_chat_menus(bot: Bot, chat_id: int, menu: Menu | None) -> None:
+    """The chat's own menus, in its language (None: the chat's own are removed, so everyone
     sees the bot's menus in their own language)."""
     everyone = BotCommandScopeChat(chat_id=chat_id)
     admins = BotCommandScopeChatAdministrators(chat_id=chat_id)
     try:
-        if language is None:
+        if menu is None:
             await bot.delete_my_commands(scope=everyone)
             await bot.delete_my_commands(scope=admins)
             return
-        user, admin = menu_in(i18n, language)
+        user, admin = menu
         await bot.set_my_commands(user, scope=everyone)
         await bot.set_my_commands(user + admin, scope=admins)
     except TelegramAPIError as exc:
@@ -76,7 +77,10 @@ async def language_command(
     bot: Bot,
     gamification_runtime: Runtime,
     i18n: I18n,
+    command_menu: Callable[[str], Menu] | None = None,
 ) -> None:
+    """`command_menu`, where the host gives it: the whole bot's menu in a language (every
+    plugin's commands); else this plugin's own."""
     services = gamification_runtime.services
     arg = (command.args or "").strip()
     if not arg and message.chat.type in GROUP_TYPES:
@@ -110,7 +114,11 @@ async def language_command(
         else:
             text = _("From now on I speak {language} here.").format(language=native_name(now))
         await message.reply(text)
-    await set_chat_menus(bot, i18n, message.chat.id, chosen)
+    if chosen is None:
+        menu = None
+    else:
+        menu = command_menu(chosen) if command_menu is not None else menu_in(i18n, chosen)
+    await set_chat_menus(bot, message.chat.id, menu)
 
 
 async def _current(message: Message, runtime: Runtime, i18n: I18n) -> str:
