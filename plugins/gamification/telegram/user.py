@@ -51,7 +51,7 @@ def help_text() -> str:
                 " someone's message with “thanks” or “+” to give them points."
             ),
             "",
-            _("/points: your balance, rank and lifetime total"),
+            _("/points: your balance, rank and lifetime total (as a reply: theirs)"),
             _("/top [day|week|month|all]: the leaderboard (default: this week)"),
             _("/history: your last 10 point changes and why"),
             _("/achievements: what you unlocked and how far you are from the rest"),
